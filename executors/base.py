@@ -1,0 +1,85 @@
+"""The executor interface: prepare an environment, run stage commands in it, clean up.
+
+An executor never sees YAML, rules or other jobs: it gets a `JobSpec` and, one build stage at a
+time, a `StageCommand` (a generated script plus how to run it). A script that exits non-zero is a
+*result* (`ExecResult`); an environment that cannot be set up or used (image pull failed, mount
+failed) is an `ExecutorError` that carries GitLab's failure reason.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from runner.events import FailureReason
+from runner.jobspec import JobSpec
+
+
+class JobLog(Protocol):
+    """Where an executor writes what the job prints (masked and fanned out by the caller)."""
+
+    def write(self, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class StageCommand:
+    """One build stage to run: `script` is the complete text of a shell script.
+
+    `stage` is gitlab-runner's name for it (`get_sources`, `step_script`, `after_script`,
+    `archive_cache`, ...). `timeout` is in seconds (None: no limit of its own).
+    `env` is the environment the shell starts with; the script itself exports job variables.
+    """
+
+    stage: str
+    script: str
+    timeout: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int | None  # None: killed before it exited (timeout, cancel)
+    timed_out: bool = False
+    canceled: bool = False
+    out_of_memory: bool = False
+
+
+class ExecutorError(Exception):
+    """The environment failed (not the user's script); `reason` is GitLab's failure reason."""
+
+    def __init__(self, message: str, reason: FailureReason = "runner_system_failure"):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class BuildDirs:
+    """Host-side directories of one job, owned by the build, handed to the executor.
+
+    `project_dir` is where the job's copy of the repository lives on the host; the executor
+    decides where the job sees it (`CI_PROJECT_DIR`). `scratch` is the job's private temp area,
+    removed when the job ends.
+    """
+
+    project_dir: Path
+    scratch: Path
+
+
+class Executor(Protocol):
+    """Contract: `prepare` once, `run` any number of times, `cleanup` always (idempotent,
+    never raises). `run` must return promptly after `cancel` is set, killing everything the
+    command started."""
+
+    name: str
+
+    def prepare(self, job: JobSpec, dirs: BuildDirs, log: JobLog) -> None: ...
+
+    def project_dir_in_job(self) -> str:
+        """The path at which the job sees its repository (CI_PROJECT_DIR)."""
+        ...
+
+    def run(self, cmd: StageCommand, log: JobLog, cancel: threading.Event) -> ExecResult: ...
+
+    def cleanup(self) -> None: ...

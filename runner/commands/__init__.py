@@ -1,0 +1,1 @@
+"""One module per `pyci` subcommand; each exposes `register(subparsers)` (see runner.cli)."""
