@@ -1,0 +1,240 @@
+"""The ready-set loop, driven by real `sh -c` jobs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from runner.events import JobFinished, JobOutcome, JobQueued, JobStarted, PipelineFinished
+from runner.jobspec import RetrySpec
+from runner.schedule.scheduler import Scheduler
+from tests.schedule.helpers import job
+
+
+def run(jobs, runner, recorder, concurrency=4, **kwargs):
+    scheduler = Scheduler(jobs, runner, recorder, concurrency=concurrency, **kwargs)
+    return scheduler.run()
+
+
+def statuses(result):
+    return {name: outcome.status for name, outcome in result.outcomes.items()}
+
+
+def test_stages_run_in_order(sh_runner, recorder):
+    jobs = [job("compile", "build", "sleep 0.1"), job("unit", "test"), job("ship", "deploy")]
+    result = run(jobs, sh_runner, recorder)
+    assert result.status == "success" and result.exit_code == 0
+    assert [e.job for e in recorder.of(JobStarted)] == ["compile", "unit", "ship"]
+    assert recorder.time_of(JobStarted, "unit") >= recorder.time_of(JobFinished, "compile")
+    assert isinstance(recorder.events[-1][1], PipelineFinished)
+
+
+def test_needs_start_before_the_stage_is_done(sh_runner, recorder):
+    jobs = [
+        job("slow", "build", "sleep 0.6"),
+        job("fast", "build"),
+        job("after-fast", "test", needs=["fast"]),
+        job("after-all", "test"),
+    ]
+    run(jobs, sh_runner, recorder)
+    assert recorder.time_of(JobFinished, "after-fast") < recorder.time_of(JobFinished, "slow")
+    assert recorder.time_of(JobStarted, "after-all") >= recorder.time_of(JobFinished, "slow")
+
+
+def test_empty_needs_starts_at_once(sh_runner, recorder):
+    jobs = [job("slow", "build", "sleep 0.5"), job("lint", "deploy", needs=[])]
+    run(jobs, sh_runner, recorder)
+    assert recorder.time_of(JobFinished, "lint") < recorder.time_of(JobFinished, "slow")
+
+
+def test_concurrency_limits_parallel_jobs(sh_runner, recorder):
+    jobs = [job(f"j{i}", "build", "sleep 0.2") for i in range(4)]
+    started = time.monotonic()
+    run(jobs, sh_runner, recorder, concurrency=2)
+    assert time.monotonic() - started >= 0.4
+    running = max_parallel(recorder)
+    assert running == 2
+
+
+def test_concurrency_runs_jobs_in_parallel(sh_runner, recorder):
+    jobs = [job(f"j{i}", "build", "sleep 0.3") for i in range(3)]
+    started = time.monotonic()
+    run(jobs, sh_runner, recorder, concurrency=3)
+    assert time.monotonic() - started < 0.85
+    assert max_parallel(recorder) == 3
+
+
+def max_parallel(recorder) -> int:
+    running = peak = 0
+    for _, event in recorder.events:
+        if isinstance(event, JobStarted):
+            running += 1
+            peak = max(peak, running)
+        elif isinstance(event, JobFinished) and event.outcome.status not in ("skipped", "manual"):
+            running -= 1
+    return peak
+
+
+def test_failure_skips_later_stages_and_releases_on_failure_jobs(sh_runner, recorder):
+    jobs = [
+        job("compile", "build", "exit 3"),
+        job("unit", "test"),
+        job("report", "test", when="on_failure"),
+        job("cleanup", "deploy", when="always"),
+        job("ship", "deploy"),
+    ]
+    result = run(jobs, sh_runner, recorder)
+    assert statuses(result) == {
+        "compile": "failed",
+        "unit": "skipped",
+        "report": "success",
+        "cleanup": "success",
+        "ship": "skipped",
+    }
+    assert result.outcomes["compile"].exit_code == 3
+    assert result.outcomes["unit"].message == "an earlier job failed"
+    assert result.status == "failed" and result.exit_code == 1
+
+
+def test_on_failure_is_skipped_when_all_passed(sh_runner, recorder):
+    result = run([job("a", "build"), job("b", "test", when="on_failure")], sh_runner, recorder)
+    assert statuses(result) == {"a": "success", "b": "skipped"}
+    assert result.status == "success"
+
+
+def test_allowed_failure_passes_with_warnings(sh_runner, recorder):
+    jobs = [job("lint", "build", "exit 1", allow_failure=True), job("unit", "test")]
+    result = run(jobs, sh_runner, recorder)
+    assert statuses(result) == {"lint": "failed", "unit": "success"}
+    assert result.outcomes["lint"].allowed_failure
+    assert result.status == "success_with_warnings" and result.exit_code == 0
+
+
+def test_allow_failure_exit_codes(sh_runner, recorder):
+    jobs = [
+        job("permitted", "build", "exit 42", allow_failure=(42, 43)),
+        job("not-permitted", "build", "exit 1", allow_failure=(42,)),
+    ]
+    result = run(jobs, sh_runner, recorder)
+    assert result.outcomes["permitted"].allowed_failure
+    assert not result.outcomes["not-permitted"].allowed_failure
+    assert result.status == "failed"
+
+
+def test_manual_jobs_wait_unless_played(sh_runner, recorder):
+    jobs = [
+        job("deploy-staging", "build", when="manual", allow_failure=True),
+        job("deploy-prod", "build", when="manual"),
+        job("smoke", "test"),
+    ]
+    result = run(jobs, sh_runner, recorder, played=["deploy-staging"])
+    assert statuses(result) == {
+        "deploy-staging": "success",
+        "deploy-prod": "manual",
+        "smoke": "skipped",
+    }
+    assert result.outcomes["smoke"].message == "waits for manual job deploy-prod"
+    assert result.exit_code == 0
+
+
+def test_non_blocking_manual_job_does_not_hold_later_stages(sh_runner, recorder):
+    jobs = [
+        job("optional", "build", when="manual", allow_failure=True),
+        job("unit", "test"),
+        job("needs-optional", "test", needs=["optional"]),
+    ]
+    result = run(jobs, sh_runner, recorder)
+    assert statuses(result) == {
+        "optional": "manual",
+        "unit": "success",
+        "needs-optional": "skipped",
+    }
+    assert result.outcomes["needs-optional"].message == "a job it needs did not run"
+
+
+def test_delayed_job_waits_start_in(sh_runner, recorder):
+    jobs = [job("a", "build"), job("later", "test", when="delayed", start_in=0.3)]
+    run(jobs, sh_runner, recorder)
+    gap = recorder.time_of(JobStarted, "later") - recorder.time_of(JobFinished, "a")
+    assert gap >= 0.3
+
+
+def test_retry_until_success(sh_runner, recorder, tmp_path):
+    counter = tmp_path / "count"
+    script = f'echo x >> {counter}; [ "$(wc -l < {counter})" -ge 3 ]'
+    result = run([job("flaky", "build", script, retry=RetrySpec(max=2))], sh_runner, recorder)
+    assert result.outcomes["flaky"].status == "success"
+    assert result.outcomes["flaky"].attempts == 3
+    assert [e.attempt for e in recorder.of(JobStarted)] == [1, 2, 3]
+
+
+def test_retry_stops_at_max_and_honours_exit_codes(sh_runner, recorder):
+    jobs = [
+        job("twice", "build", "exit 2", retry=RetrySpec(max=1)),
+        job("no-match", "build", "exit 2", retry=RetrySpec(max=2, when=(), exit_codes=(5,))),
+    ]
+    result = run(jobs, sh_runner, recorder)
+    assert result.outcomes["twice"].attempts == 2
+    assert result.outcomes["no-match"].attempts == 1
+
+
+def test_upstream_follows_dependencies_needs_and_stages(sh_runner, recorder):
+    jobs = [
+        job("a", "build"),
+        job("b", "build"),
+        job("c", "build", "exit 1", allow_failure=True),
+        job("stage-based", "test"),
+        job("dag", "test", needs=["a", "b"], no_artifacts_from=("b",)),
+        job("limited", "test", dependencies=["b"]),
+        job("skipped-dep", "deploy", when="manual", allow_failure=True),
+        job("last", "deploy", needs=["skipped-dep", "a"], when="always"),
+    ]
+    run(jobs, sh_runner, recorder)
+    upstream = {name: up for name, _, up in sh_runner.calls}
+    assert upstream["stage-based"] == ("a", "b", "c")
+    assert upstream["dag"] == ("a",)
+    assert upstream["limited"] == ("b",)
+    assert upstream["last"] == ("a",)  # the manual job never ran: nothing to receive
+
+
+def test_partial_run_receives_from_jobs_outside_it(sh_runner, recorder):
+    pipeline = [job("a", "build"), job("b", "test")]
+    run(pipeline[1:], sh_runner, recorder, pipeline=pipeline, forced=["b"])
+    assert sh_runner.calls == [("b", 1, ("a",))]
+
+
+def test_named_job_runs_whatever_its_when(sh_runner, recorder):
+    result = run([job("report", "test", when="on_failure")], sh_runner, recorder, forced=["report"])
+    assert result.outcomes["report"].status == "success"
+
+
+def test_cancel_stops_running_jobs_and_cancels_the_rest(sh_runner, recorder):
+    jobs = [job("long", "build", "sleep 30"), job("next", "test")]
+    scheduler = Scheduler(jobs, sh_runner, recorder, concurrency=2)
+    threading.Timer(0.3, scheduler.cancel.set).start()
+    started = time.monotonic()
+    result = scheduler.run()
+    assert time.monotonic() - started < 5
+    assert statuses(result) == {"long": "canceled", "next": "canceled"}
+    assert result.status == "canceled" and result.exit_code == 130
+
+
+def test_a_crashing_runner_fails_only_its_job(recorder):
+    def runner(job_spec, attempt, upstream, cancel):
+        if job_spec.name == "broken":
+            raise RuntimeError("boom")
+        return JobOutcome("success", exit_code=0)
+
+    jobs = [job("broken", "build"), job("fine", "build"), job("after", "test", when="always")]
+    result = run(jobs, runner, recorder)
+    assert statuses(result) == {"broken": "failed", "fine": "success", "after": "success"}
+    assert result.outcomes["broken"].failure_reason == "runner_system_failure"
+    assert "RuntimeError: boom" in (result.outcomes["broken"].message or "")
+
+
+def test_every_job_is_queued_started_and_finished_once(sh_runner, recorder):
+    jobs = [job(f"j{i}", ("build", "test", "deploy")[i % 3]) for i in range(12)]
+    result = run(jobs, sh_runner, recorder, concurrency=3)
+    assert result.status == "success"
+    for kind in (JobQueued, JobStarted, JobFinished):
+        assert sorted(e.job for e in recorder.of(kind)) == sorted(j.name for j in jobs)
