@@ -1,0 +1,64 @@
+"""`--json-report FILE`: the pipeline and every job's outcome as one JSON document.
+
+Written when the pipeline finishes, atomically (temporary file, then rename), so a reader
+never sees half a report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from runner.events import Event, JobOutcome, PipelineFinished
+from runner.report.logfiles import log_path
+
+
+def report_document(
+    jobs: Iterable[tuple[str, str]], finished: PipelineFinished, logs_dir: Path | None
+) -> dict[str, Any]:
+    rows = []
+    for name, stage in jobs:
+        outcome = finished.outcomes.get(name, JobOutcome("created"))
+        log = log_path(logs_dir, name) if logs_dir else None
+        rows.append(
+            {
+                "name": name,
+                "stage": stage,
+                "status": outcome.status,
+                "exit_code": outcome.exit_code,
+                "failure_reason": outcome.failure_reason,
+                "allowed_failure": outcome.allowed_failure,
+                "duration": round(outcome.duration, 3),
+                "attempts": outcome.attempts,
+                "coverage": outcome.coverage,
+                "message": outcome.message,
+                "log": str(log) if log and log.exists() else None,
+            }
+        )
+    return {
+        "status": finished.status,
+        "duration": round(finished.duration, 3),
+        "jobs": rows,
+    }
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+
+
+class JsonReport:
+    def __init__(self, path: Path, jobs: Iterable[tuple[str, str]], logs_dir: Path | None):
+        self.path = path
+        self.jobs = list(jobs)
+        self.logs_dir = logs_dir
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, PipelineFinished):
+            document = report_document(self.jobs, event, self.logs_dir)
+            write_atomically(self.path, json.dumps(document, indent=2) + "\n")

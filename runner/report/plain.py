@@ -1,0 +1,70 @@
+"""`--plain`: one line per output line, prefixed by the job's name; for logs and pipes.
+
+Partial lines are held per job until their newline arrives (or the job ends), so lines of jobs
+running side by side never interleave mid-line.
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from runner.events import (
+    Event,
+    JobFinished,
+    JobOutcome,
+    JobQueued,
+    JobStarted,
+    LogChunk,
+    PipelineFinished,
+    SectionStarted,
+)
+from runner.report.summary import format_duration
+
+
+class PlainReporter:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._partial: dict[str, str] = {}
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, LogChunk):
+            text = self._partial.pop(event.job, "") + event.text
+            *lines, rest = text.split("\n")
+            if rest:
+                self._partial[event.job] = rest
+            for line in lines:
+                self._line(event.job, line.rstrip("\r"))
+        elif isinstance(event, JobStarted):
+            again = f", attempt {event.attempt}" if event.attempt > 1 else ""
+            self._line(event.job, f"--- job started (stage {event.stage}{again})")
+        elif isinstance(event, SectionStarted):
+            self._line(event.job, f"--- {event.header}")
+        elif isinstance(event, JobFinished):
+            rest = self._partial.pop(event.job, "")
+            if rest:
+                self._line(event.job, rest.rstrip("\r"))
+            self._line(event.job, f"--- {finished_words(event.outcome)}")
+        elif isinstance(event, JobQueued | PipelineFinished):
+            return
+        self.stream.flush()
+
+    def _line(self, job: str, text: str) -> None:
+        self.stream.write(f"[{job}] {text}\n")
+
+
+def finished_words(outcome: JobOutcome) -> str:
+    """`job succeeded in 0.12s`, `job failed: exit code 2 (allowed to fail)`, ..."""
+    took = f" in {format_duration(outcome.duration)}" if outcome.duration else ""
+    if outcome.status == "success":
+        return f"job succeeded{took}"
+    if outcome.status == "failed":
+        why = f"exit code {outcome.exit_code}" if outcome.exit_code is not None else ""
+        if outcome.failure_reason and outcome.failure_reason != "script_failure":
+            why = f"{why}, {outcome.failure_reason}" if why else outcome.failure_reason
+        allowed = " (allowed to fail)" if outcome.allowed_failure else ""
+        return f"job failed{took}: {why or 'unknown reason'}{allowed}"
+    if outcome.status == "canceled":
+        return f"job canceled{took}"
+    if outcome.status == "manual":
+        return "manual job, not started (name it or use --manual)"
+    return f"job skipped: {outcome.message or 'not released'}"

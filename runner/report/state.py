@@ -1,0 +1,94 @@
+"""The run as the user sees it, folded from events: one `JobView` per job, in pipeline order.
+
+The live view renders from this and nothing else, so what it shows is only what events said.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from runner.events import (
+    Event,
+    JobFinished,
+    JobOutcome,
+    JobQueued,
+    JobStarted,
+    JobStatus,
+    LogChunk,
+    PipelineFinished,
+    SectionStarted,
+)
+
+
+@dataclass
+class JobView:
+    name: str
+    stage: str
+    status: JobStatus = "created"
+    attempt: int = 1
+    started_at: float | None = None
+    section: str | None = None
+    last_line: str = ""
+    outcome: JobOutcome | None = None
+    _partial: str = ""  # output after the last newline
+
+    def elapsed(self, now: float) -> float | None:
+        if self.outcome is not None and self.outcome.status not in ("skipped", "manual"):
+            return self.outcome.duration
+        if self.started_at is not None and self.outcome is None:
+            return now - self.started_at
+        return None
+
+
+class RunState:
+    """Thread-safe: `apply` is called from job threads, `snapshot` from the render thread."""
+
+    def __init__(
+        self, jobs: Iterable[tuple[str, str]], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.clock = clock
+        self.jobs: dict[str, JobView] = {name: JobView(name, stage) for name, stage in jobs}
+        self.finished: PipelineFinished | None = None
+        self.started_at = clock()
+        self._lock = threading.Lock()
+
+    def apply(self, event: Event) -> None:
+        with self._lock:
+            if isinstance(event, PipelineFinished):
+                self.finished = event
+                return
+            view = self.jobs.get(event.job)
+            if view is None:
+                stage = getattr(event, "stage", "")
+                view = self.jobs[event.job] = JobView(event.job, stage)
+            _fold(view, event, self.clock)
+
+    def snapshot(self) -> tuple[float, list[JobView]]:
+        with self._lock:
+            return self.clock(), [JobView(**vars(view)) for view in self.jobs.values()]
+
+
+def _fold(view: JobView, event: Event, clock: Callable[[], float]) -> None:
+    if isinstance(event, JobQueued):
+        view.status = "pending"
+    elif isinstance(event, JobStarted):
+        view.status = "running"
+        view.attempt = event.attempt
+        view.started_at = clock()
+    elif isinstance(event, SectionStarted):
+        view.section = event.section
+    elif isinstance(event, LogChunk):
+        text = view._partial + event.text
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        view._partial = lines[-1]
+        complete = [line for line in lines[:-1] if line.strip()]
+        if complete:
+            view.last_line = complete[-1]
+        elif view._partial.strip():
+            view.last_line = view._partial
+    elif isinstance(event, JobFinished):
+        view.status = event.outcome.status
+        view.outcome = event.outcome
