@@ -1,0 +1,186 @@
+"""`pyci run`: run the pipeline (or named jobs) here, with a live view or plain lines.
+
+The top level reads as the list of steps: load the pipeline, choose the jobs, wire the
+reporters, run the scheduler under a Ctrl-C handler, print the summary, return the exit code
+(0 passed, also with warnings; 1 failed; 2 usage or configuration error; 130 canceled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console
+
+from runner.commands.common import add_project_options, project_options
+from runner.errors import UsageError
+from runner.events import JobOutcome, Reporter
+from runner.jobspec import JobSpec
+from runner.report import FanOut
+from runner.report.json_report import JsonReport
+from runner.report.junit import JunitReport
+from runner.report.live import LiveReporter
+from runner.report.logfiles import LogFiles
+from runner.report.plain import PlainReporter
+from runner.report.summary import print_summary
+from runner.schedule.scheduler import JobRunner, Scheduler
+from runner.schedule.selection import Selection, select_jobs
+
+# The executor used when `--executor` is not given; the one place that decides it.
+DEFAULT_EXECUTOR = "shell"
+EXECUTORS = ("shell", "container")
+STATE_DIR_NAME = ".pyci"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the pipeline, or the named jobs",
+        description="Run the pipeline here: every job, or only the named jobs (with --needs, "
+        "also what they need). Exit 0 when it passed, 1 when it failed, 2 on usage or "
+        "configuration errors, 130 when interrupted.",
+    )
+    parser.add_argument("jobs", nargs="*", metavar="JOB", help="run only these jobs")
+    parser.add_argument(
+        "--needs", action="store_true", help="also run what the named jobs wait for"
+    )
+    parser.add_argument(
+        "--stage", action="append", default=[], metavar="STAGE", help="run the jobs of STAGE"
+    )
+    parser.add_argument(
+        "--manual", action="append", default=[], metavar="JOB", help="start manual job JOB"
+    )
+    add_project_options(parser)
+    parser.add_argument(
+        "--concurrency",
+        "-j",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="run up to N jobs at once (default: the number of CPUs)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default=DEFAULT_EXECUTOR,
+        help=f"where jobs run (default: {DEFAULT_EXECUTOR})",
+    )
+    parser.add_argument("--plain", action="store_true", help="plain lines instead of the live view")
+    parser.add_argument("--json-report", metavar="FILE", help="write a JSON report to FILE")
+    parser.add_argument(
+        "--junit-report", metavar="FILE", help="write a JUnit XML report of the jobs to FILE"
+    )
+    parser.set_defaults(handler=run_command, config_error_exit=2)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from runner.pipeline import load_pipeline
+
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency {args.concurrency}: must be at least 1")
+    if args.needs and not (args.jobs or args.stage):
+        raise UsageError("--needs: name the jobs (or --stage) whose needs to add")
+    opts = project_options(args)
+    pipeline = load_pipeline(opts)
+    selection = select_jobs(
+        pipeline.jobs,
+        {job.name: job.reason for job in pipeline.excluded},
+        names=args.jobs,
+        stages=args.stage,
+        manual=args.manual,
+        with_needs=args.needs,
+    )
+    state_dir = pipeline.project_dir / STATE_DIR_NAME
+    cwd = Path.cwd()
+    console = Console(highlight=False)
+    plain = args.plain or not console.is_terminal
+    listed = [(job.name, job.stage) for job in selection.jobs]
+    logs = LogFiles(state_dir / "logs")
+    reporters: list[Reporter] = [logs]
+    view = None if plain else LiveReporter(console, listed)
+    reporters.append(PlainReporter(sys.stdout) if view is None else view)
+    if args.json_report:
+        reporters.append(JsonReport(cwd / args.json_report, listed, state_dir / "logs"))
+    if args.junit_report:
+        reporters.append(JunitReport(cwd / args.junit_report, listed, state_dir / "logs"))
+    reporter = FanOut(reporters)
+    run_job = build_runner(pipeline.project_dir, state_dir, args.executor, reporter)
+    scheduler = Scheduler(
+        selection.jobs,
+        run_job,
+        reporter,
+        concurrency=args.concurrency,
+        played=selection.played,
+        forced=selection.forced,
+        pipeline=pipeline.jobs if selection.partial else None,
+    )
+    try:
+        with cancel_on_signals(scheduler.cancel, console), view or contextlib.nullcontext():
+            result = scheduler.run()
+    finally:
+        logs.close()
+    rows = [(job.name, job.stage, result.outcomes[job.name]) for job in selection.jobs]
+    print_summary(console, rows, result.status, result.duration)
+    _hint_skipped_manual(console, selection, result.outcomes)
+    return result.exit_code
+
+
+def build_runner(project_dir: Path, state_dir: Path, kind: str, reporter: Reporter) -> JobRunner:
+    """One fresh executor and one build per attempt of a job."""
+    from executors.factory import ExecutorOptions, create_executor
+
+    from runner.build.build import run_build
+    from runner.build.context import BuildContext
+
+    options = ExecutorOptions()
+
+    def run_job(
+        job: JobSpec, attempt: int, upstream: tuple[str, ...], cancel: threading.Event
+    ) -> JobOutcome:
+        executor = create_executor(kind, options)
+        context = BuildContext(
+            project_dir=project_dir, state_dir=state_dir, upstream=upstream, attempt=attempt
+        )
+        return run_build(job, executor, context, reporter, cancel)
+
+    return run_job
+
+
+@contextlib.contextmanager
+def cancel_on_signals(cancel: threading.Event, console: Console) -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) cancels the pipeline: running jobs stop, their after_script runs,
+    nothing new starts. Further signals only repeat that we are winding down."""
+
+    def on_signal(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            console.print("[yellow]still canceling: waiting for after_script and cleanup[/]")
+        else:
+            console.print("[yellow]canceling the pipeline...[/]")
+        cancel.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _hint_skipped_manual(
+    console: Console, selection: Selection, outcomes: dict[str, JobOutcome]
+) -> None:
+    waiting = [job.name for job in selection.jobs if outcomes[job.name].status == "manual"]
+    if waiting:
+        console.print(
+            f"[cyan]manual jobs not started: {', '.join(waiting)} "
+            "(start one with --manual JOB, or name it)[/]"
+        )
