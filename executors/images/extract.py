@@ -1,0 +1,332 @@
+"""Unpack one layer tarball into an empty directory, safely and exactly.
+
+Safe on hostile input: every entry name and hard-link target is checked to stay inside the
+layer (`..`, absolute paths rejected) and no entry may be written *through* a symlink or other
+non-directory that an earlier entry of the same tar created (the directory starts empty, so
+those are the only ones there can be). Files are created with `O_NOFOLLOW | O_EXCL`, metadata is
+set with the `l*`/fd variants, so nothing ever follows a link the tar planted.
+
+Exact on honest input: owners, modes (setuid, setgid, sticky), mtimes (directories last, after
+their children), PAX xattrs (`SCHILY.xattr.*`, including binary `security.capability`), device
+nodes, fifos, symlinks and hard links are recreated. OCI whiteouts become overlayfs ones:
+`.wh.NAME` a 0/0 character device named NAME, `.wh..wh..opq` the `trusted.overlay.opaque=y`
+xattr on its directory. Needs root (mknod, chown, trusted.* xattrs), like the runtime itself.
+
+The uncompressed stream is hashed while it is read: the result is the layer's diff_id, which
+the caller compares with the image config before the layer becomes visible.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import threading
+import urllib.parse
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from executors.images.errors import ImagePullError
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_COPY_CHUNK = 1 << 20
+
+
+class UnsafeLayerError(ImagePullError):
+    """The layer tries to write outside its directory or is otherwise not a valid tar."""
+
+
+class _HashingReader:
+    """A read-only stream that hashes what passes through it."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self.hasher = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.hasher.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_COPY_CHUNK):
+            pass
+
+
+class _PrefetchReader:
+    """Decompresses in a background thread (zlib and zstd release the GIL), so inflating the
+    next megabytes overlaps with writing files: a read-ahead queue of decompressed chunks."""
+
+    def __init__(self, raw: BinaryIO, depth: int = 8):
+        self._raw = raw
+        self._chunks: list[bytes] = []
+        self._cond = threading.Condition()
+        self._depth = depth
+        self._done = False
+        self._error: BaseException | None = None
+        self._buffer = b""
+        self._closed = False
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                data = self._raw.read(_COPY_CHUNK)
+                with self._cond:
+                    while len(self._chunks) >= self._depth and not self._closed:
+                        self._cond.wait()
+                    if self._closed:
+                        return
+                    if not data:
+                        break
+                    self._chunks.append(data)
+                    self._cond.notify_all()
+        except BaseException as exc:  # handed to the reader thread
+            with self._cond:
+                self._error = exc
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    def read(self, size: int = -1) -> bytes:
+        parts = [self._buffer]
+        have = len(self._buffer)
+        while size < 0 or have < size:
+            with self._cond:
+                while not self._chunks and not self._done:
+                    self._cond.wait()
+                if self._chunks:
+                    chunk = self._chunks.pop(0)
+                    self._cond.notify_all()
+                elif self._error is not None:
+                    raise UnsafeLayerError(f"layer stream is corrupt: {self._error}")
+                else:
+                    break
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)
+        if size >= 0:
+            data, self._buffer = data[:size], data[size:]
+        else:
+            self._buffer = b""
+        return data
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+
+
+def open_decompressed(blob: BinaryIO) -> BinaryIO:
+    """gzip, zstd or plain tar, told apart by their magic bytes rather than the media type."""
+    head = blob.read(4)
+    blob.seek(0)
+    if head[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=blob, mode="rb")
+    if head == b"\x28\xb5\x2f\xfd":
+        return zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True)
+    return blob
+
+
+def extract_layer(blob: BinaryIO, dest: Path, what: str = "layer") -> str:
+    """Extract the (possibly compressed) layer `blob` into the empty directory `dest`.
+
+    Returns the diff_id (`sha256:` of the uncompressed tar). Raises `UnsafeLayerError` for a
+    hostile or broken tar; the caller removes `dest` then.
+    """
+    reader = _PrefetchReader(open_decompressed(blob))
+    hashing = _HashingReader(reader)
+    try:
+        with tarfile.open(fileobj=hashing, mode="r|", errorlevel=2) as archive:
+            _Extractor(dest, archive, what).run()
+            hashing.drain()  # the hash covers the padding after the end-of-archive blocks
+    except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError) as exc:
+        if isinstance(exc, ImagePullError):
+            raise
+        raise UnsafeLayerError(f"{what}: cannot extract: {exc}") from exc
+    finally:
+        reader.close()
+    return "sha256:" + hashing.hasher.hexdigest()
+
+
+class _Extractor:
+    def __init__(self, dest: Path, archive: tarfile.TarFile, what: str):
+        self.root = str(dest)
+        self.archive = archive
+        self.what = what
+        self.non_dirs: set[str] = set()  # relative paths this tar made that are not dirs
+        self.dirs: list[tuple[str, tarfile.TarInfo]] = []  # metadata applied at the end
+        self.known_dirs: set[str] = set()  # parents already created: saves a stat per entry
+
+    def run(self) -> None:
+        for member in self.archive:
+            self.entry(member)
+        # deepest first, so setting a parent's mtime is the last change inside it
+        for path, member in reversed(self.dirs):
+            os.lchown(path, member.uid, member.gid)
+            os.chmod(path, member.mode & 0o7777)
+            os.utime(path, ns=(_ns(member.mtime), _ns(member.mtime)), follow_symlinks=False)
+
+    def fail(self, name: str, why: str) -> None:
+        raise UnsafeLayerError(f"{self.what}: entry {name!r} {why}; layer rejected")
+
+    def relative(self, name: str, original: str) -> str:
+        if name.startswith("/"):
+            self.fail(original, "has an absolute path")
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            self.fail(original, "climbs out with '..'")
+        return "/".join(parts)
+
+    def check_parents(self, rel: str, original: str) -> None:
+        """No parent of `rel` may be a symlink (or file) that this tar created."""
+        index = rel.find("/")
+        while index != -1:
+            if rel[:index] in self.non_dirs:
+                self.fail(original, f"goes through the non-directory {rel[:index]!r}")
+            index = rel.find("/", index + 1)
+
+    def entry(self, member: tarfile.TarInfo) -> None:
+        rel = self.relative(member.name, member.name)
+        if not rel:  # the layer's root itself: only its metadata matters
+            if member.isdir():
+                self.dirs.insert(0, (self.root, member))
+            return
+        self.check_parents(rel, member.name)
+        parent_rel, _, base = rel.rpartition("/")
+        parent = f"{self.root}/{parent_rel}" if parent_rel else self.root
+        if parent_rel and parent_rel not in self.known_dirs:
+            os.makedirs(parent, exist_ok=True)
+            self.known_dirs.add(parent_rel)
+        if base.startswith(WHITEOUT_PREFIX):
+            self.whiteout(parent, base, member)
+            return
+        path = f"{self.root}/{rel}"
+        if member.isdir():
+            self.make_dir(path, member)
+            self.non_dirs.discard(rel)
+            self.known_dirs.add(rel)
+            return
+        self.non_dirs.add(rel)
+        self.known_dirs.discard(rel)
+        if member.isreg():
+            self.make_file(path, member)
+        elif member.issym():
+            self.replace(path, lambda: os.symlink(member.linkname, path))
+            self.finish(path, member, chmod=False)
+        elif member.islnk():
+            target_rel = self.relative(member.linkname, member.linkname)
+            if not target_rel:
+                self.fail(member.name, "is a hard link to the layer root")
+            self.check_parents(target_rel, member.linkname)
+            target = f"{self.root}/{target_rel}"
+            if not os.path.lexists(target):
+                self.fail(member.name, f"is a hard link to {member.linkname!r}, not in the layer")
+            if os.path.isdir(target) and not os.path.islink(target):
+                self.fail(member.name, "is a hard link to a directory")
+            self.replace(path, lambda: os.link(target, path, follow_symlinks=False))
+        elif member.ischr() or member.isblk():
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            device = os.makedev(member.devmajor, member.devminor)
+            self.replace(path, lambda: os.mknod(path, kind | 0o600, device))
+            self.finish(path, member)
+        elif member.isfifo():
+            self.replace(path, lambda: os.mkfifo(path, 0o600))
+            self.finish(path, member)
+        else:
+            self.non_dirs.discard(rel)  # unknown types (sparse, volume labels) are skipped
+
+    def whiteout(self, parent: str, base: str, member: tarfile.TarInfo) -> None:
+        if base == OPAQUE_MARKER:
+            os.setxattr(parent, OPAQUE_XATTR, b"y", follow_symlinks=False)
+            return
+        if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+            return  # AUFS bookkeeping (.wh..wh.plnk and friends): meaningless here
+        hidden = f"{parent}/{base[len(WHITEOUT_PREFIX) :]}"
+        self.replace(hidden, lambda: os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0)))
+        os.lchown(hidden, member.uid, member.gid)
+
+    def replace(self, path: str, create) -> None:
+        """Create `path`; an entry already there (a duplicate in the tar) is replaced."""
+        try:
+            create()
+        except FileExistsError:
+            self.remove(path)
+            create()
+
+    @staticmethod
+    def remove(path: str) -> None:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+    def make_dir(self, path: str, member: tarfile.TarInfo) -> None:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if not (os.path.isdir(path) and not os.path.islink(path)):
+                os.unlink(path)
+                os.mkdir(path, 0o700)
+        self.set_xattrs(path, member, fd=None)
+        self.dirs.append((path, member))
+
+    def make_file(self, path: str, member: tarfile.TarInfo) -> None:
+        try:
+            fd = os.open(path, _OPEN_FLAGS, 0o600)
+        except FileExistsError:
+            self.remove(path)
+            fd = os.open(path, _OPEN_FLAGS, 0o600)
+        try:
+            if member.size:
+                source = self.archive.extractfile(member)
+                assert source is not None
+                while chunk := source.read(_COPY_CHUNK):
+                    os.write(fd, chunk)
+            os.fchown(fd, member.uid, member.gid)
+            os.fchmod(fd, member.mode & 0o7777)  # after chown, which clears setuid
+            self.set_xattrs(None, member, fd=fd)
+            os.utime(fd, ns=(_ns(member.mtime), _ns(member.mtime)))
+        finally:
+            os.close(fd)
+
+    def finish(self, path: str, member: tarfile.TarInfo, chmod: bool = True) -> None:
+        os.lchown(path, member.uid, member.gid)
+        if chmod:
+            os.chmod(path, member.mode & 0o7777, follow_symlinks=False)
+        self.set_xattrs(path, member, fd=None)
+        os.utime(path, ns=(_ns(member.mtime), _ns(member.mtime)), follow_symlinks=False)
+
+    def set_xattrs(self, path: str | None, member: tarfile.TarInfo, fd: int | None) -> None:
+        for key, value in member.pax_headers.items():
+            if key.startswith("SCHILY.xattr."):
+                name, data = key[len("SCHILY.xattr.") :], value.encode("utf-8", "surrogateescape")
+            elif key.startswith("LIBARCHIVE.xattr."):
+                name = urllib.parse.unquote(key[len("LIBARCHIVE.xattr.") :])
+                data = base64.b64decode(value + "=" * (-len(value) % 4))
+            else:
+                continue
+            try:
+                if fd is not None:
+                    os.setxattr(fd, name, data)
+                else:
+                    os.setxattr(path, name, data, follow_symlinks=False)
+            except OSError as exc:
+                raise UnsafeLayerError(
+                    f"{self.what}: entry {member.name!r}: cannot set xattr {name}: {exc.strerror}"
+                ) from exc
+
+
+def _ns(mtime: float) -> int:
+    return int(mtime * 1_000_000_000)

@@ -1,0 +1,352 @@
+"""The content-addressed image store under `$PYCI_HOME` (default `~/.local/share/pyci`).
+
+    blobs/sha256/<hex>              compressed layers, configs, manifests: verified bytes
+    layers/sha256/<chain hex>/diff  one extracted layer (OCI ChainID), overlayfs-ready
+    layers/sha256/<chain hex>/layer.json   its diff_id, blob digest and size
+    l/<12 hex>                      short symlink to a layer's diff (for long lowerdir lists)
+    images/sha256/<hex>.json        an image record, by manifest digest
+    refs/<quoted reference>         `registry/repo:tag` or `registry/repo@digest` -> manifest digest
+    tmp/, locks/                    work in progress, lock files
+
+Everything is shared by all jobs and pipelines: a blob or layer exists once, whatever image
+or how many references use it. `get` reads two small files and stats the layers: no network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from executors.images.config import ImageConfig, image_config_from_record
+from executors.images.errors import ImagePullError
+from executors.images.locks import file_lock, write_atomic, write_json_atomic
+from executors.images.reference import Reference, parse_reference
+
+SHORT_ID_LEN = 12
+
+
+@dataclass(frozen=True)
+class PulledImage:
+    reference: str  # canonical, e.g. docker.io/library/alpine:latest
+    digest: str  # the repository digest (of the index when the tag names one)
+    layer_dirs: tuple[Path, ...]  # extracted layer dirs, BOTTOM first
+    config: ImageConfig
+    manifest_digest: str = ""  # the platform manifest actually pulled
+    chain_ids: tuple[str, ...] = ()
+    requests: int = field(default=0, compare=False)  # HTTP requests this pull made
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    digest: str  # of the compressed blob
+    diff_id: str
+    chain_id: str
+    size: int  # compressed bytes
+    media_type: str = ""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    manifest_digest: str
+    repo_digest: str
+    config_digest: str
+    layers: tuple[LayerRecord, ...]
+    config: ImageConfig
+    platform: str = ""
+    created: str = ""  # from the image config
+
+    @property
+    def size(self) -> int:
+        return sum(layer.size for layer in self.layers)
+
+    def to_json(self) -> dict:
+        return {
+            "manifest_digest": self.manifest_digest,
+            "repo_digest": self.repo_digest,
+            "config_digest": self.config_digest,
+            "layers": [layer.__dict__ for layer in self.layers],
+            "config": self.config.to_json(),
+            "platform": self.platform,
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ImageRecord:
+        return cls(
+            manifest_digest=data["manifest_digest"],
+            repo_digest=data["repo_digest"],
+            config_digest=data["config_digest"],
+            layers=tuple(LayerRecord(**layer) for layer in data["layers"]),
+            config=image_config_from_record(data["config"]),
+            platform=data.get("platform", ""),
+            created=data.get("created", ""),
+        )
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    blobs: int
+    layers: int
+    bytes_freed: int
+
+
+def default_home() -> Path:
+    env = os.environ.get("PYCI_HOME")
+    if env:
+        return Path(env)
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "pyci"
+
+
+def _hex(digest: str) -> str:
+    algorithm, _, hexpart = digest.partition(":")
+    if algorithm != "sha256" or len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
+        raise ImagePullError(f"unsupported or malformed digest {digest!r}")
+    return hexpart
+
+
+class ImageStore:
+    def __init__(self, home: Path | None = None):
+        self.home = Path(home) if home is not None else default_home()
+        self.blobs = self.home / "blobs" / "sha256"
+        self.layers = self.home / "layers" / "sha256"
+        self.short = self.home / "l"
+        self.images = self.home / "images" / "sha256"
+        self.refs = self.home / "refs"
+        self.tmp = self.home / "tmp"
+        self.locks = self.home / "locks"
+
+    # ---- reading (no network, few syscalls) -------------------------------------------
+
+    def get(self, reference: str | Reference) -> PulledImage | None:
+        ref = reference if isinstance(reference, Reference) else parse_reference(reference)
+        manifest_digest = self.resolve(ref)
+        if manifest_digest is None:
+            return None
+        record = self.record(manifest_digest)
+        if record is None:
+            return None
+        dirs = tuple(self.layer_dir(layer.chain_id) for layer in record.layers)
+        if not all(d.is_dir() for d in dirs):
+            return None  # pruned or half-removed: pull again
+        return PulledImage(
+            reference=str(ref),
+            digest=ref.digest or record.repo_digest,
+            layer_dirs=dirs,
+            config=record.config,
+            manifest_digest=record.manifest_digest,
+            chain_ids=tuple(layer.chain_id for layer in record.layers),
+        )
+
+    def resolve(self, ref: Reference) -> str | None:
+        """The manifest digest a reference points at in this store."""
+        keys = [f"{ref.name}@{ref.digest}"] if ref.digest else [str(ref)]
+        for key in keys:
+            with contextlib.suppress(FileNotFoundError):
+                return self._ref_path(key).read_text().strip()
+        if ref.digest and (self.images / f"{_hex(ref.digest)}.json").is_file():
+            return ref.digest  # pinned to a platform manifest directly
+        return None
+
+    def record(self, manifest_digest: str) -> ImageRecord | None:
+        try:
+            data = json.loads((self.images / f"{_hex(manifest_digest)}.json").read_bytes())
+        except FileNotFoundError:
+            return None
+        return ImageRecord.from_json(data)
+
+    def references(self) -> dict[str, str]:
+        """Every reference -> manifest digest."""
+        found: dict[str, str] = {}
+        if self.refs.is_dir():
+            for entry in os.scandir(self.refs):
+                with contextlib.suppress(FileNotFoundError):
+                    found[urllib.parse.unquote(entry.name)] = Path(entry.path).read_text().strip()
+        return found
+
+    def records(self) -> list[ImageRecord]:
+        out = []
+        if self.images.is_dir():
+            for entry in sorted(os.scandir(self.images), key=lambda e: e.name):
+                if entry.name.endswith(".json"):
+                    record = self.record("sha256:" + entry.name[: -len(".json")])
+                    if record:
+                        out.append(record)
+        return out
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs / _hex(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def layer_dir(self, chain_id: str) -> Path:
+        return self.layers / _hex(chain_id) / "diff"
+
+    def has_layer(self, chain_id: str) -> bool:
+        return self.layer_dir(chain_id).is_dir()
+
+    def short_link(self, chain_id: str) -> Path:
+        return self.short / _hex(chain_id)[:SHORT_ID_LEN]
+
+    # ---- writing: temp + rename under a lock ------------------------------------------
+
+    @contextlib.contextmanager
+    def using(self) -> Iterator[None]:
+        """Held (shared) by a pull for its whole length, so prune waits for it."""
+        with file_lock(self.locks / "store.lock", shared=True):
+            yield
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with file_lock(self.locks / "store.lock"):
+            yield
+
+    def add_blob(self, digest: str, fill: Callable[[BinaryIO], None]) -> Path:
+        """Make blob `digest` present: `fill` writes (and verifies) it into a temp file.
+
+        Two processes adding the same blob serialize; the second finds it done."""
+        final = self.blob_path(digest)
+        with file_lock(self.locks / f"blob-{_hex(digest)}.lock"):
+            if final.is_file():
+                return final
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
+            try:
+                with os.fdopen(fd, "w+b") as out:
+                    fill(out)
+                os.chmod(tmp, 0o644)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+        return final
+
+    def add_layer(self, layer: LayerRecord, extract: Callable[[Path], None]) -> Path:
+        """Make layer `layer.chain_id` present: `extract` fills a temp dir (and verifies)."""
+        final = self.layers / _hex(layer.chain_id)
+        with file_lock(self.locks / f"layer-{_hex(layer.chain_id)}.lock"):
+            if (final / "diff").is_dir():
+                return final / "diff"
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="layer-"))
+            try:
+                os.chmod(work, 0o755)
+                (work / "diff").mkdir()
+                extract(work / "diff")
+                (work / "layer.json").write_text(json.dumps(layer.__dict__, sort_keys=True))
+                final.parent.mkdir(parents=True, exist_ok=True)
+                if final.exists():  # debris of a crash between rename and nothing: replace
+                    shutil.rmtree(final)
+                os.rename(work, final)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+            self._link_short(layer.chain_id)
+        return final / "diff"
+
+    def _link_short(self, chain_id: str) -> None:
+        link = self.short_link(chain_id)
+        target = f"../layers/sha256/{_hex(chain_id)}/diff"
+        if os.path.islink(link) and os.readlink(link) == target:
+            return
+        self.short.mkdir(parents=True, exist_ok=True)
+        tmp = self.short / f".tmp-{os.getpid()}-{_hex(chain_id)[:SHORT_ID_LEN]}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+
+    def save_image(self, record: ImageRecord, references: list[str]) -> None:
+        """The record first, then the references to it: a reader never sees a dangling ref."""
+        path = self.images / f"{_hex(record.manifest_digest)}.json"
+        write_json_atomic(path, record.to_json(), self.tmp)
+        for reference in references:
+            write_atomic(self._ref_path(reference), record.manifest_digest.encode(), self.tmp)
+
+    def _ref_path(self, reference: str) -> Path:
+        return self.refs / urllib.parse.quote(reference, safe="")
+
+    # ---- removing ---------------------------------------------------------------------
+
+    def remove(self, reference: str) -> list[str]:
+        """Drop a reference (and its `@digest` twin); the record goes when nothing points
+        at it. Blobs and layers stay until `prune`. Returns the references removed."""
+        ref = parse_reference(reference)
+        with self.exclusive():
+            target = self.resolve(ref)
+            if target is None:
+                raise ImagePullError(f"image {ref} is not in the store")
+            pointing = [name for name, d in self.references().items() if d == target]
+            if ref.digest:  # a pinned rm removes every name of that image, like docker rmi
+                doomed = pointing
+            else:
+                doomed = [str(ref)]
+                # like docker rmi: once no tag is left, the digest names go with the image
+                if all("@" in name for name in pointing if name != str(ref)):
+                    doomed = pointing
+            for name in doomed:
+                self._ref_path(name).unlink(missing_ok=True)
+            if set(doomed) >= set(pointing):
+                (self.images / f"{_hex(target)}.json").unlink(missing_ok=True)
+            removed = sorted(doomed)
+            return removed
+
+    def prune(self) -> PruneResult:
+        """Delete blobs and layers no image record uses, dangling refs and temp debris."""
+        with self.exclusive():
+            records = self.records()
+            keep_blobs, keep_layers = set(), set()
+            for record in records:
+                keep_blobs.add(_hex(record.config_digest))
+                for layer in record.layers:
+                    keep_blobs.add(_hex(layer.digest))
+                    keep_layers.add(_hex(layer.chain_id))
+            kept_records = {record.manifest_digest for record in records}
+            for name, digest in self.references().items():
+                if digest not in kept_records:
+                    self._ref_path(name).unlink(missing_ok=True)
+            blobs = layers = freed = 0
+            if self.blobs.is_dir():
+                for entry in os.scandir(self.blobs):
+                    if entry.name not in keep_blobs:
+                        freed += entry.stat(follow_symlinks=False).st_size
+                        os.unlink(entry.path)
+                        blobs += 1
+            if self.layers.is_dir():
+                for entry in os.scandir(self.layers):
+                    if entry.name not in keep_layers:
+                        freed += _tree_size(Path(entry.path))
+                        shutil.rmtree(entry.path)
+                        layers += 1
+            if self.short.is_dir():
+                for entry in os.scandir(self.short):
+                    if not os.path.exists(entry.path):
+                        os.unlink(entry.path)
+            if self.tmp.is_dir():
+                for entry in os.scandir(self.tmp):
+                    # nothing runs now (we hold the store exclusively): all of it is debris
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        os.unlink(entry.path)
+            return PruneResult(blobs, layers, freed)
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
