@@ -1,0 +1,333 @@
+"""The runtime side: start containers through the launcher and follow them to the end.
+
+`Launcher` is the client of the single-threaded fork server (see launcher.py); it is safe to use
+from any thread. `launch` returns a `RunningContainer` once PID 1 exists; `RunningContainer.wait`
+returns when every process of the container is gone (the keeper closes the status socket only
+after PID 1, and with it the whole pid namespace, has been reaped).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from executors.container.launcher import ACK, MAX_MESSAGE
+from executors.container.spec import ContainerSpec, validate
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ContainerError(Exception):
+    """The container could not be set up (not the command's failure)."""
+
+
+@dataclass(frozen=True)
+class ContainerExit:
+    exit_code: int | None  # negative: killed by that signal; None: no report (killed early)
+    timed_out: bool = False
+    canceled: bool = False
+
+
+class RunningContainer:
+    def __init__(
+        self,
+        spec: ContainerSpec,
+        status: socket.socket,
+        pid1: int,
+        pidfd: int,
+        helper: subprocess.Popen[bytes] | None = None,
+    ):
+        self.spec = spec
+        self._helper = helper
+        self.pid1 = pid1
+        self._status = status
+        self._pidfd = pidfd
+        self._exit_code: int | None = None
+        self._error: str | None = None
+        self._closed = False
+
+    def kill(self, signum: int = signal.SIGKILL) -> None:
+        """Signal PID 1; SIGKILL takes the whole pid namespace with it."""
+        if self._pidfd >= 0:
+            with contextlib.suppress(ProcessLookupError, OSError):
+                signal.pidfd_send_signal(self._pidfd, signum)
+
+    def fileno(self) -> int:
+        return self._status.fileno()
+
+    def handle_status(self) -> bool:
+        """Read one status message; False once the container is completely gone."""
+        try:
+            data = self._status.recv(MAX_MESSAGE)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self._close()
+            return False
+        message = json.loads(data)
+        if "exit" in message:
+            self._exit_code = message["exit"]
+        elif "error" in message and self._error is None:
+            self._error = message["error"]
+        return True
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        cancel: threading.Event | None = None,
+        on_output: tuple[int, Callable[[bytes], None]] | None = None,
+    ) -> ContainerExit:
+        """Follow the container to its end, copying output from `on_output`'s fd to its
+        callback; kill it at `timeout` seconds or when `cancel` is set."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        timed_out = canceled = False
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._status, selectors.EVENT_READ, "status")
+            if on_output is not None:
+                selector.register(on_output[0], selectors.EVENT_READ, "output")
+            alive = True
+            while alive or (on_output is not None and selector.get_map().get(on_output[0])):
+                slice_ = 0.1 if cancel is not None else None
+                if deadline is not None and not (timed_out or canceled):
+                    left = max(0.0, deadline - time.monotonic())
+                    slice_ = left if slice_ is None else min(slice_, left)
+                events = selector.select(slice_ if alive else 1.0)
+                if not events and not alive:
+                    break  # output writers leaked outside the container: stop waiting
+                for key, _ in events:
+                    if key.data == "status":
+                        alive = self.handle_status()
+                        if not alive:
+                            selector.unregister(self._status)
+                    else:
+                        assert on_output is not None
+                        chunk = os.read(on_output[0], 65536)
+                        if chunk:
+                            on_output[1](chunk)
+                        else:
+                            selector.unregister(on_output[0])
+                if alive and not (timed_out or canceled):
+                    if cancel is not None and cancel.is_set():
+                        canceled = True
+                        self.kill()
+                    elif deadline is not None and time.monotonic() >= deadline:
+                        timed_out = True
+                        self.kill()
+        if self._error is not None and self._exit_code is None:
+            raise ContainerError(self._error)
+        if self._error is not None and self._exit_code == 127:
+            raise ContainerError(self._error)
+        return ContainerExit(self._exit_code, timed_out, canceled)
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._status.close()
+            if self._pidfd >= 0:
+                os.close(self._pidfd)
+                self._pidfd = -1
+            if self._helper is not None:
+                self._helper.wait()
+
+    def __del__(self) -> None:
+        self._close()
+
+
+def _launcher_command(mode: str, fd: int) -> list[str]:
+    return [sys.executable, "-m", "executors.container.launcher", mode, str(fd)]
+
+
+def _launcher_env() -> dict[str, str]:
+    env = dict(os.environ)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = f"{_REPO_ROOT}{os.pathsep}{path}" if path else str(_REPO_ROOT)
+    return env
+
+
+class Launcher:
+    """Starts containers. mode `serve`: one fork server for all; `once`: a fresh helper each."""
+
+    def __init__(self, mode: str = "serve"):
+        if mode not in ("serve", "once"):
+            raise ValueError(f"unknown launcher mode {mode!r}")
+        self.mode = mode
+        self._lock = threading.Lock()
+        self._server: tuple[socket.socket, subprocess.Popen[bytes]] | None = None
+
+    def _spawn(self, mode: str) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            process = subprocess.Popen(
+                _launcher_command(f"--{mode}", theirs.fileno()),
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                env=_launcher_env(),
+                cwd="/",
+            )
+        return ours, process
+
+    def launch(self, spec: ContainerSpec, stdin: int, stdout: int, stderr: int) -> RunningContainer:
+        validate(spec)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fds = [theirs.fileno(), stdin, stdout, stderr]
+        payload = spec.to_json().encode()
+        once: tuple[socket.socket, subprocess.Popen[bytes]] | None = None
+        try:
+            if self.mode == "once":
+                once = self._spawn("once")
+                socket.send_fds(once[0], [payload], fds)
+            else:
+                with self._lock:
+                    if self._server is None or self._server[1].poll() is not None:
+                        self._server = self._spawn("serve")
+                    socket.send_fds(self._server[0], [payload], fds)
+        finally:
+            theirs.close()
+        try:
+            first = ours.recv(MAX_MESSAGE)
+            if once is not None:
+                once[0].close()
+            message = json.loads(first) if first else {"error": "the launcher exited"}
+            if "pid1" not in message:
+                raise ContainerError(message.get("error", f"unexpected message {message}"))
+            pid1 = message["pid1"]
+            pidfd = os.pidfd_open(pid1)
+            ours.send(ACK)
+        except BaseException:
+            ours.close()
+            if once is not None:
+                once[1].wait()
+            raise
+        return RunningContainer(spec, ours, pid1, pidfd, once[1] if once else None)
+
+    def close(self) -> None:
+        """Stop the fork server; it kills every container it still keeps."""
+        with self._lock:
+            if self._server is not None:
+                control, process = self._server
+                control.close()
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                self._server = None
+
+
+_shared: Launcher | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_launcher() -> Launcher:
+    """The process-wide fork server, started on first use."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Launcher("serve")
+        return _shared
+
+
+DEFAULT_STATE_DIR = Path(os.environ.get("PYCI_RUN_DIR", "/run/pyci"))
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """Host-side directories of one container under `<state>/containers/<id>/`: the overlay's
+    upper, work and merged dirs, generated files (`etc/`) and an `owner` file holding the pid
+    of the pyci process that made it, which recovery uses to spot leftovers of a dead run."""
+
+    root: Path
+
+    @classmethod
+    def create(cls, state_dir: Path, container_id: str) -> Scratch:
+        root = state_dir / "containers" / container_id
+        for name in ("upper", "work", "merged", "etc"):
+            (root / name).mkdir(parents=True, exist_ok=True)
+        (root / "owner").write_text(str(os.getpid()))
+        return cls(root)
+
+    @property
+    def upper(self) -> str:
+        return str(self.root / "upper")
+
+    @property
+    def work(self) -> str:
+        return str(self.root / "work")
+
+    @property
+    def merged(self) -> str:
+        return str(self.root / "merged")
+
+    def write_file(self, name: str, text: str) -> str:
+        path = self.root / "etc" / name
+        path.write_text(text)
+        return str(path)
+
+    def remove(self) -> None:
+        remove_tree(self.root)
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree that copes with overlayfs' work dir (mode 000 `work/work`) and is idempotent."""
+    import shutil
+
+    def make_writable_and_retry(func: Callable[..., object], name: str, _exc: object) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(name), 0o755)
+            func(name)
+
+    if path.exists():
+        shutil.rmtree(path, onerror=make_writable_and_retry)
+
+
+def run_container(
+    launcher: Launcher,
+    spec: ContainerSpec,
+    stdin: bytes | None = None,
+    timeout: float | None = None,
+    cancel: threading.Event | None = None,
+    on_output: Callable[[bytes], None] | None = None,
+) -> tuple[ContainerExit, bytes]:
+    """Run `spec` to its end; returns how it ended and its stdout+stderr (unless `on_output`
+    takes them)."""
+    chunks: list[bytes] = []
+    sink = on_output or chunks.append
+    out_r, out_w = os.pipe()
+    in_r, in_w = os.pipe() if stdin is not None else (os.open(os.devnull, os.O_RDONLY), -1)
+    try:
+        container = launcher.launch(spec, in_r, out_w, out_w)
+    except BaseException:
+        for fd in (out_r, in_w):
+            if fd >= 0:
+                os.close(fd)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(in_r)
+    try:
+        if in_w >= 0:
+            writer = threading.Thread(target=_feed, args=(in_w, stdin or b""), daemon=True)
+            writer.start()
+        result = container.wait(timeout, cancel, (out_r, sink))
+    finally:
+        os.close(out_r)
+    return result, b"".join(chunks)
+
+
+def _feed(fd: int, data: bytes) -> None:
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+    except OSError:
+        pass  # the container exited without reading everything

@@ -1,0 +1,154 @@
+"""The one place where pyci talks to the kernel through ctypes.
+
+Every wrapper raises `OSError` whose message names the call and its arguments, so a failed mount
+in a log reads `mount(source='overlay', target='/run/pyci/...', fstype='overlay', ...): Invalid
+argument` instead of a bare errno. Only what the container runtime needs is here; anything Python's
+`os` module already offers (setns, mknod, setgroups, pidfd_open, ...) is used from there.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# Namespaces (linux/sched.h)
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# mount(2) flags (linux/mount.h)
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+
+# prctl(2) options (linux/prctl.h)
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_SYSCALL_NUMBERS = {
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91},
+}
+_NR = _SYSCALL_NUMBERS.get(platform.machine(), _SYSCALL_NUMBERS["x86_64"])
+
+
+def _fail(call: str, **args: object) -> OSError:
+    err = ctypes.get_errno()
+    shown = ", ".join(f"{key}={value!r}" for key, value in args.items())
+    return OSError(err, f"{call}({shown}): {os.strerror(err)}")
+
+
+def _c(text: str | None) -> bytes | None:
+    return None if text is None else os.fsencode(text)
+
+
+def mount(
+    source: str | None,
+    target: str,
+    fstype: str | None = None,
+    flags: int = 0,
+    data: str | None = None,
+) -> None:
+    result = _libc.mount(_c(source), _c(target), _c(fstype), ctypes.c_ulong(flags), _c(data))
+    if result != 0:
+        raise _fail("mount", source=source, target=target, fstype=fstype, flags=flags, data=data)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    if _libc.umount2(_c(target), ctypes.c_int(flags)) != 0:
+        raise _fail("umount2", target=target, flags=flags)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    if _libc.syscall(ctypes.c_long(_NR["pivot_root"]), _c(new_root), _c(put_old)) != 0:
+        raise _fail("pivot_root", new_root=new_root, put_old=put_old)
+
+
+def unshare(flags: int) -> None:
+    if _libc.unshare(ctypes.c_int(flags)) != 0:
+        raise _fail("unshare", flags=hex(flags))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    if _libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
+        raise _fail("setns", fd=fd, nstype=hex(nstype))
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    if _libc.sethostname(raw, ctypes.c_size_t(len(raw))) != 0:
+        raise _fail("sethostname", name=name)
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    args = [ctypes.c_ulong(a) for a in (arg2, arg3, arg4, arg5)]
+    result = _libc.prctl(ctypes.c_int(option), *args)
+    if result < 0:
+        raise _fail("prctl", option=option, arg2=arg2, arg3=arg3)
+    return result
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's capability sets (64-bit masks, bit N = capability number N)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for index in range(2):
+        shift = 32 * index
+        data[index].effective = (effective >> shift) & 0xFFFFFFFF
+        data[index].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[index].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    nr = ctypes.c_long(_NR["capset"])
+    if _libc.syscall(nr, ctypes.byref(header), ctypes.byref(data)) != 0:
+        raise _fail("capset", effective=hex(effective), permitted=hex(permitted))
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """(effective, permitted, inheritable) of `pid` (0: this thread)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
+    data = (_CapData * 2)()
+    nr = ctypes.c_long(_NR["capget"])
+    if _libc.syscall(nr, ctypes.byref(header), ctypes.byref(data)) != 0:
+        raise _fail("capget", pid=pid)
+    eff = data[0].effective | (data[1].effective << 32)
+    prm = data[0].permitted | (data[1].permitted << 32)
+    inh = data[0].inheritable | (data[1].inheritable << 32)
+    return eff, prm, inh
