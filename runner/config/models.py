@@ -1,0 +1,350 @@
+"""pydantic models of every keyword of GitLab's `.gitlab-ci.yml`, normalised to one long form.
+
+`JobConfig` is one job, `DefaultConfig` the `default:` section, `PipelineConfig` the whole file
+(global keywords + jobs). Field names are GitLab's keywords (`if` and `except` are spelled `if_`
+and `except_` in Python, with their GitLab names as aliases). Every model is strict and forbids
+unknown keys; validation of a whole pipeline lives in runner.config.validate.
+
+Two modes, chosen with the validation context `{"shape": True}`:
+- shape (`pyci validate --shape-only`): what GitLab's JSON schema checks, for one raw file;
+- full (default): also what GitLab's own YAML processor checks on an expanded job (a `script:`
+  is required, `start_in` only with `when: delayed`, `timeout` must be a duration, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
+from pydantic_core import PydanticCustomError
+
+from runner.config.models_artifacts import (
+    ArtifactsConfig,
+    CacheConfig,
+    CacheKeyConfig,
+    Caches,
+    CoverageReportConfig,
+)
+from runner.config.models_base import (
+    Model,
+    check_duration,
+    gitlab_error,
+    gitlab_error_at,
+    is_str,
+    parse_duration,
+    shape_only,
+    string_list,
+)
+from runner.config.models_ignored import (
+    DastConfig,
+    EnvironmentConfig,
+    IdTokenConfig,
+    PagesConfig,
+    ReleaseConfig,
+    SecretConfig,
+    StepConfig,
+    Steps,
+    TriggerConfig,
+)
+from runner.config.models_include import (
+    IncludeConfig,
+    Includes,
+    InputConfig,
+    JobInputs,
+    SpecConfig,
+)
+from runner.config.models_job import (
+    AllowFailureConfig,
+    GlobalVariables,
+    HooksConfig,
+    ImageConfig,
+    InheritConfig,
+    JobVariables,
+    OptionalScript,
+    ParallelConfig,
+    RetryConfig,
+    Script,
+    ServiceConfig,
+    Services,
+    Tags,
+    VariableConfig,
+    job_when,
+)
+from runner.config.models_rules import (
+    AutoCancelConfig,
+    ChangesConfig,
+    ExistsConfig,
+    NeedConfig,
+    Needs,
+    OnlyExceptConfig,
+    RuleConfig,
+    Rules,
+    WorkflowConfig,
+    WorkflowRuleConfig,
+)
+
+__all__ = [
+    "AllowFailureConfig",
+    "ArtifactsConfig",
+    "AutoCancelConfig",
+    "CacheConfig",
+    "CacheKeyConfig",
+    "ChangesConfig",
+    "CoverageReportConfig",
+    "DastConfig",
+    "DefaultConfig",
+    "EnvironmentConfig",
+    "ExistsConfig",
+    "HooksConfig",
+    "IdTokenConfig",
+    "ImageConfig",
+    "IncludeConfig",
+    "InheritConfig",
+    "InputConfig",
+    "JobConfig",
+    "NeedConfig",
+    "OnlyExceptConfig",
+    "PagesConfig",
+    "ParallelConfig",
+    "PipelineConfig",
+    "ReleaseConfig",
+    "RetryConfig",
+    "RuleConfig",
+    "SecretConfig",
+    "ServiceConfig",
+    "SpecConfig",
+    "StepConfig",
+    "TriggerConfig",
+    "VariableConfig",
+    "WorkflowConfig",
+    "WorkflowRuleConfig",
+    "parse_duration",
+]
+
+DEFAULT_STAGES = ("build", "test", "deploy")
+# Keywords a job may carry that change nothing when pyci runs it locally.
+IGNORED_KEYWORDS = (
+    "tags",
+    "interruptible",
+    "secrets",
+    "id_tokens",
+    "identity",
+    "release",
+    "pages",
+    "publish",
+    "environment",
+    "resource_group",
+    "trigger",
+    "run",
+    "hooks",
+    "inputs",
+    "dast_configuration",
+    "manual_confirmation",
+)
+
+
+def _string(value: Any) -> str:
+    if not is_str(value):
+        raise gitlab_error("config should be a string")
+    return value
+
+
+def _nonempty(value: Any) -> str:
+    if not is_str(value) or not value:
+        raise gitlab_error("config should be a non-empty string")
+    return value
+
+
+def _stage(value: Any) -> str:
+    """`stage:` a name. GitLab's schema also lets an array through (an expanded `!reference`);
+    its first name is taken."""
+    if isinstance(value, list) and value and all(is_str(item) and item for item in value):
+        return value[0]
+    if not is_str(value) or not value:
+        raise gitlab_error("config should be a string")
+    return value
+
+
+def _extends(value: Any) -> list[str]:
+    return string_list(value, min_items=1, what="config should be a string or an array of strings")
+
+
+def _coverage(value: Any) -> str:
+    if not is_str(value) or len(value) < 3 or not (value.startswith("/") and value.endswith("/")):
+        raise gitlab_error("config must be a regular expression")
+    return value
+
+
+def _dependencies(value: Any) -> list[str]:
+    return string_list(value, allow_string=False)
+
+
+def _identity(value: Any) -> str:
+    if value != "google_cloud":
+        raise gitlab_error("config should be one of: google_cloud")
+    return value
+
+
+class JobConfig(Model):
+    """One job, every keyword normalised; `None` means "not written" (defaults apply later)."""
+
+    NULLABLE = frozenset({"artifacts", "rules", "only", "except"})
+
+    script: Script | None = None
+    before_script: OptionalScript | None = None
+    after_script: OptionalScript | None = None
+    hooks: HooksConfig | None = None
+    image: ImageConfig | None = None
+    services: Services | None = None
+    stage: Annotated[str | None, BeforeValidator(_stage)] = None
+    extends: Annotated[list[str] | None, BeforeValidator(_extends)] = None
+    variables: JobVariables = {}
+    rules: Rules | None = None
+    only: OnlyExceptConfig | None = None
+    except_: Annotated[OnlyExceptConfig | None, Field(alias="except")] = None
+    needs: Needs | None = None
+    dependencies: Annotated[list[str] | None, BeforeValidator(_dependencies)] = None
+    when: Annotated[str | None, BeforeValidator(job_when)] = None
+    start_in: Annotated[str | None, BeforeValidator(_nonempty)] = None
+    manual_confirmation: Annotated[str | None, BeforeValidator(_string)] = None
+    allow_failure: AllowFailureConfig | None = None
+    timeout: Annotated[str | None, BeforeValidator(_nonempty)] = None
+    retry: RetryConfig | None = None
+    parallel: ParallelConfig | None = None
+    cache: Caches | None = None
+    artifacts: ArtifactsConfig | None = None
+    coverage: Annotated[str | None, BeforeValidator(_coverage)] = None
+    inherit: InheritConfig | None = None
+    interruptible: bool | None = None
+    tags: Tags | None = None
+    resource_group: Annotated[str | None, BeforeValidator(_string)] = None
+    environment: EnvironmentConfig | None = None
+    release: ReleaseConfig | None = None
+    trigger: TriggerConfig | None = None
+    run: Steps | None = None
+    secrets: dict[str, SecretConfig] | None = None
+    id_tokens: dict[str, IdTokenConfig] | None = None
+    identity: Annotated[str | None, BeforeValidator(_identity)] = None
+    inputs: JobInputs | None = None
+    dast_configuration: DastConfig | None = None
+    pages: PagesConfig | None = None
+    publish: Annotated[str | None, BeforeValidator(_string)] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hash(cls, value: Any) -> Any:
+        mapping = dict(_job_mapping(value))
+        # `secrets:`/`id_tokens:` names may be YAML numbers; GitLab sees them as strings.
+        for key in ("secrets", "id_tokens"):
+            if isinstance(mapping.get(key), dict):
+                mapping[key] = {str(name): item for name, item in mapping[key].items()}
+        return mapping
+
+    @model_validator(mode="after")
+    def _job_rules(self, info: ValidationInfo) -> JobConfig:
+        if self.when == "delayed" and self.start_in is None:
+            raise gitlab_error("config start_in should be a duration when `when` is delayed")
+        if shape_only(info):
+            return self
+        # What GitLab's YAML processor adds to its schema for a complete, expanded job.
+        # (A missing script: is reported by runner.config.validate from the raw job, so that
+        # it shows up next to the job's other problems.)
+        if self.start_in is not None:
+            if self.when != "delayed":
+                raise gitlab_error_at("start_in", "config may only be used with `when: delayed`")
+            try:
+                check_duration(self.start_in, limit=7 * 86400)
+            except PydanticCustomError:
+                raise gitlab_error_at("start_in", "config should be a duration of at most 1 week")
+        if self.timeout is not None:
+            try:
+                check_duration(self.timeout)
+            except PydanticCustomError:
+                raise gitlab_error_at("timeout", "config should be a duration")
+        if self.rules is not None:
+            used = [key for key in ("only", "except") if getattr(self, _field(key)) is not None]
+            if used:
+                raise gitlab_error(f"config key may not be used with `rules`: {', '.join(used)}")
+        if self.dependencies and self.needs:
+            needed = {need.job for need in self.needs}
+            missing = [name for name in self.dependencies if name not in needed]
+            if missing:
+                raise gitlab_error_at(
+                    "dependencies", f"config the {', '.join(missing)} should be part of needs"
+                )
+        return self
+
+
+def _field(key: str) -> str:
+    return "except_" if key == "except" else key
+
+
+def _job_mapping(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise gitlab_error("config should be a hash")
+    return value
+
+
+class DefaultConfig(Model):
+    """`default:`: values every job inherits unless it sets its own (or `inherit:` says no)."""
+
+    NULLABLE = frozenset({"artifacts"})
+
+    after_script: OptionalScript | None = None
+    before_script: OptionalScript | None = None
+    artifacts: ArtifactsConfig | None = None
+    hooks: HooksConfig | None = None
+    cache: Caches | None = None
+    image: ImageConfig | None = None
+    interruptible: bool | None = None
+    id_tokens: dict[str, IdTokenConfig] | None = None
+    identity: Annotated[str | None, BeforeValidator(_identity)] = None
+    retry: RetryConfig | None = None
+    services: Services | None = None
+    tags: Tags | None = None
+    timeout: Annotated[str | None, BeforeValidator(_nonempty)] = None
+
+
+def _stages(value: Any) -> list[str]:
+    """`stages:` names, where an item may itself be a list of names (an expanded reference)."""
+    what = "config should be an array of strings"
+    if not isinstance(value, list) or not value:
+        raise gitlab_error(what)
+    names: list[str] = []
+    for item in value:
+        group = item if isinstance(item, list) else [item]
+        if not all(is_str(name) for name in group):
+            raise gitlab_error(what)
+        names.extend(group)
+    if len({repr(item) for item in value}) != len(value):
+        raise gitlab_error("config should not contain duplicate stages")
+    return names
+
+
+class PipelineConfig(Model):
+    """A whole pipeline: global keywords (including the deprecated global job defaults) + jobs."""
+
+    stages: Annotated[list[str], BeforeValidator(_stages)] = list(DEFAULT_STAGES)
+    variables: GlobalVariables = {}
+    workflow: WorkflowConfig | None = None
+    default: DefaultConfig | None = None
+    include: Includes | None = None
+    spec: SpecConfig | None = None
+    schema_url: Annotated[str | None, BeforeValidator(_string), Field(alias="$schema")] = None
+    # Deprecated global forms of `default:` keys, still honoured by GitLab.
+    image: ImageConfig | None = None
+    services: Services | None = None
+    before_script: OptionalScript | None = None
+    after_script: OptionalScript | None = None
+    cache: Caches | None = None
+    jobs: dict[str, JobConfig] = {}
+
+    def all_stages(self) -> list[str]:
+        """Stages in order, with GitLab's implicit `.pre` first and `.post` last."""
+        middle = [name for name in self.stages if name not in (".pre", ".post")]
+        return [".pre", *middle, ".post"]
+
+
+GLOBAL_KEYWORDS = tuple(
+    field.alias or name for name, field in PipelineConfig.model_fields.items() if name != "jobs"
+)

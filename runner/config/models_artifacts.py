@@ -1,0 +1,200 @@
+"""Models of what a job keeps: `artifacts:` and `cache:` (one or a list of caches)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from runner.config.models_base import (
+    Model,
+    gitlab_error,
+    is_str,
+    one_of,
+    require_mapping,
+    string_list,
+)
+
+ARTIFACTS_WHEN = ("on_success", "on_failure", "always")
+ARTIFACTS_ACCESS = ("none", "developer", "maintainer", "all")
+CACHE_WHEN = ("on_success", "on_failure", "always")
+CACHE_POLICIES = ("pull-push", "pull", "push")
+# Report types whose value is a path or a list of paths.
+FILE_REPORTS = (
+    "api_fuzzing",
+    "junit",
+    "coverage_fuzzing",
+    "codequality",
+    "dotenv",
+    "lsif",
+    "sast",
+    "dependency_scanning",
+    "container_scanning",
+    "dast",
+    "license_management",
+    "license_scanning",
+    "requirements",
+    "secret_detection",
+    "metrics",
+    "terraform",
+    "cyclonedx",
+    "sarif",
+    "load_performance",
+    "repository_xray",
+)
+# Report types whose value is exactly one path.
+SINGLE_FILE_REPORTS = ("accessibility", "annotations", "browser_performance")
+COVERAGE_FORMATS = ("cobertura", "jacoco")
+
+
+def _string(value: Any) -> str:
+    if not is_str(value):
+        raise gitlab_error("config should be a string")
+    return value
+
+
+def _paths(value: Any) -> list[str]:
+    return string_list(value, allow_string=False, min_items=1)
+
+
+class CoverageReportConfig(Model):
+    coverage_format: Annotated[
+        str | None, BeforeValidator(lambda v: one_of(v, COVERAGE_FORMATS))
+    ] = None
+    path: Annotated[str | None, BeforeValidator(_string)] = None
+
+
+def _coverage_report(value: Any) -> CoverageReportConfig:
+    mapping = require_mapping(value, "config coverage_report should be a hash")
+    unknown = [str(k) for k in mapping if k not in ("coverage_format", "path")]
+    if unknown:
+        raise gitlab_error(f"config coverage_report contains unknown keys: {', '.join(unknown)}")
+    fmt = mapping.get("coverage_format")
+    if fmt is not None and fmt not in COVERAGE_FORMATS:
+        raise gitlab_error(
+            f"config coverage_format should be one of: {', '.join(COVERAGE_FORMATS)}"
+        )
+    path = mapping.get("path")
+    if path is not None and (not is_str(path) or not path):
+        raise gitlab_error("config coverage_report path should be a non-empty string")
+    return CoverageReportConfig(coverage_format=fmt, path=path)
+
+
+def _reports(value: Any) -> dict[str, Any]:
+    """`artifacts:reports`, each report type to a list of paths (coverage_report to a model)."""
+    mapping = require_mapping(value)
+    unknown = [
+        str(k) for k in mapping if k not in (*FILE_REPORTS, *SINGLE_FILE_REPORTS, "coverage_report")
+    ]
+    if unknown:
+        raise gitlab_error(f"config contains unknown keys: {', '.join(unknown)}")
+    reports: dict[str, Any] = {}
+    for kind, paths in mapping.items():
+        if kind == "coverage_report":
+            if paths is not None:
+                reports[kind] = _coverage_report(paths)
+            continue
+        if kind in SINGLE_FILE_REPORTS:
+            if not is_str(paths):
+                raise gitlab_error(f"config {kind} should be a string")
+            reports[kind] = [paths]
+            continue
+        min_items = 1 if kind == "junit" else 0
+        reports[kind] = string_list(
+            paths,
+            min_items=min_items,
+            what=f"config {kind} should be a string or an array of strings",
+        )
+    return reports
+
+
+class ArtifactsConfig(Model):
+    """`artifacts:`; `reports` maps a report type to its paths (coverage_report: a model)."""
+
+    paths: Annotated[list[str], BeforeValidator(_paths)] = []
+    exclude: Annotated[list[str], BeforeValidator(_paths)] = []
+    untracked: bool = False
+    when: Annotated[str, BeforeValidator(lambda v: one_of(v, ARTIFACTS_WHEN))] = "on_success"
+    name: Annotated[str | None, BeforeValidator(_string)] = None
+    expire_in: Annotated[str | None, BeforeValidator(_string)] = None
+    expose_as: Annotated[str | None, BeforeValidator(_string)] = None
+    public: bool | None = None
+    access: Annotated[str | None, BeforeValidator(lambda v: one_of(v, ARTIFACTS_ACCESS))] = None
+    reports: Annotated[dict[str, Any], BeforeValidator(_reports)] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _both(cls, value: Any) -> Any:
+        mapping = require_mapping(value)
+        if "access" in mapping and "public" in mapping:
+            raise gitlab_error("config can't use both public and access")
+        return mapping
+
+
+_CACHE_KEY = re.compile(r"^[^/]*[^./][^/]*$")
+
+
+def _cache_key_value(value: Any) -> str:
+    if not is_str(value):
+        raise gitlab_error("config should be a string or symbol")
+    if "/" in value:
+        raise gitlab_error('config cannot contain the "/" character')
+    if not _CACHE_KEY.match(value):
+        raise gitlab_error('config cannot be "." or ".."')
+    return value
+
+
+class CacheKeyConfig(Model):
+    """`cache:key`: a fixed `value`, or the hash of `files` (or of their last commits)."""
+
+    value: Annotated[str | None, BeforeValidator(_cache_key_value)] = None
+    files: Annotated[
+        list[str],
+        BeforeValidator(lambda v: string_list(v, allow_string=False, min_items=1, max_items=10)),
+    ] = []
+    files_commits: Annotated[
+        list[str],
+        BeforeValidator(lambda v: string_list(v, allow_string=False, min_items=1, max_items=2)),
+    ] = []
+    prefix: Annotated[str | None, BeforeValidator(_string)] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        if is_str(value):
+            return {"value": _cache_key_value(value)}
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"value": str(value)}
+        mapping = require_mapping(value, "config should be a hash, a string or a symbol")
+        if "value" in mapping:
+            raise gitlab_error("config contains unknown keys: value")
+        return mapping
+
+
+def _policy(value: Any) -> str:
+    if is_str(value) and (value in CACHE_POLICIES or re.fullmatch(r"\$\w{1,255}", value)):
+        return value
+    raise gitlab_error(f"config should be one of: {', '.join(CACHE_POLICIES)} or a variable")
+
+
+class CacheConfig(Model):
+    key: CacheKeyConfig = Field(default_factory=lambda: CacheKeyConfig.model_validate("default"))
+    paths: Annotated[list[str], BeforeValidator(lambda v: string_list(v, allow_string=False))] = []
+    untracked: bool = False
+    policy: Annotated[str, BeforeValidator(_policy)] = "pull-push"
+    when: Annotated[str, BeforeValidator(lambda v: one_of(v, CACHE_WHEN))] = "on_success"
+    fallback_keys: Annotated[
+        list[str], BeforeValidator(lambda v: string_list(v, allow_string=False, max_items=5))
+    ] = []
+    unprotect: bool = False
+
+
+def caches(value: Any) -> list:
+    """`cache:` is one cache or a list of them (GitLab allows up to 4)."""
+    if isinstance(value, list):
+        return value
+    return [require_mapping(value, "config should be a hash or an array of hashes")]
+
+
+Caches = Annotated[list[CacheConfig], BeforeValidator(caches)]

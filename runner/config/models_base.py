@@ -1,0 +1,256 @@
+"""Shared pieces of the configuration models: the base class, GitLab-worded errors, short forms.
+
+Every model forbids unknown keys and is strict (a YAML `'true'` is not a boolean, `"5"` is not
+an integer), as GitLab's schema is. Short forms GitLab accepts (a string where a list is meant, a
+bare integer for `retry`, ...) are turned into the one long form by *before* validators, so the
+consumers of the models read a single shape.
+
+Validators raise `gitlab_error("config should be ...")`: the message is relative to the value
+being checked and `runner.config.validate` prefixes it with the GitLab path of that value
+(`jobs:build:cache:key config cannot contain the "/" character`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
+from pydantic_core import PydanticCustomError
+
+# How deep GitLab lets script arrays nest (`script: [[a, b], c]`).
+MAX_NESTING = 10
+
+
+class Model(BaseModel):
+    """Base of every configuration model: strict, no unknown keys, names by alias or field.
+
+    A key written with no value (`image:`) is an error unless the model lists it in
+    `NULLABLE`, as in GitLab's schema, where only a few keywords may be null.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        populate_by_name=True,
+        frozen=True,
+        arbitrary_types_allowed=True,
+    )
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if item is None and key not in cls.NULLABLE and key in _known_keys(cls):
+                    raise gitlab_error_at(key, "config can't be blank")
+        return value
+
+
+def _known_keys(model: type[BaseModel]) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items()} | set(
+        model.model_fields
+    )
+
+
+def gitlab_error(message: str) -> PydanticCustomError:
+    """An error whose message is used as written (no pydantic prefix)."""
+    return PydanticCustomError("gitlab", message)
+
+
+def gitlab_error_at(key: Any, message: str) -> PydanticCustomError:
+    """An error about the value of `key` inside the value being validated."""
+    return PydanticCustomError("gitlab_key", message, {"key": str(key)})
+
+
+def shape_only(info: ValidationInfo | None) -> bool:
+    """Whether this is the schema-level check of one raw file (`--shape-only`)."""
+    return bool(info and isinstance(info.context, dict) and info.context.get("shape"))
+
+
+def is_reference(value: Any) -> bool:
+    """A `!reference [job, key]` left unresolved (runner.config.yamlload.Reference or alike)."""
+    return isinstance(getattr(value, "path", None), tuple) and not isinstance(value, (str, dict))
+
+
+def is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def scalar_text(value: Any) -> str:
+    """A YAML scalar as GitLab turns it into a variable value (`true` -> "true", 1 -> "1")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def require_mapping(value: Any, what: str = "config should be a hash") -> dict:
+    if not isinstance(value, dict):
+        raise gitlab_error(what)
+    return value
+
+
+def string_list(
+    value: Any,
+    *,
+    allow_string: bool = True,
+    min_items: int = 0,
+    max_items: int | None = None,
+    unique: bool = False,
+    what: str = "config should be an array of strings",
+) -> list[str]:
+    """A list of strings; a lone string becomes a one-item list when `allow_string`."""
+    if allow_string and is_str(value):
+        value = [value]
+    if not isinstance(value, list) or not all(is_str(item) for item in value):
+        raise gitlab_error(what)
+    if len(value) < min_items:
+        raise gitlab_error("config should not be empty")
+    if max_items is not None and len(value) > max_items:
+        raise gitlab_error(f"config has too many entries (maximum {max_items})")
+    if unique and len(set(value)) != len(value):
+        raise gitlab_error("config should not contain duplicate entries")
+    return list(value)
+
+
+def flatten_script(value: Any, *, allow_empty: bool) -> list[str]:
+    """`script:` forms: a string, or an array of strings and arrays of strings (flattened).
+
+    GitLab's schema allows one level of nesting (what `!reference` produces); GitLab itself
+    flattens up to 10 levels, and so do we.
+    """
+    what = "config should be a string or a nested array of strings up to 10 levels deep"
+    if is_str(value):
+        if not value and not allow_empty:
+            raise gitlab_error("config can't be blank")
+        return [value]
+    if not isinstance(value, list):
+        raise gitlab_error(what)
+    lines: list[str] = []
+
+    def walk(items: list, depth: int) -> None:
+        if depth > MAX_NESTING:
+            raise gitlab_error(what)
+        for item in items:
+            if is_str(item):
+                lines.append(item)
+            elif isinstance(item, list):
+                walk(item, depth + 1)
+            else:
+                raise gitlab_error(what)
+
+    walk(value, 1)
+    if not value and not allow_empty:
+        raise gitlab_error("config can't be blank")
+    return lines
+
+
+def one_of(value: Any, allowed: tuple[str, ...]) -> str:
+    """A string out of a fixed set (a long set is not spelled out)."""
+    if not is_str(value) or value not in allowed:
+        if len(allowed) > 12:
+            shown = value if is_str(value) else repr(value)
+            raise gitlab_error(f"config contains an unknown value: {shown}")
+        raise gitlab_error(f"config should be one of: {', '.join(allowed)}")
+    return value
+
+
+def matches(value: Any, pattern: str, what: str) -> str:
+    """A string in which `pattern` is found (JSON-schema patterns are unanchored searches)."""
+    if not is_str(value) or not re.search(pattern, value):
+        raise gitlab_error(what)
+    return value
+
+
+# --- GitLab durations -------------------------------------------------------------------------
+
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "secs": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "mins": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hrs": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+    "w": 604800,
+    "wk": 604800,
+    "wks": 604800,
+    "week": 604800,
+    "weeks": 604800,
+    "mo": 2592000,
+    "mon": 2592000,
+    "mos": 2592000,
+    "month": 2592000,
+    "months": 2592000,
+    "y": 31536000,
+    "yr": 31536000,
+    "yrs": 31536000,
+    "year": 31536000,
+    "years": 31536000,
+}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
+_CLOCK = re.compile(r"^(\d+):([0-5]?\d)(?::([0-5]?\d))?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a GitLab duration: `1h 30m`, `3 hours`, `90 minutes`, `1d`, `10 min`, `1:30`.
+
+    A bare number means seconds (as ChronicDuration, which GitLab uses, reads it). `and` and
+    commas between parts are allowed (`1 hour and 30 minutes`). Raises ValueError otherwise.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"not a duration: {text!r}")
+    cleaned = text.strip().lower().replace(",", " ").replace(" and ", " ")
+    clock = _CLOCK.match(cleaned)
+    if clock:
+        first, second, third = clock.groups()
+        if third is None:  # h:mm
+            return int(first) * 3600 + int(second) * 60
+        return int(first) * 3600 + int(second) * 60 + int(third)
+    total = 0.0
+    position = 0
+    found = False
+    for part in _PART.finditer(cleaned):
+        if cleaned[position : part.start()].strip():
+            raise ValueError(f"not a duration: {text!r}")
+        number, unit = part.groups()
+        if unit and unit not in _UNITS:
+            raise ValueError(f"not a duration: {text!r}")
+        total += float(number) * _UNITS.get(unit, 1)
+        position = part.end()
+        found = True
+    if not found or cleaned[position:].strip():
+        raise ValueError(f"not a duration: {text!r}")
+    return total
+
+
+def check_duration(value: Any, *, limit: float | None = None) -> str:
+    if not is_str(value) or not value:
+        raise gitlab_error("config should be a duration")
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise gitlab_error("config should be a duration")
+    if limit is not None and seconds > limit:
+        raise gitlab_error("config should not exceed the limit")
+    return value

@@ -1,0 +1,246 @@
+"""Validation of configuration against the models, with GitLab-worded one-line problems.
+
+pydantic reports errors as `loc` paths into the data; here each becomes a `Problem` naming the
+file, line:column (walked with runner.config.source.locate), job and key, in GitLab's words:
+`jobs:build config contains unknown keys: scriptt`. Every job and every global keyword is
+checked, so a file's problems are all reported at once, not just the first.
+
+- `validate_shape`: one raw file as GitLab's JSON schema checks it (`pyci validate
+  --shape-only`): no include resolution, no cross-job checks, hidden jobs accepted as anything,
+  jobs not required to have a `script:` (it may come from `extends:`, an include, a template).
+- `validate_job` / `validate_pipeline`: expanded jobs as GitLab's YAML processor checks them,
+  plus the cross-job check of stages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from runner.config.models import (
+    GLOBAL_KEYWORDS,
+    IGNORED_KEYWORDS,
+    JobConfig,
+    PipelineConfig,
+)
+from runner.config.models_base import is_reference
+from runner.config.source import YamlMap, loc_of, locate
+from runner.errors import ConfigError, Location, Problem
+
+__all__ = ["ignored_keys", "validate_job", "validate_pipeline", "validate_shape"]
+
+# pydantic's own error types, said the way GitLab says them.
+_TYPE_MESSAGES = {
+    "bool_type": "config should be a boolean value",
+    "int_type": "config should be an integer",
+    "int_from_float": "config should be an integer",
+    "float_type": "config should be a number",
+    "string_type": "config should be a string",
+    "dict_type": "config should be a hash",
+    "model_type": "config should be a hash",
+    "model_attributes_type": "config should be a hash",
+    "list_type": "config should be an array",
+}
+
+
+def validate_job(name: str, job: YamlMap) -> tuple[JobConfig | None, list[Problem]]:
+    """Check one expanded job; returns the model, or None and every problem found."""
+    problems: list[Problem] = []
+    model = _validate(JobConfig, job, ("jobs", name), name, job, (), problems, shape=False)
+    if isinstance(job, dict) and not any(key in job for key in ("script", "run", "trigger")):
+        problems.append(
+            Problem(
+                f"jobs {name} config should implement the script:, run:, or trigger: keyword",
+                loc_of(job),
+                job=name,
+            )
+        )
+    return model, problems
+
+
+def validate_pipeline(globals_: YamlMap, jobs: dict[str, YamlMap]) -> PipelineConfig:
+    """Check global keywords and every visible job; raises ConfigError with all problems."""
+    problems: list[Problem] = []
+    globals_only = {key: value for key, value in globals_.items() if key != "jobs"}
+    pipeline = _validate(PipelineConfig, globals_only, (), None, globals_, (), problems, False)
+    models: dict[str, JobConfig] = {}
+    for name, job in jobs.items():
+        if str(name).startswith("."):
+            continue
+        model, job_problems = validate_job(str(name), job)
+        problems.extend(job_problems)
+        if model is not None:
+            models[str(name)] = model
+    if not any(not str(name).startswith(".") for name in jobs):
+        problems.append(
+            Problem("jobs config should contain at least one visible job", loc_of(globals_))
+        )
+    if pipeline is not None:
+        problems.extend(_stage_problems(pipeline, models, jobs))
+    if problems:
+        raise ConfigError(problems)
+    assert pipeline is not None
+    return pipeline.model_copy(update={"jobs": models})
+
+
+def validate_shape(document: Any, file: str) -> list[Problem]:
+    """Every problem GitLab's schema finds in one raw file (nothing is resolved or merged)."""
+    if document is None:
+        return []
+    if not isinstance(document, dict):
+        return [Problem("root config should be a hash", loc_of(document) or Location(file))]
+    problems: list[Problem] = []
+    globals_only = {key: value for key, value in document.items() if key in GLOBAL_KEYWORDS}
+    _validate(PipelineConfig, globals_only, (), None, document, (), problems, True, file)
+    for key, value in document.items():
+        name = str(key)
+        if key in GLOBAL_KEYWORDS or name.startswith("."):
+            continue  # hidden jobs are templates: anything goes until something extends them
+        _validate(JobConfig, value, ("jobs", name), name, document, (key,), problems, True, file)
+    return _ordered(problems)
+
+
+def ignored_keys(job: JobConfig) -> list[str]:
+    """Keywords the job sets that have no effect when pyci runs it (reported, not dropped)."""
+    return [key for key in IGNORED_KEYWORDS if getattr(job, key) is not None]
+
+
+def _stage_problems(
+    pipeline: PipelineConfig, models: dict[str, JobConfig], jobs: dict[str, YamlMap]
+) -> list[Problem]:
+    available = pipeline.all_stages()
+    problems = []
+    for name, source in jobs.items():
+        if str(name).startswith("."):
+            continue
+        model = models.get(str(name))
+        stage = model.stage if model else source.get("stage") if isinstance(source, dict) else None
+        stage = stage or "test"
+        if isinstance(stage, str) and stage not in available:
+            problems.append(
+                Problem(
+                    f"{name} job: chosen stage {stage} does not exist; available stages are "
+                    f"{', '.join(available)}",
+                    locate(source, ["stage"]),
+                    job=name,
+                    key="stage",
+                )
+            )
+    return problems
+
+
+def _validate(
+    model: type,
+    value: Any,
+    prefix: tuple[str, ...],
+    job: str | None,
+    root: Any,
+    root_path: tuple,
+    problems: list[Problem],
+    shape: bool,
+    file: str = "",
+) -> Any:
+    """Validate `value` (found at `root_path` inside `root`), adding problems; the model or None."""
+    try:
+        return model.model_validate(_without_references(value), context={"shape": shape})
+    except ValidationError as exc:
+        problems.extend(_translate(exc, prefix, job, root, root_path, file))
+        return None
+
+
+def _translate(
+    exc: ValidationError,
+    prefix: tuple[str, ...],
+    job: str | None,
+    root: Any,
+    root_path: tuple,
+    file: str,
+) -> list[Problem]:
+    problems: list[Problem] = []
+    unknown: dict[tuple, list[str]] = {}
+    missing: dict[tuple, list[str]] = {}
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = tuple(error["loc"])
+        kind = error["type"]
+        if kind == "gitlab_key":  # an error about one key, raised by the model holding it
+            loc, kind = (*loc, error["ctx"]["key"]), "gitlab"
+        if kind == "extra_forbidden":
+            unknown.setdefault(loc[:-1], []).append(str(loc[-1]))
+            continue
+        if kind == "missing":
+            missing.setdefault(loc[:-1], []).append(str(loc[-1]))
+            continue
+        if kind == "gitlab":
+            message = f"{_path(prefix, loc)} {error['msg']}"
+        else:
+            text = (
+                _TYPE_MESSAGES.get(kind) or f"config {error['msg'][:1].lower()}{error['msg'][1:]}"
+            )
+            message = f"{_path(prefix, loc)} {text}"
+        problems.append(_problem(message, root, root_path + loc, job, loc, file))
+    for loc, keys in unknown.items():
+        message = f"{_path(prefix, loc)} config contains unknown keys: {', '.join(keys)}"
+        problems.append(_problem(message, root, root_path + loc + (keys[0],), job, loc, file))
+    for loc, keys in missing.items():
+        message = f"{_path(prefix, loc)} config missing required keys: {', '.join(keys)}"
+        problems.append(_problem(message, root, root_path + loc, job, loc, file))
+    return problems
+
+
+# Model fields that hold a normalised form of a differently written key.
+_RENAMED = {"parallel_matrix": "parallel:matrix"}
+
+
+def _path(prefix: tuple[str, ...], loc: tuple) -> str:
+    """GitLab's name of a place in the config: `jobs:build:cache:key` (list indices left out)."""
+    parts = [*prefix, *(_RENAMED.get(part, part) for part in loc if isinstance(part, str))]
+    return ":".join(parts) if parts else "root"
+
+
+def _problem(
+    message: str, root: Any, path: tuple, job: str | None, loc: tuple, file: str
+) -> Problem:
+    location = locate(root, path) or (Location(file) if file else None)
+    key = next((str(part) for part in loc if isinstance(part, str)), None)
+    return Problem(message, location, job=job, key=key)
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.location or Location(""), p.message))
+
+
+_DROP = object()
+
+
+def _without_references(value: Any) -> Any:
+    """The value with unresolved `!reference`s left out: GitLab's schema accepts them anywhere,
+    and what they will resolve to is checked after expansion. A list left empty by this goes
+    too (it held only references)."""
+    if not _has_reference(value):
+        return value
+    result = _strip(value)
+    return None if result is _DROP else result
+
+
+def _has_reference(value: Any) -> bool:
+    if is_reference(value):
+        return True
+    if isinstance(value, dict):
+        return any(_has_reference(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_reference(item) for item in value)
+    return False
+
+
+def _strip(value: Any) -> Any:
+    if is_reference(value):
+        return _DROP
+    if isinstance(value, dict):
+        kept = {key: _strip(item) for key, item in value.items()}
+        return {key: item for key, item in kept.items() if item is not _DROP}
+    if isinstance(value, list):
+        items = [item for item in (_strip(item) for item in value) if item is not _DROP]
+        return items if items or not value else _DROP
+    return value
