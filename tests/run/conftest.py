@@ -1,0 +1,158 @@
+"""Running real pipelines end to end through the `pyci` command line.
+
+`project(name)` copies `cases/<name>/` into a fresh git repository under tmp_path (one commit on
+`main`, so predefined variables are the same everywhere). `pyci(...)` runs the CLI in a child
+process with TMPDIR pointing at an empty directory of its own, so tests can prove afterwards
+that no temporary directory and no process was left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CASES = Path(__file__).resolve().parent / "cases"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONTROL_FILES = ("expect.yml",)
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Scenario",
+    "GIT_AUTHOR_EMAIL": "scenario@example.com",
+    "GIT_COMMITTER_NAME": "Scenario",
+    "GIT_COMMITTER_EMAIL": "scenario@example.com",
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+@dataclass
+class Run:
+    exit_code: int
+    stdout: str
+    stderr: str
+    project: Path
+    report: dict
+
+    def lines(self, job: str) -> list[str]:
+        """The plain output lines of one job, without the `[job] ` prefix."""
+        prefix = f"[{job}] "
+        return [line[len(prefix) :] for line in self.stdout.splitlines() if line.startswith(prefix)]
+
+    def started_at(self, job: str) -> int:
+        """Index in stdout of the job's first `job started` line."""
+        return self._first(job, lambda rest: rest.startswith("job started"))
+
+    def finished_at(self, job: str) -> int:
+        """Index in stdout of the job's `job succeeded/failed/canceled/skipped` line."""
+        ends = ("job succeeded", "job failed", "job canceled", "job skipped", "manual job")
+        return self._first(job, lambda rest: rest.startswith(ends))
+
+    def _first(self, job: str, matches) -> int:
+        prefix = f"[{job}] --- "
+        for index, line in enumerate(self.stdout.splitlines()):
+            if line.startswith(prefix) and matches(line[len(prefix) :]):
+                return index
+        raise AssertionError(f"no such line for {job} in:\n{self.stdout}")
+
+    def log(self, job: str) -> str:
+        from runner.report.logfiles import log_path
+
+        return log_path(self.project / ".pyci" / "logs", job).read_text()
+
+    @property
+    def jobs(self) -> dict[str, dict]:
+        return {job["name"]: job for job in self.report.get("jobs", [])}
+
+
+def git(repo: Path, *args: str) -> None:
+    env = {**os.environ, **GIT_ENV}
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env=env)
+
+
+@pytest.fixture
+def project(tmp_path: Path):
+    def make(name: str) -> Path:
+        repo = tmp_path / "project"
+        shutil.copytree(CASES / name, repo, ignore=shutil.ignore_patterns(*CONTROL_FILES))
+        git(repo, "init", "-q", "-b", "main")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "scenario")
+        return repo
+
+    return make
+
+
+@pytest.fixture
+def job_tmp(tmp_path: Path) -> Path:
+    """TMPDIR of the pyci process under test; must be empty again when it ends."""
+    path = tmp_path / "tmp"
+    path.mkdir()
+    return path
+
+
+def pyci_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "runner", "run", "--plain", *args]
+
+
+def child_env(job_tmp: Path) -> dict[str, str]:
+    env = {**os.environ, "TMPDIR": str(job_tmp), "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("PYCI_HOME", None)
+    return env
+
+
+@pytest.fixture
+def pyci(job_tmp: Path):
+    def run(project: Path, *args: str, timeout: float = 60) -> Run:
+        report = project / ".pyci-test-report.json"
+        command = pyci_command("--json-report", str(report), *args)
+        done = subprocess.run(
+            command,
+            cwd=project,
+            env=child_env(job_tmp),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        data = json.loads(report.read_text()) if report.exists() else {}
+        return Run(done.returncode, done.stdout, done.stderr, project, data)
+
+    return run
+
+
+def processes_mentioning(marker: str) -> list[str]:
+    """Command lines of live processes that contain `marker` (zombies excluded)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def assert_nothing_left(marker: str, job_tmp: Path) -> None:
+    assert processes_mentioning(marker) == []
+    assert sorted(p.name for p in job_tmp.iterdir()) == []
