@@ -1,0 +1,115 @@
+"""Resolving `!reference [job, key, ...]` tags against the whole configuration.
+
+GitLab resolves references after every include is merged and after `extends` is applied, so a
+reference can point into another file and at keys a job only has through `extends`. The target
+is looked up by walking mappings only (a list or a scalar on the way means "not found"); a target
+that holds references is resolved too, and a chain that comes back to itself is an error. The
+inserted value keeps the locations of the place it was copied from.
+
+A reference inside a list that points at a list gives a nested list, as in GitLab: scripts and
+rules are flattened afterwards (see expand.py), which is what makes nesting work there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.config.merge import deep_copy
+from runner.config.source import YamlList, YamlMap
+from runner.config.yamlload import Reference
+from runner.errors import Location, ProblemCollector
+
+_MISSING = object()
+
+
+class _Unresolvable(Exception):
+    def __init__(self, message: str, location: Location):
+        super().__init__(message)
+        self.message = message
+        self.location = location
+
+
+def resolve_references(
+    config: YamlMap, problems: ProblemCollector, *, keep_missing: bool = False
+) -> YamlMap:
+    """A copy of `config` with every Reference replaced by the value it points at.
+
+    With `keep_missing`, a reference whose target does not exist stays a Reference (used when a
+    single file is checked alone and the target may live in another file).
+    """
+    return _Resolver(config, problems, keep_missing).resolve_all()
+
+
+def reference_message(ref: Reference, what: str) -> str:
+    return f"{ref} {what}"
+
+
+class _Resolver:
+    def __init__(self, config: YamlMap, problems: ProblemCollector, keep_missing: bool):
+        self.config = config
+        self.problems = problems
+        self.keep_missing = keep_missing
+        self.resolving: list[int] = []  # ids of references being resolved, innermost last
+        self.resolved: dict[int, Any] = {}
+
+    def resolve_all(self) -> YamlMap:
+        result = YamlMap(loc=self.config.loc)
+        for name, value in self.config.items():
+            result[name] = self._copy_resolving(value, (name,), nested=False)
+        result.key_locs.update(self.config.key_locs)
+        return result
+
+    def _copy_resolving(self, value: Any, path: tuple[Any, ...], *, nested: bool) -> Any:
+        step = self._resolve if nested else self._top_level
+        if isinstance(value, Reference):
+            return step(value, path)
+        if isinstance(value, YamlMap):
+            copy = YamlMap(loc=value.loc)
+            for key, item in value.items():
+                copy[key] = self._copy_resolving(item, (*path, key), nested=nested)
+            copy.key_locs.update(value.key_locs)
+            return copy
+        if isinstance(value, YamlList):
+            items = YamlList(loc=value.loc)
+            for index, item in enumerate(value):
+                items.append(self._copy_resolving(item, (*path, index), nested=nested))
+            items.item_locs = list(value.item_locs)
+            return items
+        return value
+
+    def _top_level(self, ref: Reference, path: tuple[Any, ...]) -> Any:
+        """Resolve one reference written in the configuration; report a failure once, here."""
+        try:
+            return self._resolve(ref, path)
+        except _Unresolvable as failure:
+            self.resolving.clear()
+            job = str(path[0]) if path else None
+            key = str(path[1]) if len(path) > 1 else None
+            self.problems.add(failure.message, failure.location, job, key)
+            return None
+
+    def _resolve(self, ref: Reference, path: tuple[Any, ...]) -> Any:
+        if id(ref) in self.resolved:
+            return deep_copy(self.resolved[id(ref)])
+        if id(ref) in self.resolving:
+            raise _Unresolvable(reference_message(ref, "is part of a circular chain"), ref.loc)
+        target = _dig(self.config, ref.path)
+        if target is _MISSING or target is None:
+            if self.keep_missing:
+                return ref
+            raise _Unresolvable(reference_message(ref, "could not be found"), ref.loc)
+        self.resolving.append(id(ref))
+        value = self._copy_resolving(target, path, nested=True)
+        self.resolving.pop()
+        self.resolved[id(ref)] = value
+        return deep_copy(value)
+
+
+def _dig(config: Any, path: tuple[str, ...]) -> Any:
+    """Ruby's Hash#dig: through mappings only; anything else on the way means not found."""
+    node = config
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
