@@ -257,7 +257,7 @@ class RetryConfig(Model):
     @classmethod
     def _short_form(cls, value: Any) -> Any:
         if is_int(value):
-            return {"max": value}
+            return {"max": _retry_max(value)}
         return require_mapping(value, "config has to be either an integer or a hash")
 
 

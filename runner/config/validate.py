@@ -201,9 +201,26 @@ def _path(prefix: tuple[str, ...], loc: tuple) -> str:
 def _problem(
     message: str, root: Any, path: tuple, job: str | None, loc: tuple, file: str
 ) -> Problem:
-    location = locate(root, path) or (Location(file) if file else None)
+    location = locate(root, _source_path(root, path)) or (Location(file) if file else None)
     key = next((str(part) for part in loc if isinstance(part, str)), None)
     return Problem(message, location, job=job, key=key)
+
+
+def _source_path(root: Any, path: tuple) -> tuple:
+    """`path` as it is written in the YAML: a list index that a short form added (one `cache:`
+    hash validated as a list of one) is left out where the YAML has the hash itself."""
+    node, kept = root, []
+    for part in path:
+        if isinstance(part, int) and isinstance(node, dict):
+            continue
+        kept.append(part)
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(kept)
 
 
 def _ordered(problems: list[Problem]) -> list[Problem]:

@@ -1,0 +1,211 @@
+"""Each problem is one line naming file:line:column, job and key, in GitLab's words; every
+problem of a file is reported, not just the first."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.config.validate import validate_job, validate_pipeline, validate_shape
+from runner.config.yamlload import load_yaml
+from runner.errors import ConfigError
+
+
+def lines(text: str) -> list[str]:
+    return [str(problem) for problem in validate_shape(load_yaml(text, "ci.yml"), "ci.yml")]
+
+
+def test_unknown_keys_are_one_line_at_the_first_unknown_key():
+    assert lines(
+        """
+build:
+  scriptt: make
+  image: alpine
+  imagee: x
+"""
+    ) == ["ci.yml:3:3: jobs:build config contains unknown keys: scriptt, imagee"]
+
+
+def test_every_job_and_every_key_is_reported():
+    problems = validate_shape(
+        load_yaml(
+            """
+stages: [1]
+a:
+  script: x
+  when: sometimes
+  retry: 5
+b:
+  cache: {key: a/b}
+  parallel: "3"
+""",
+            "ci.yml",
+        ),
+        "ci.yml",
+    )
+    assert [(str(p.location), p.job, p.key, p.message) for p in problems] == [
+        ("ci.yml:2:1", None, "stages", "stages config should be an array of strings"),
+        (
+            "ci.yml:5:3",
+            "a",
+            "when",
+            "jobs:a:when config should be one of: on_success, on_failure, always, manual, "
+            "delayed, never",
+        ),
+        ("ci.yml:6:3", "a", "retry", "jobs:a:retry config should be an integer from 0 to 2"),
+        ("ci.yml:8:11", "b", "cache", 'jobs:b:cache:key config cannot contain the "/" character'),
+        ("ci.yml:9:3", "b", "parallel", "jobs:b:parallel config should be an integer or a hash"),
+    ]
+
+
+def test_nested_positions_point_at_the_offending_item():
+    assert lines(
+        """
+test:
+  script: x
+  services:
+    - postgres
+    - name: redis
+      pull_policy: sometimes
+"""
+    ) == [
+        "ci.yml:7:7: jobs:test:services:pull_policy config should be one of: always, never, "
+        "if-not-present"
+    ]
+
+
+def test_key_without_value():
+    assert lines("j:\n  script: x\n  image:\n") == [
+        "ci.yml:3:3: jobs:j:image config can't be blank"
+    ]
+
+
+def test_global_keywords_are_checked_as_such():
+    assert lines(
+        """
+default:
+  secrets: {}
+variables:
+  A: {value: x, desc: typo}
+workflow:
+  rules:
+    - when: manual
+j: {script: x}
+"""
+    ) == [
+        "ci.yml:3:3: default config contains unknown keys: secrets",
+        "ci.yml:5:3: variables:A config uses invalid data keys: desc",
+        "ci.yml:8:7: workflow:rules:when config should be one of: always, never",
+    ]
+
+
+def test_a_job_that_is_not_a_hash():
+    assert lines("script: echo hi\n") == ["ci.yml:1:1: jobs:script config should be a hash"]
+
+
+def test_shape_check_is_lenient_where_the_schema_is():
+    # hidden jobs may be anything; a job needs no script (it may come from extends or an
+    # include); only: and rules: may be null
+    assert (
+        lines(
+            """
+.template: [1, 2]
+.vars: {A: b}
+deploy:
+  extends: .template
+  stage: deploy
+  only:
+  rules: null
+"""
+        )
+        == []
+    )
+
+
+def test_a_job_gitlab_runs_needs_a_script_run_or_trigger():
+    document = load_yaml("build:\n  stage: build\n  tags: [x]\n", "ci.yml")
+    model, problems = validate_job("build", document["build"])
+    assert model is not None
+    assert [str(p) for p in problems] == [
+        "ci.yml:2:3: jobs build config should implement the script:, run:, or trigger: keyword"
+    ]
+
+
+def test_full_check_adds_what_gitlab_checks_on_a_job():
+    document = load_yaml(
+        """
+j:
+  script: x
+  start_in: 5 minutes
+  timeout: whenever
+""",
+        "ci.yml",
+    )
+    assert validate_shape(document, "ci.yml") == []
+    _, problems = validate_job("j", document["j"])
+    assert [str(p) for p in problems] == [
+        "ci.yml:4:3: jobs:j:start_in config may only be used with `when: delayed`"
+    ]
+
+
+def test_delayed_needs_start_in_in_both_checks():
+    document = load_yaml("j: {script: x, when: delayed}", "ci.yml")
+    expected = "jobs:j config start_in should be a duration when `when` is delayed"
+    assert [p.message for p in validate_shape(document, "ci.yml")] == [expected]
+    assert [p.message for p in validate_job("j", document["j"])[1]] == [expected]
+
+
+def test_validate_pipeline_checks_stages_and_raises_every_problem():
+    document = load_yaml(
+        """
+stages: [build, test]
+compile:
+  stage: build
+  script: make
+lint:
+  stage: check
+  script: lint
+docs:
+  stage: build
+  scriptt: x
+""",
+        "ci.yml",
+    )
+    globals_ = {"stages": document["stages"]}
+    jobs = {name: document[name] for name in ("compile", "lint", "docs")}
+    with pytest.raises(ConfigError) as info:
+        validate_pipeline(globals_, jobs)
+    assert [str(p) for p in info.value.problems] == [
+        "ci.yml:7:3: lint job: chosen stage check does not exist; available stages are "
+        ".pre, build, test, .post",
+        "ci.yml:10:3: jobs docs config should implement the script:, run:, or trigger: keyword",
+        "ci.yml:11:3: jobs:docs config contains unknown keys: scriptt",
+    ]
+
+
+def test_validate_pipeline_returns_the_models():
+    document = load_yaml(
+        """
+variables: {A: "1"}
+default: {image: alpine}
+.hidden: {script: x}
+build: {script: make}
+test: {script: check, needs: [build]}
+""",
+        "ci.yml",
+    )
+    globals_ = {key: document[key] for key in ("variables", "default")}
+    jobs = {name: document[name] for name in (".hidden", "build", "test")}
+    pipeline = validate_pipeline(globals_, jobs)
+    assert list(pipeline.jobs) == ["build", "test"]
+    assert pipeline.jobs["test"].needs[0].job == "build"
+    assert pipeline.default.image.name == "alpine"
+    assert pipeline.variables["A"].value == "1"
+
+
+def test_no_visible_job():
+    document = load_yaml(".a: {script: x}", "ci.yml")
+    with pytest.raises(ConfigError) as info:
+        validate_pipeline({}, {".a": document[".a"]})
+    assert [p.message for p in info.value.problems] == [
+        "jobs config should contain at least one visible job"
+    ]
