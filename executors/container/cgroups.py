@@ -1,0 +1,200 @@
+"""One cgroup per container, nested under pyci's own cgroup, behind one interface.
+
+Three layouts exist in the wild and each has a driver:
+- v2 (unified): one hierarchy at /sys/fs/cgroup; what most users run today;
+- v1: one hierarchy per controller (memory, cpu, pids, ...);
+- hybrid: v1 controllers plus a controller-less v2 hierarchy (often /sys/fs/cgroup/unified)
+  that is still good for tracking processes and killing them all at once (`cgroup.kill`).
+
+`open_driver()` picks the driver from /proc/self/cgroup and /proc/self/mountinfo. A driver's
+`create(name, limits)` returns a `Cgroup`: the directories a container joins, `kill()`,
+`oom_killed()` and `remove()`. Every cgroup name contains "pyci" (leftover checks look for it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+class CgroupError(OSError):
+    """A limit cannot be applied here (controller missing) or a cgroup file refused a write."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int | None = None
+    cpus: float | None = None
+    pids_max: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.memory_bytes, self.cpus, self.pids_max))
+
+
+CPU_PERIOD_US = 100_000
+
+
+class Cgroup(Protocol):
+    dirs: tuple[str, ...]  # the container writes its pid to cgroup.procs in each
+
+    def processes(self) -> list[int]: ...
+
+    def kill(self) -> None: ...
+
+    def oom_killed(self) -> bool: ...
+
+    def remove(self) -> None: ...
+
+
+class Driver(Protocol):
+    layout: str
+
+    def create(self, name: str, limits: Limits) -> Cgroup: ...
+
+    def stale(self) -> list[Path]:
+        """Directories of pyci cgroups below our own cgroup (for recovery)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """A mounted hierarchy: `controllers` (empty for v2), `mountpoint`, and where this process
+    sits in it as a directory."""
+
+    version: int
+    controllers: frozenset[str]
+    mountpoint: Path
+    own_dir: Path
+
+
+def discover(proc: Path = Path("/proc/self")) -> list[Hierarchy]:
+    """The hierarchies this process belongs to that are mounted here."""
+    memberships: dict[str, str] = {}  # "0" for v2, else the comma-separated controller list
+    for line in (proc / "cgroup").read_text().splitlines():
+        hierarchy_id, controllers, path = line.split(":", 2)
+        memberships["" if hierarchy_id == "0" else controllers] = path
+    found = []
+    for line in (proc / "mountinfo").read_text().splitlines():
+        fields = line.split()
+        sep = fields.index("-")
+        fstype, options = fields[sep + 1], fields[sep + 3].split(",")
+        root, mountpoint = fields[3], Path(fields[4])
+        if fstype == "cgroup2" and "" in memberships:
+            key, version, controllers = "", 2, frozenset()
+        elif fstype == "cgroup":
+            names = [
+                o for o in options if (o not in ("rw", "ro") and "=" not in o) or o[:5] == "name="
+            ]
+            key = next((k for k in memberships if k and set(k.split(",")) == set(names)), None)
+            if key is None:
+                continue
+            version, controllers = 1, frozenset(n for n in names if not n.startswith("name="))
+        else:
+            continue
+        path = memberships[key]
+        relative = os.path.relpath(path, root) if path.startswith(root) else path.lstrip("/")
+        own = (mountpoint / relative).resolve() if relative != "." else mountpoint
+        found.append(Hierarchy(version, controllers, mountpoint, own))
+    return found
+
+
+def detect_layout(hierarchies: list[Hierarchy]) -> str:
+    v1 = [h for h in hierarchies if h.version == 1 and h.controllers]
+    v2 = [h for h in hierarchies if h.version == 2]
+    if v1 and v2:
+        return "hybrid"
+    if v1:
+        return "v1"
+    if v2:
+        return "v2"
+    raise CgroupError("no cgroup hierarchy is mounted")
+
+
+def open_driver(layout: str | None = None) -> Driver:
+    """The driver for this machine's layout (or the one named: "v1", "v2", "hybrid")."""
+    from executors.container import cgroups_v1, cgroups_v2
+
+    hierarchies = discover()
+    layout = layout or detect_layout(hierarchies)
+    v2 = next((h for h in hierarchies if h.version == 2), None)
+    if layout == "v2":
+        if v2 is None:
+            raise CgroupError("no cgroup v2 hierarchy is mounted")
+        return cgroups_v2.V2Driver(v2)
+    v1 = [h for h in hierarchies if h.version == 1 and h.controllers]
+    if layout == "v1":
+        return cgroups_v1.V1Driver(v1)
+    if layout == "hybrid":
+        if v2 is None:
+            raise CgroupError("the hybrid layout needs a cgroup v2 hierarchy")
+        return cgroups_v1.V1Driver(v1, tracker=cgroups_v2.V2Driver(v2))
+    raise CgroupError(f"unknown cgroup layout {layout!r}")
+
+
+# --- helpers shared by the drivers ---------------------------------------------------------
+
+
+def write(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        raise CgroupError(exc.errno, f"write {value!r} to {path}: {exc.strerror}") from exc
+
+
+def read_procs(directory: Path) -> list[int]:
+    try:
+        return [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def kill_all(directory: Path, attempts: int = 50) -> None:
+    """SIGKILL every process in `directory` until it is empty (forks may race the loop)."""
+    for _ in range(attempts):
+        pids = read_procs(directory)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        time.sleep(0.01)
+
+
+def remove_dir(directory: Path, timeout: float = 2.0) -> None:
+    """rmdir a cgroup, waiting for exiting processes to leave it; children first."""
+    if not directory.exists():
+        return
+    for child in sorted((p for p in directory.iterdir() if p.is_dir()), reverse=True):
+        remove_dir(child, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            directory.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:  # EBUSY while a killed process is still exiting
+            if time.monotonic() > deadline:
+                raise CgroupError(exc.errno, f"rmdir {directory}: {exc.strerror}") from exc
+            kill_all(directory, attempts=1)
+            time.sleep(0.01)
+
+
+def event_count(path: Path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def stale_below(own_dirs: list[Path]) -> list[Path]:
+    return sorted({p for d in own_dirs if d.is_dir() for p in d.glob("pyci*") if p.is_dir()})

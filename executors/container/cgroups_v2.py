@@ -1,0 +1,101 @@
+"""cgroup v2 driver: one directory per container in the unified hierarchy.
+
+Limits need their controllers enabled in the parent's `cgroup.subtree_control`. The kernel
+refuses that in a non-root cgroup that holds processes ("no internal processes"), which is
+where pyci itself usually sits on a systemd machine; we then report the limit as unavailable
+instead of moving pyci's own processes around. Without limits a v2 cgroup still tracks every
+process of a container and kills them all at once through `cgroup.kill`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from executors.container import cgroups
+from executors.container.cgroups import CPU_PERIOD_US, CgroupError, Hierarchy, Limits
+
+
+@dataclass
+class V2Cgroup:
+    directory: Path
+
+    @property
+    def dirs(self) -> tuple[str, ...]:
+        return (str(self.directory),)
+
+    def processes(self) -> list[int]:
+        return cgroups.read_procs(self.directory)
+
+    def kill(self) -> None:
+        kill_file = self.directory / "cgroup.kill"
+        if kill_file.exists():
+            with contextlib.suppress(FileNotFoundError):
+                cgroups.write(kill_file, "1")
+        cgroups.kill_all(self.directory)
+
+    def oom_killed(self) -> bool:
+        return cgroups.event_count(self.directory / "memory.events", "oom_kill") > 0
+
+    def remove(self) -> None:
+        self.kill()
+        cgroups.remove_dir(self.directory)
+
+
+class V2Driver:
+    layout = "v2"
+
+    def __init__(self, hierarchy: Hierarchy):
+        self.hierarchy = hierarchy
+        self.parent = hierarchy.own_dir
+
+    def available_controllers(self) -> set[str]:
+        try:
+            return set((self.parent / "cgroup.controllers").read_text().split())
+        except FileNotFoundError:
+            return set()
+
+    def _enable(self, needed: set[str]) -> None:
+        enabled = set((self.parent / "cgroup.subtree_control").read_text().split())
+        missing = needed - enabled
+        if not missing:
+            return
+        unavailable = missing - self.available_controllers()
+        if unavailable:
+            raise CgroupError(
+                f"cgroup v2 controller(s) {', '.join(sorted(unavailable))} not available in "
+                f"{self.parent}"
+            )
+        cgroups.write(self.parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+
+    def create(self, name: str, limits: Limits) -> V2Cgroup:
+        needed = set()
+        if limits.memory_bytes is not None:
+            needed.add("memory")
+        if limits.cpus is not None:
+            needed.add("cpu")
+        if limits.pids_max is not None:
+            needed.add("pids")
+        self._enable(needed)
+        directory = self.parent / name
+        directory.mkdir()
+        cgroup = V2Cgroup(directory)
+        try:
+            if limits.memory_bytes is not None:
+                cgroups.write(directory / "memory.max", str(limits.memory_bytes))
+                swap = directory / "memory.swap.max"
+                if swap.exists():
+                    cgroups.write(swap, "0")
+            if limits.cpus is not None:
+                quota = max(1000, int(limits.cpus * CPU_PERIOD_US))
+                cgroups.write(directory / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+            if limits.pids_max is not None:
+                cgroups.write(directory / "pids.max", str(limits.pids_max))
+        except BaseException:
+            cgroup.remove()
+            raise
+        return cgroup
+
+    def stale(self) -> list[Path]:
+        return cgroups.stale_below([self.parent])

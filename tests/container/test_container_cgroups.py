@@ -1,0 +1,161 @@
+"""cgroups: layout detection, limits that bite, OOM reported as such, kill-all and removal."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from executors.container import cgroups
+from executors.container.cgroups import CgroupError, Limits, detect_layout, discover, open_driver
+from executors.container.runtime import run_container
+
+MOUNTINFO = {
+    "v2": "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
+    "v1": (
+        "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+        "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+        "39 31 0:36 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n"
+        "40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
+    ),
+}
+MOUNTINFO["hybrid"] = MOUNTINFO["v1"] + (
+    "41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
+)
+PROC_CGROUP = {
+    "v2": "0::/user.slice/session-3.scope\n",
+    "v1": "9:name=systemd:/user.slice\n4:memory:/ci/job\n2:cpu,cpuacct:/ci\n1:pids:/\n",
+}
+PROC_CGROUP["hybrid"] = PROC_CGROUP["v1"] + "0::/user.slice\n"
+
+
+@pytest.mark.parametrize("layout", ["v1", "v2", "hybrid"])
+def test_layout_and_own_cgroups_are_found(tmp_path, layout):
+    (tmp_path / "cgroup").write_text(PROC_CGROUP[layout])
+    (tmp_path / "mountinfo").write_text(MOUNTINFO[layout])
+    hierarchies = discover(tmp_path)
+    assert detect_layout(hierarchies) == layout
+    own = {h.version and ",".join(sorted(h.controllers)): str(h.own_dir) for h in hierarchies}
+    if layout == "v2":
+        assert own == {"": "/sys/fs/cgroup/user.slice/session-3.scope"}
+    else:
+        assert own["memory"] == "/sys/fs/cgroup/memory/ci/job"
+        assert own["cpu,cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct/ci"
+        assert own["pids"] == "/sys/fs/cgroup/pids"
+
+
+def test_this_machines_layout_has_a_driver():
+    driver = open_driver()
+    assert driver.layout == detect_layout(discover())
+
+
+def run_limited(launcher, make_spec, script: str, limits: Limits, layout: str | None = None):
+    driver = open_driver(layout)
+    spec = make_spec("sh", "-c", script)
+    cgroup = driver.create(spec.id, limits)
+    try:
+        spec = dataclasses.replace(spec, cgroup_dirs=cgroup.dirs)
+        result, output = run_container(launcher, spec, timeout=30)
+        return result, output.decode(), cgroup.oom_killed()
+    finally:
+        cgroup.remove()
+
+
+def test_memory_limit_ends_in_a_reported_oom_kill(launcher, make_spec):
+    hog = "x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo survived"
+    _, out, oom = run_limited(launcher, make_spec, hog, Limits(memory_bytes=48 << 20))
+    assert "survived" not in out
+    assert oom is True
+
+
+def test_within_the_memory_limit_no_oom_is_reported(launcher, make_spec):
+    result, out, oom = run_limited(launcher, make_spec, "echo fine", Limits(memory_bytes=64 << 20))
+    assert (result.exit_code, out, oom) == (0, "fine\n", False)
+
+
+def test_pids_limit_stops_a_fork_bomb(launcher, make_spec):
+    script = "for i in $(seq 30); do sleep 1 & echo $i; done"
+    result, out, _ = run_limited(launcher, make_spec, script, Limits(pids_max=12))
+    # busybox sh gives up at the first refused fork; keeper, PID 1 and sh count too
+    assert "can't fork" in out
+    started = [line for line in out.splitlines() if line.isdigit()]
+    assert 0 < len(started) < 12 and result.exit_code != 0
+
+
+def test_cpu_limit_is_written_as_quota(make_spec):
+    driver = open_driver()
+    cgroup = driver.create("pyci-test-cpu", Limits(cpus=0.5))
+    try:
+        quota = None
+        for directory in map(Path, cgroup.dirs):
+            if (directory / "cpu.cfs_quota_us").exists():
+                quota = (directory / "cpu.cfs_quota_us").read_text().split()
+                period = (directory / "cpu.cfs_period_us").read_text().split()
+                assert (quota, period) == (["50000"], ["100000"])
+            elif (directory / "cpu.max").exists():
+                quota = (directory / "cpu.max").read_text().split()
+                assert quota == ["50000", "100000"]
+        assert quota is not None
+    finally:
+        cgroup.remove()
+    assert not any(Path(d).exists() for d in cgroup.dirs)
+
+
+@pytest.mark.parametrize("layout", ["hybrid", "v2", "v1"])
+def test_kill_takes_every_process_and_remove_leaves_nothing(launcher, make_spec, layout):
+    if layout not in ("v2", open_driver().layout) and layout != "v1":
+        pytest.fail(f"unexpected layout {layout}")
+    driver = open_driver(layout)
+    spec = make_spec("sh", "-c", "sleep 60 & sleep 60 & echo ready; wait")
+    cgroup = driver.create(spec.id, Limits())
+    spec = dataclasses.replace(spec, cgroup_dirs=cgroup.dirs)
+    finished = {}
+    thread = threading.Thread(
+        target=lambda: finished.update(result=run_container(launcher, spec, timeout=30))
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(cgroup.processes()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(cgroup.processes()) >= 5  # keeper, init, sh, two sleeps
+        started = time.monotonic()
+        cgroup.kill()
+        thread.join(10)
+        assert not thread.is_alive() and time.monotonic() - started < 5
+        assert cgroup.processes() == []
+    finally:
+        cgroup.remove()
+    assert not any(Path(d).exists() for d in cgroup.dirs)
+
+
+def test_v2_limit_without_its_controller_is_a_clear_error():
+    driver = open_driver("v2")
+    available = driver.available_controllers()
+    if "memory" in available:
+        cgroup = driver.create("pyci-test-v2mem", Limits(memory_bytes=64 << 20))
+        assert (Path(cgroup.dirs[0]) / "memory.max").read_text().strip() == str(64 << 20)
+        cgroup.remove()
+    else:
+        with pytest.raises(CgroupError, match=r"controller.*memory.*not available"):
+            driver.create("pyci-test-v2mem", Limits(memory_bytes=64 << 20))
+        assert not (driver.parent / "pyci-test-v2mem").exists()
+
+
+def test_stale_lists_pyci_cgroups_only():
+    driver = open_driver()
+    cgroup = driver.create("pyci-test-stale", Limits())
+    try:
+        stale = {p.name for p in driver.stale()}
+        assert "pyci-test-stale" in stale
+        assert all(name.startswith("pyci") for name in stale)
+    finally:
+        cgroup.remove()
+    assert "pyci-test-stale" not in {p.name for p in driver.stale()}
+
+
+def test_read_procs_of_a_missing_cgroup_is_empty(tmp_path):
+    assert cgroups.read_procs(tmp_path / "gone") == []
