@@ -2,7 +2,8 @@
 
 GitLab always wraps the declared stages in `.pre` (first) and `.post` (last), whether or not the
 user lists them, and falls back to `build, test, deploy` when `stages:` is absent. A job without
-`stage:` goes to `test`. Stage indexes handed to the scheduler are positions in this full list.
+`stage:` goes to `test`. Stage indexes handed to the scheduler are positions in this full
+list. (That every job names a known stage is checked by runner.config.validate.)
 """
 
 from __future__ import annotations
@@ -24,12 +25,6 @@ def resolve_stages(declared: Iterable[str] | None) -> tuple[str, ...]:
             continue
         middle.append(name)
     return (PRE, *middle, POST)
-
-
-def unknown_stage_message(job: str, stage: str, stages: tuple[str, ...]) -> str:
-    """GitLab's wording for a job whose `stage:` is not in the stage list."""
-    available = ", ".join(stages)
-    return f"{job} job: chosen stage {stage} does not exist; available stages are {available}"
 
 
 def only_edge_stages(stage_names: Iterable[str]) -> bool:

@@ -2,7 +2,7 @@
 
 from runner.plan.dag import find_cycle
 from runner.plan.matrix import expand_job, matrix_combinations, selected_names
-from runner.plan.stages import resolve_stages, unknown_stage_message
+from runner.plan.stages import only_edge_stages, resolve_stages
 
 
 def test_default_stages_are_wrapped_in_pre_and_post():
@@ -15,14 +15,6 @@ def test_declared_pre_and_post_move_to_the_ends_and_duplicates_go():
         "lint",
         "ship",
         ".post",
-    )
-
-
-def test_unknown_stage_message_lists_every_stage():
-    message = unknown_stage_message("job", "qa", (".pre", "build", ".post"))
-    assert (
-        message
-        == "job job: chosen stage qa does not exist; available stages are .pre, build, .post"
     )
 
 
@@ -65,3 +57,8 @@ def test_cycle_is_found_and_reported_in_needs_order():
 
 def test_no_cycle_and_unknown_needs_are_ignored():
     assert find_cycle({"a": ["b", "ghost"], "b": [], "c": ["a", "b"]}) is None
+
+
+def test_only_pre_and_post_jobs_make_no_pipeline():
+    assert only_edge_stages([".pre", ".post"])
+    assert not only_edge_stages([".pre", "test"])

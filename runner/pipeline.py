@@ -1,0 +1,174 @@
+"""From a project directory to the planned pipeline: the top level, as a list of steps.
+
+    load (include) -> expand (extends, default, !reference) -> validate (models)
+    -> static checks (needs, dependencies, cycles) -> workflow -> rules per job -> plan
+
+Each step is a function of its own module; this one only passes data along and gathers what
+the user needs to hear. Errors of every step are collected and raised together as one
+`ConfigError`, in the order GitLab reports them: configuration first, then what pipeline
+creation finds (a need of a job that rules left out).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.commands.common import ProjectOptions
+from runner.errors import ConfigError, ProblemCollector, PyciError
+from runner.jobspec import JobSpec, Variable
+
+
+@dataclass(frozen=True)
+class ExcludedJob:
+    """A job of the file that this pipeline does not create, and why (for `list --all`)."""
+
+    name: str
+    stage: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    jobs: tuple[JobSpec, ...]  # created jobs, in pipeline order (stage, then file order)
+    stages: tuple[str, ...]  # every stage, `.pre` first and `.post` last; JobSpec.stage_index
+    excluded: tuple[ExcludedJob, ...]
+    name: str | None  # workflow:name, expanded
+    ignored: tuple[tuple[str, str], ...]  # (job, keyword) with no local effect
+    project_dir: Path
+    files: tuple[str, ...]  # every configuration file read, the root first
+
+
+class NoPipeline(PyciError):
+    """`workflow:rules` (or rules leaving no job) decided that no pipeline is created.
+
+    Not a failure: GitLab simply creates nothing, so the exit code is 0 and the message says
+    which rule decided.
+    """
+
+    exit_code = 0
+
+
+@dataclass(frozen=True)
+class Expanded:
+    """The configuration after load and expand: what `pyci show` prints from."""
+
+    globals: dict[str, Any]
+    jobs: dict[str, Any]
+    hidden: dict[str, Any]
+    files: tuple[str, ...]
+
+
+def load_expanded(opts: ProjectOptions, facts: Any = None) -> Expanded:
+    """Load the root file and its includes, then apply extends, default and !reference."""
+    from runner.config.expand import expand_config
+    from runner.config.include import load_config
+
+    if facts is None:
+        facts = _git_facts(opts)
+    matcher = _include_rule_matcher(opts, facts)
+    loaded = load_config(opts.directory, _relative(opts.file, opts.directory), rule_matcher=matcher)
+    expanded = expand_config(loaded.root)
+    files = tuple(str(getattr(source, "path", source)) for source in loaded.files)
+    return Expanded(expanded.globals, expanded.jobs, expanded.hidden, files)
+
+
+def load_pipeline(opts: ProjectOptions) -> Pipeline:
+    """Load, expand, validate, evaluate and plan; raises ConfigError with every problem."""
+    from runner.config.validate import validate_pipeline
+    from runner.plan.planner import Planner
+    from runner.plan.stages import only_edge_stages
+
+    facts = _git_facts(opts)
+    expanded = load_expanded(opts, facts)
+    config = validate_pipeline(expanded.globals, expanded.jobs)
+    planner = Planner(config, expanded.jobs, opts, facts)
+    problems = ProblemCollector()
+    problems.extend(planner.check_references())
+    problems.raise_if_any()
+    workflow = planner.decide_workflow()
+    if not workflow.run:
+        raise NoPipeline(workflow.reason)
+    jobs, excluded, creation_problems = planner.plan(workflow)
+    problems.extend(creation_problems)
+    problems.raise_if_any()
+    if only_edge_stages(job.stage for job in jobs):  # also true when no job is left
+        raise NoPipeline(NO_JOBS_MESSAGE)
+    return Pipeline(
+        jobs=tuple(jobs),
+        stages=planner.stages,
+        excluded=tuple(excluded),
+        name=workflow.name,
+        ignored=planner.ignored,
+        project_dir=opts.directory,
+        files=expanded.files,
+    )
+
+
+NO_JOBS_MESSAGE = (
+    "Pipeline will not run for the selected trigger. "
+    "The rules configuration prevented any jobs from being added to the pipeline."
+)
+
+
+def report_ignored(pipeline: Pipeline, stream: Any = None) -> None:
+    """One line on stderr naming the keywords that have no local effect, and where."""
+    if not pipeline.ignored:
+        return
+    jobs_by_key: dict[str, list[str]] = {}
+    for job, key in pipeline.ignored:
+        names = jobs_by_key.setdefault(key, [])
+        if job not in names:
+            names.append(job)
+    parts = [f"{key} ({', '.join(jobs)})" for key, jobs in jobs_by_key.items()]
+    print(f"note: ignored, no effect locally: {'; '.join(parts)}", file=stream or sys.stderr)
+
+
+def _git_facts(opts: ProjectOptions) -> Any:
+    from runner.evaluate.predefined import read_git_facts
+
+    return read_git_facts(opts.directory)
+
+
+def _include_rule_matcher(opts: ProjectOptions, facts: Any) -> Any:
+    """`include:rules` see predefined and pipeline (--variable) variables, not YAML ones."""
+    from runner.evaluate.predefined import pipeline_variables
+    from runner.evaluate.rules import RuleContext, include_rules_match
+
+    predefined = pipeline_variables(facts, config_path=_relative(opts.file, opts.directory))
+    variables = {variable.key: variable.value for variable in predefined}
+    variables.update(opts.variables)
+    context = RuleContext(variables, opts.directory, None)
+
+    def matcher(rules: Any) -> bool:
+        return include_rules_match(_plain_rules(rules), context)
+
+    return matcher
+
+
+def _plain_rules(rules: Any) -> list[dict[str, Any]]:
+    return [
+        rule.model_dump(by_alias=True, exclude_none=True) if hasattr(rule, "model_dump") else rule
+        for rule in rules or ()
+    ]
+
+
+def _relative(path: Path, directory: Path) -> str:
+    try:
+        return str(path.relative_to(directory))
+    except ValueError:
+        return str(path)
+
+
+__all__ = [
+    "ConfigError",
+    "ExcludedJob",
+    "NoPipeline",
+    "Pipeline",
+    "Variable",
+    "load_expanded",
+    "load_pipeline",
+    "report_ignored",
+]

@@ -1,0 +1,80 @@
+"""A job's variables, from every source, in GitLab's precedence order (lowest first).
+
+GitLab documents the order (highest wins): pipeline variables (here `--variable`), project /
+group / instance variables (none locally), dotenv reports (at run time), job variables, global
+YAML variables, predefined variables. Within the YAML: `workflow:rules:variables` override the
+global ones (they are merged into the root variables before jobs inherit them, so
+`inherit:variables` filters both), a `parallel:matrix` combination overrides the job's own
+`variables:`, and `rules:variables` of the matching rule override both. So the list is:
+
+    predefined pipeline < predefined job < globals (+ workflow) < job (+ matrix) < rules < CLI
+
+Later entries win; values stay unexpanded (the build expands them, as the runner does), and
+`expand: false` becomes `raw`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from runner.jobspec import Variable
+
+
+def to_variable(key: str, value: Any) -> Variable:
+    """One YAML variable: a plain value, or a long form with `value`/`expand` (model or dict)."""
+    if hasattr(value, "value"):  # runner.config.models VariableConfig
+        raw = getattr(value, "expand", True) is False
+        return Variable(key, _text(value.value), raw=raw)
+    if isinstance(value, Mapping):
+        return Variable(key, _text(value.get("value")), raw=value.get("expand", True) is False)
+    return Variable(key, _text(value))
+
+
+def to_variables(variables: Mapping[str, Any] | None) -> list[Variable]:
+    return [to_variable(key, value) for key, value in (variables or {}).items()]
+
+
+def as_variables(values: Any) -> list[Variable]:
+    """Predefined variables as given (a mapping or Variables) to a list of Variables."""
+    if values is None:
+        return []
+    if isinstance(values, Mapping):
+        return [Variable(key, _text(value)) for key, value in values.items()]
+    return [value if isinstance(value, Variable) else Variable(*value) for value in values]
+
+
+def inherited_globals(globals_: Mapping[str, Any], inherit: Any) -> dict[str, Any]:
+    """GitLab's `inherit:variables`: true (all), false (none) or a list of names."""
+    if inherit is None or inherit is True:
+        return dict(globals_)
+    if inherit is False:
+        return {}
+    allowed = set(inherit)
+    return {key: value for key, value in globals_.items() if key in allowed}
+
+
+def merged(*layers: Iterable[Variable]) -> tuple[Variable, ...]:
+    """All layers in order, each key once: a later definition removes the earlier one.
+
+    The list stays in precedence order (the winner sits where its layer puts it) and holds one
+    entry per key, so `JobSpec.variable()` and a plain dict built from it agree.
+    """
+    result: dict[str, Variable] = {}
+    for layer in layers:
+        for variable in layer:
+            result.pop(variable.key, None)
+            result[variable.key] = variable
+    return tuple(result.values())
+
+
+def as_mapping(variables: Iterable[Variable]) -> dict[str, str]:
+    return {variable.key: variable.value for variable in variables}
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,364 @@
+"""Planning one pipeline: stages, parallel expansion, needs, workflow, rules, JobSpecs.
+
+The `Planner` holds what every step shares (the validated configuration, the git facts, the
+command-line variables) and offers the steps in the order `runner.pipeline` calls them:
+
+1. `check_references()`: needs/dependencies/cycles over every configured job, before rules
+   (GitLab's linter does the same, so a broken reference is an error on every branch);
+2. `decide_workflow()`: `workflow:rules` on predefined + global + command-line variables;
+3. `plan(workflow)`: each created job's rules (or only/except) with its own variables, then
+   needs pruned to the jobs that exist, then one `JobSpec` per job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runner.errors import Location, Problem
+from runner.jobspec import AllowFailure, JobSpec, Need, Variable
+from runner.plan import job_variables as jv
+from runner.plan.build_jobspec import Decision, build_jobspec
+from runner.plan.dag import cycle_message, find_cycle
+from runner.plan.matrix import Instance, expand_job
+from runner.plan.needs import (
+    JobRefs,
+    NameTable,
+    NeedRef,
+    check_references,
+    concrete_dependencies,
+    concrete_needs,
+    link_created_jobs,
+)
+from runner.plan.stages import DEFAULT_JOB_STAGE
+
+BUILDS_DIR = "/builds"
+
+
+@dataclass(frozen=True)
+class PlannedInstance:
+    """One job to be created, before rules: its configured job and its parallel identity."""
+
+    config_name: str
+    instance: Instance
+    stage: str
+    stage_index: int
+    order: int  # position in the file, to keep file order within a stage
+
+
+class Planner:
+    def __init__(self, config: Any, raw_jobs: Mapping[str, Any], opts: Any, facts: Any):
+        from runner.config.validate import ignored_keys
+
+        self.config = config
+        self.raw_jobs = raw_jobs
+        self.opts = opts
+        self.facts = facts
+        self.stages: tuple[str, ...] = tuple(config.all_stages())
+        self.stage_index = {name: index for index, name in enumerate(self.stages)}
+        self.instances: list[PlannedInstance] = []
+        self.table = NameTable()
+        ignored: list[tuple[str, str]] = []
+        for order, (name, job) in enumerate(config.jobs.items()):
+            stage = job.stage or DEFAULT_JOB_STAGE
+            index = self.stage_index[stage]
+            parallel = job.parallel
+            created = expand_job(
+                name,
+                parallel.count if parallel else None,
+                parallel.matrix if parallel else None,
+            )
+            self.table.add(name, [each.name for each in created], index)
+            self.instances += [PlannedInstance(name, each, stage, index, order) for each in created]
+            ignored += [(name, key) for key in ignored_keys(job)]
+            ignored += [(name, "needs:project") for need in job.needs or () if _remote(need)]
+        self.ignored = tuple(ignored)
+        self._predefined: list[Variable] | None = None
+        self._changed: Any = None
+
+    # --- step 1: references -------------------------------------------------------------
+
+    def check_references(self) -> list[Problem]:
+        refs = [self._refs(name, job) for name, job in self.config.jobs.items()]
+        problems = check_references(refs, self.table)
+        if problems:
+            return problems
+        edges: dict[str, list[str]] = {}
+        for planned in self.instances:
+            job = self.config.jobs[planned.config_name]
+            refs = self._need_refs(planned.config_name, job.needs or ())
+            edges[planned.instance.name] = [need.job for need in concrete_needs(refs, self.table)]
+        cycle = find_cycle(edges)
+        if cycle:
+            where = self._location(_base_of(self.instances, cycle[0]), "needs")
+            return [Problem(cycle_message(cycle), where, cycle[0], "needs")]
+        return []
+
+    def _refs(self, name: str, job: Any) -> JobRefs:
+        rule_needs = tuple(
+            tuple(self._need_refs(name, rule.needs, ("rules", index, "needs")))
+            for index, rule in enumerate(job.rules or ())
+            if rule.needs is not None
+        )
+        needs = None if job.needs is None else tuple(self._need_refs(name, job.needs))
+        return JobRefs(
+            name=name,
+            stage_index=self.stage_index[job.stage or DEFAULT_JOB_STAGE],
+            needs=needs,
+            dependencies=tuple(job.dependencies) if job.dependencies is not None else None,
+            location=self._location(name, None),
+            dependencies_location=self._location(name, "dependencies"),
+            rule_needs=rule_needs,
+        )
+
+    def _need_refs(
+        self, name: str, needs: Any, path: tuple[Any, ...] = ("needs",)
+    ) -> list[NeedRef]:
+        refs = []
+        for index, need in enumerate(needs):
+            if _remote(need):
+                continue  # another project's or pipeline's job: nothing to wait for locally
+            refs.append(
+                NeedRef(
+                    job=need.job,
+                    artifacts=need.artifacts,
+                    optional=need.optional,
+                    matrix=tuple(need.parallel_matrix) if need.parallel_matrix else None,
+                    location=self._location(name, *path, index),
+                )
+            )
+        return refs
+
+    def _location(self, job: str | None, *path: Any) -> Location | None:
+        from runner.config.source import locate
+
+        if job is None or job not in self.raw_jobs:
+            return None
+        return locate(self.raw_jobs[job], [part for part in path if part is not None])
+
+    # --- step 2: workflow ----------------------------------------------------------------
+
+    def predefined(self, pipeline_name: str | None = None) -> list[Variable]:
+        from runner.evaluate.predefined import pipeline_variables
+
+        return pipeline_variables(
+            self.facts, pipeline_name=pipeline_name, config_path=self._config_path()
+        )
+
+    def decide_workflow(self) -> Any:
+        from runner.evaluate.rules import evaluate_workflow
+
+        variables = jv.merged(
+            self.predefined(),
+            jv.to_variables(self.config.variables),
+            jv.as_variables(self.opts.variables),
+        )
+        workflow = self.config.workflow
+        plain = workflow.model_dump(by_alias=True, exclude_none=True) if workflow else None
+        uses_changes = bool(plain) and any("changes" in r for r in plain.get("rules") or ())
+        return evaluate_workflow(plain, self._context(jv.as_mapping(variables), uses_changes))
+
+    def _context(self, variables: Mapping[str, str], uses_changes: bool) -> Any:
+        from runner.evaluate.rules import RuleContext
+
+        changed = None
+        if uses_changes:
+            if self._changed is None:
+                from runner.evaluate.changes import local_changed_files
+
+                self._changed = (local_changed_files(self.opts.directory),)
+            changed = self._changed[0]
+        return RuleContext(variables, self.opts.directory, changed)
+
+    # --- step 3: jobs --------------------------------------------------------------------
+
+    def plan(self, workflow: Any) -> tuple[list[JobSpec], list[Any], list[Problem]]:
+        from runner.pipeline import ExcludedJob
+
+        predefined = self.predefined(workflow.name)
+        # workflow:rules variables override the global ones before jobs inherit them
+        globals_ = {**self.config.variables, **workflow.variables}
+        cli = jv.as_variables(self.opts.variables)
+        decided: list[tuple[PlannedInstance, Decision]] = []
+        excluded: list[ExcludedJob] = []
+        problems: list[Problem] = []
+        for planned in sorted(self.instances, key=lambda p: (p.stage_index, p.order)):
+            job = self.config.jobs[planned.config_name]
+            outcome = self._decide(planned, job, predefined, globals_, cli)
+            if isinstance(outcome, str):
+                excluded.append(ExcludedJob(planned.instance.name, planned.stage, outcome))
+            elif isinstance(outcome, Problem):
+                problems.append(outcome)
+            else:
+                decided.append((planned, outcome))
+        created = {decision.name for _, decision in decided}
+        specs: list[JobSpec] = []
+        for planned, decision in decided:
+            needs, dependencies, missing = link_created_jobs(
+                decision.name,
+                decision.needs,
+                decision.dependencies,
+                created,
+                self._location(planned.config_name, "needs"),
+            )
+            problems += missing
+            final = _replace(decision, needs=needs, dependencies=dependencies)
+            specs.append(build_jobspec(self.config.jobs[planned.config_name], final))
+        return specs, excluded, problems
+
+    def _decide(
+        self,
+        planned: PlannedInstance,
+        job: Any,
+        predefined: list[Variable],
+        globals_: Mapping[str, Any],
+        cli: list[Variable],
+    ) -> Decision | str | Problem:
+        """The job's Decision, or why it is not created (str), or a rule that cannot run."""
+        from runner.evaluate.predefined import job_variables
+        from runner.evaluate.rules import RuleError, evaluate_only_except, evaluate_rules
+
+        instance = planned.instance
+        inherit = job.inherit.variables if job.inherit is not None else True
+        own = [*jv.to_variables(job.variables), *jv.as_variables(instance.matrix)]
+        job_predefined = job_variables(
+            self.facts,
+            job_name=instance.name,
+            stage=planned.stage,
+            node_index=instance.index,
+            node_total=instance.total,
+            project_dir_in_job=f"{BUILDS_DIR}/{self.facts.project_path}",
+            builds_dir=BUILDS_DIR,
+            manual=False,
+            image=job.image.name if job.image is not None else None,
+        )
+        base = [
+            *predefined,
+            *job_predefined,
+            *jv.to_variables(jv.inherited_globals(globals_, inherit)),
+            *own,
+        ]
+        # rules:if sees the job's own variables too (GitLab >= 15.x), below the command line
+        context_vars = jv.as_mapping(jv.merged(base, cli))
+        job_when = job.when or "on_success"
+        when, allow_rule, start_in, rule_vars, needs = job_when, None, job.start_in, {}, job.needs
+        try:
+            if job.rules is not None:
+                rules = [rule.model_dump(by_alias=True, exclude_none=True) for rule in job.rules]
+                uses_changes = any("changes" in rule for rule in rules)
+                context = self._context(context_vars, uses_changes)
+                result = evaluate_rules(rules, context, job_when=job_when)
+                if result is None:
+                    return _why_not(rules, context)
+                when, allow_rule, rule_vars = result.when, result.allow_failure, result.variables
+                start_in = result.start_in or (start_in if when == "delayed" else None)
+                if result.needs is not None:
+                    index = _matching_rule(rules, context)
+                    needs = job.rules[index].needs if index is not None else needs
+            else:
+                only = _dump(job.only)
+                except_ = _dump(job.except_)
+                uses_changes = any("changes" in (part or {}) for part in (only, except_))
+                context = self._context(context_vars, uses_changes)
+                source = context_vars.get("CI_PIPELINE_SOURCE", "push")
+                if not evaluate_only_except(
+                    only,
+                    except_,
+                    context,
+                    ref=self.facts.ref_name,
+                    is_tag=self.facts.is_tag,
+                    pipeline_source=source,
+                ):
+                    return "only/except: the job's conditions do not hold"
+        except RuleError as exc:
+            message = f"Failed to parse rule for {instance.name}: {exc}"
+            return Problem(message, self._location(planned.config_name, "rules"), instance.name)
+        variables = jv.merged(base, [Variable(k, v) for k, v in rule_vars.items()], cli)
+        need_refs = None if needs is None else self._need_refs(planned.config_name, needs)
+        return Decision(
+            name=instance.name,
+            stage=planned.stage,
+            stage_index=planned.stage_index,
+            when=when,
+            allow_failure=_allow_failure(job, when, allow_rule),
+            start_in=_seconds(start_in) if when == "delayed" else None,
+            variables=variables,
+            needs=None if need_refs is None else tuple(concrete_needs(need_refs, self.table)),
+            dependencies=(
+                None
+                if job.dependencies is None
+                else tuple(concrete_dependencies(job.dependencies, self.table))
+            ),
+            node_index=instance.index,
+            node_total=instance.total,
+            ignored_keys=tuple(key for name, key in self.ignored if name == planned.config_name),
+        )
+
+    def _config_path(self) -> str:
+        try:
+            return str(self.opts.file.relative_to(self.opts.directory))
+        except ValueError:
+            return str(self.opts.file)
+
+
+def _allow_failure(job: Any, when: str, from_rule: bool | None) -> AllowFailure:
+    """GitLab: a rule's `allow_failure` wins (and drops exit codes); then the job's own;
+    then the default, true only for a job whose own `when:` is manual (not a rule's)."""
+    if from_rule is not None:
+        return AllowFailure(allowed=from_rule)
+    if job.allow_failure is not None:
+        return AllowFailure(job.allow_failure.allowed, tuple(job.allow_failure.exit_codes))
+    return AllowFailure(allowed=job.when == "manual" and when == "manual")
+
+
+def _why_not(rules: list[dict[str, Any]], context: Any) -> str:
+    index = _matching_rule(rules, context)
+    if index is None:
+        return "rules: no rule matched"
+    return f"rules: rule {index + 1}{_describe(rules[index])} says when: never"
+
+
+def _matching_rule(rules: list[dict[str, Any]], context: Any) -> int | None:
+    """The index of the first rule whose clauses hold, whatever its `when`."""
+    from runner.evaluate.rules import evaluate_rules
+
+    for index, rule in enumerate(rules):
+        probe = {key: value for key, value in rule.items() if key in ("if", "changes", "exists")}
+        if evaluate_rules([probe], context) is not None:
+            return index
+    return None
+
+
+def _describe(rule: Mapping[str, Any]) -> str:
+    return f" (if: {rule['if']})" if "if" in rule else ""
+
+
+def _dump(model: Any) -> dict[str, Any] | None:
+    return None if model is None else model.model_dump(by_alias=True, exclude_none=True)
+
+
+def _remote(need: Any) -> bool:
+    return bool(getattr(need, "project", None) or getattr(need, "pipeline", None))
+
+
+def _seconds(duration: str | None) -> float | None:
+    from runner.config.models_base import parse_duration
+
+    return parse_duration(duration) if duration else None
+
+
+def _base_of(instances: list[PlannedInstance], name: str) -> str | None:
+    for planned in instances:
+        if planned.instance.name == name:
+            return planned.config_name
+    return None
+
+
+def _replace(decision: Decision, **changes: Any) -> Decision:
+    from dataclasses import replace
+
+    return replace(decision, **changes)
+
+
+__all__ = ["Need", "Planner"]
