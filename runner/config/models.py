@@ -249,6 +249,10 @@ class JobConfig(Model):
         # What GitLab's YAML processor adds to its schema for a complete, expanded job.
         # (A missing script: is reported by runner.config.validate from the raw job, so that
         # it shows up next to the job's other problems.)
+        if self.rules is not None:
+            used = [key for key in ("only", "except", "start_in") if getattr(self, _field(key))]
+            if used:
+                raise gitlab_error(f"config key may not be used with `rules`: {', '.join(used)}")
         if self.start_in is not None:
             if self.when != "delayed":
                 raise gitlab_error_at("start_in", "config may only be used with `when: delayed`")
@@ -261,10 +265,6 @@ class JobConfig(Model):
                 check_duration(self.timeout)
             except PydanticCustomError:
                 raise gitlab_error_at("timeout", "config should be a duration")
-        if self.rules is not None:
-            used = [key for key in ("only", "except") if getattr(self, _field(key)) is not None]
-            if used:
-                raise gitlab_error(f"config key may not be used with `rules`: {', '.join(used)}")
         if self.dependencies and self.needs:
             needed = {need.job for need in self.needs}
             missing = [name for name in self.dependencies if name not in needed]

@@ -12,6 +12,7 @@ from runner.config.models_base import (
     gitlab_error,
     is_str,
     one_of,
+    one_of_attribute,
     require_mapping,
     string_list,
 )
@@ -115,7 +116,14 @@ class ArtifactsConfig(Model):
     paths: Annotated[list[str], BeforeValidator(_paths)] = []
     exclude: Annotated[list[str], BeforeValidator(_paths)] = []
     untracked: bool = False
-    when: Annotated[str, BeforeValidator(lambda v: one_of(v, ARTIFACTS_WHEN))] = "on_success"
+    when: Annotated[
+        str,
+        BeforeValidator(
+            lambda v: one_of_attribute(
+                v, ARTIFACTS_WHEN, "should be on_success, on_failure or always"
+            )
+        ),
+    ] = "on_success"
     name: Annotated[str | None, BeforeValidator(_string)] = None
     expire_in: Annotated[str | None, BeforeValidator(_string)] = None
     expose_as: Annotated[str | None, BeforeValidator(_string)] = None
@@ -183,7 +191,7 @@ class CacheConfig(Model):
     paths: Annotated[list[str], BeforeValidator(lambda v: string_list(v, allow_string=False))] = []
     untracked: bool = False
     policy: Annotated[str, BeforeValidator(_policy)] = "pull-push"
-    when: Annotated[str, BeforeValidator(lambda v: one_of(v, CACHE_WHEN))] = "on_success"
+    when: Annotated[str, BeforeValidator(lambda v: one_of_attribute(v, CACHE_WHEN))] = "on_success"
     fallback_keys: Annotated[
         list[str], BeforeValidator(lambda v: string_list(v, allow_string=False, max_items=5))
     ] = []

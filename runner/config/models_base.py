@@ -59,6 +59,19 @@ def gitlab_error(message: str) -> PydanticCustomError:
     return PydanticCustomError("gitlab", message)
 
 
+def attribute_error(message: str) -> PydanticCustomError:
+    """An error GitLab words after the key, from the place holding it:
+    `jobs:build when should be one of: ...` rather than `jobs:build:when config ...`."""
+    return PydanticCustomError("gitlab_attribute", message)
+
+
+def one_of_attribute(value: Any, allowed: tuple[str, ...], message: str | None = None) -> str:
+    """`one_of` worded as GitLab words it for `when:` keys."""
+    if not is_str(value) or value not in allowed:
+        raise attribute_error(message or f"should be one of: {', '.join(allowed)}")
+    return value
+
+
 def gitlab_error_at(key: Any, message: str) -> PydanticCustomError:
     """An error about the value of `key` inside the value being validated."""
     return PydanticCustomError("gitlab_key", message, {"key": str(key)})

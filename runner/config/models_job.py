@@ -21,6 +21,7 @@ from runner.config.models_base import (
     is_number,
     is_str,
     one_of,
+    one_of_attribute,
     require_mapping,
     scalar_text,
     shape_only,
@@ -359,5 +360,5 @@ def job_when(value: Any, info: ValidationInfo) -> str:
     """Job-level `when:`. GitLab's schema lists `never`; GitLab itself allows it only in
     rules, so only the shape check accepts it here."""
     if shape_only(info):
-        return one_of(value, JOB_WHEN)
-    return one_of(value, tuple(when for when in JOB_WHEN if when != "never"))
+        return one_of_attribute(value, JOB_WHEN)
+    return one_of_attribute(value, tuple(when for when in JOB_WHEN if when != "never"))

@@ -18,6 +18,7 @@ from runner.config.models_base import (
     is_str,
     matches,
     one_of,
+    one_of_attribute,
     require_mapping,
     scalar_text,
     shape_only,
@@ -200,7 +201,7 @@ class _RuleBase(Model):
 
 
 def _rule_when(value: Any) -> str:
-    return one_of(value, JOB_RULE_WHEN)
+    return one_of_attribute(value, JOB_RULE_WHEN, f"unknown value: {value}")
 
 
 class RuleConfig(_RuleBase):

@@ -171,7 +171,9 @@ def _translate(
         if kind == "missing":
             missing.setdefault(loc[:-1], []).append(str(loc[-1]))
             continue
-        if kind == "gitlab":
+        if kind == "gitlab_attribute" and loc:
+            message = f"{_path(prefix, loc[:-1])} {loc[-1]} {error['msg']}"
+        elif kind == "gitlab":
             message = f"{_path(prefix, loc)} {error['msg']}"
         else:
             text = (

@@ -48,8 +48,7 @@ b:
             "ci.yml:5:3",
             "a",
             "when",
-            "jobs:a:when config should be one of: on_success, on_failure, always, manual, "
-            "delayed, never",
+            "jobs:a when should be one of: on_success, on_failure, always, manual, delayed, never",
         ),
         ("ci.yml:6:3", "a", "retry", "jobs:a:retry config should be an integer from 0 to 2"),
         ("ci.yml:8:11", "b", "cache", 'jobs:b:cache:key config cannot contain the "/" character'),
@@ -208,4 +207,32 @@ def test_no_visible_job():
         validate_pipeline({}, {".a": document[".a"]})
     assert [p.message for p in info.value.problems] == [
         "jobs config should contain at least one visible job"
+    ]
+
+
+def test_when_keys_are_worded_as_gitlab_words_them():
+    assert lines(
+        """
+j:
+  script: x
+  artifacts: {when: sometimes}
+  cache: {when: never}
+  rules:
+    - when: later
+"""
+    ) == [
+        "ci.yml:4:15: jobs:j:artifacts when should be on_success, on_failure or always",
+        "ci.yml:5:11: jobs:j:cache when should be one of: on_success, on_failure, always",
+        "ci.yml:7:7: jobs:j:rules when unknown value: later",
+    ]
+
+
+def test_only_except_start_in_may_not_be_used_with_rules():
+    document = load_yaml(
+        "j: {script: x, rules: [{when: manual}], only: [main], start_in: 1 day}", "ci.yml"
+    )
+    assert validate_shape(document, "ci.yml") == []
+    _, problems = validate_job("j", document["j"])
+    assert [p.message for p in problems] == [
+        "jobs:j config key may not be used with `rules`: only, start_in"
     ]

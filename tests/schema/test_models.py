@@ -252,7 +252,7 @@ def test_when_never_is_schema_valid_but_not_for_a_job_gitlab_runs():
     assert validate_shape(document, "ci.yml") == []
     _, problems = validate_job("j", document["j"])
     assert [p.message for p in problems] == [
-        "jobs:j:when config should be one of: on_success, on_failure, always, manual, delayed"
+        "jobs:j when should be one of: on_success, on_failure, always, manual, delayed"
     ]
 
 
