@@ -1,0 +1,197 @@
+"""Job artifacts kept in `.pyci/artifacts/`: uploaded after a job, handed to later jobs.
+
+Layout, per job (`<slug>` is the job name made safe for a file name):
+  `.pyci/artifacts/<slug>/`            the files, at their paths in the project
+  `.pyci/artifacts/<slug>.reports/`    report files (`junit/`, `dotenv`)
+  `.pyci/artifacts/<slug>.json`        what was stored: name, file count, dotenv variables
+A job's new artifacts replace its old ones in one rename, so a reader sees the old set or the
+new one, never half of each; a job that starts clears what an earlier run of it left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from runner.build import fileset, globs
+from runner.build.joblog import BuildLog
+from runner.jobspec import ArtifactsSpec, Variable
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_DOTENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def job_slug(job: str) -> str:
+    """A file name for `job`; names that had to change get a hash so two never collide."""
+    slug = _UNSAFE.sub("-", job).strip("-.") or "job"
+    if slug != job:
+        slug = f"{slug[:80]}-{hashlib.sha1(job.encode()).hexdigest()[:8]}"
+    return slug
+
+
+def parse_dotenv(text: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """`KEY=VALUE` lines -> (pairs, problems). Blank lines and `#` comments are skipped and one
+    pair of surrounding quotes is removed; a line GitLab would reject is reported and skipped."""
+    pairs: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if key.startswith("export "):
+            key = key[len("export ") :].strip()
+        if not sep or not _DOTENV_KEY.fullmatch(key):
+            problems.append(f"line {number}: not a KEY=VALUE line")
+            continue
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        pairs.append((key, value))
+    return pairs, problems
+
+
+class ArtifactStore:
+    def __init__(self, state_dir: Path):
+        self.root = Path(state_dir) / "artifacts"
+
+    def job_dir(self, job: str) -> Path:
+        return self.root / job_slug(job)
+
+    def _reports_dir(self, job: str) -> Path:
+        return self.root / f"{job_slug(job)}.reports"
+
+    def _meta_path(self, job: str) -> Path:
+        return self.root / f"{job_slug(job)}.json"
+
+    def metadata(self, job: str) -> dict | None:
+        try:
+            return json.loads(self._meta_path(job).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def dotenv(self, job: str) -> list[Variable]:
+        meta = self.metadata(job) or {}
+        return [Variable(key, value) for key, value in meta.get("dotenv", [])]
+
+    def junit_reports(self, job: str) -> list[Path]:
+        directory = self._reports_dir(job) / "junit"
+        return sorted(directory.iterdir()) if directory.is_dir() else []
+
+    def clear(self, job: str) -> None:
+        """Forget what an earlier run of `job` stored."""
+        self._meta_path(job).unlink(missing_ok=True)
+        for path in (self.job_dir(job), self._reports_dir(job)):
+            _remove_tree(path)
+
+    # -- upload ---------------------------------------------------------------------------
+    def upload(
+        self,
+        job: str,
+        spec: ArtifactsSpec,
+        project_dir: Path,
+        untracked: Callable[[], list[str]],
+        expand: Callable[[str], str],
+        log: BuildLog,
+    ) -> int:
+        """Store the job's artifacts and reports; returns the number of files stored."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{job_slug(job)}-", dir=self.root))
+        try:
+            files = 0
+            if spec.paths or spec.untracked:
+                log.notice("Uploading artifacts...")
+                entries = fileset.select(
+                    project_dir,
+                    [expand(p) for p in spec.paths],
+                    [expand(p) for p in spec.exclude],
+                    untracked if spec.untracked else None,
+                    log,
+                )
+                files = fileset.copy_entries(project_dir, staging / "files", entries)
+                log.line(f"Stored {files} files in {self.job_dir(job)}")
+            dotenv, junit = self._collect_reports(spec.reports, project_dir, staging, expand, log)
+            meta = {
+                "job": job,
+                "name": expand(spec.name) if spec.name else job_slug(job),
+                "when": spec.when,
+                "files": files,
+                "dotenv": dotenv,
+                "junit": junit,
+            }
+            self._publish(job, staging, meta)
+            return files
+        finally:
+            _remove_tree(staging)
+
+    def _collect_reports(
+        self,
+        reports: Sequence[tuple[str, Sequence[str]]],
+        project_dir: Path,
+        staging: Path,
+        expand: Callable[[str], str],
+        log: BuildLog,
+    ) -> tuple[list[list[str]], list[str]]:
+        dotenv: list[list[str]] = []
+        junit: list[str] = []
+        for kind, patterns in reports:
+            if kind not in ("dotenv", "junit"):
+                log.warning(f"artifacts:reports:{kind} is kept by GitLab only; ignored locally")
+                continue
+            log.notice(f"Uploading artifacts as {kind!r} report...")
+            for pattern in patterns:
+                matches = [
+                    rel
+                    for rel in globs.find_paths(project_dir, expand(pattern))
+                    if (project_dir / rel).is_file()
+                ]
+                if not matches:
+                    log.warning(f"{pattern}: no matching files")
+                    continue
+                log.line(f"{pattern}: found {len(matches)} matching artifact files")
+                for rel in matches:
+                    if kind == "dotenv":
+                        text = (project_dir / rel).read_text(errors="replace")
+                        pairs, problems = parse_dotenv(text)
+                        for problem in problems:
+                            log.warning(f"{rel}: {problem}")
+                        dotenv.extend([k, v] for k, v in pairs)
+                    else:
+                        target = staging / "reports" / "junit" / f"{len(junit):03d}-"
+                        target = target.with_name(target.name + rel.replace("/", "_"))
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(project_dir / rel, target)
+                        junit.append(target.name)
+        return dotenv, junit
+
+    def _publish(self, job: str, staging: Path, meta: dict) -> None:
+        """Swap the staged set in for the old one (renames, so readers never see a mix)."""
+        self.clear(job)
+        if (staging / "files").exists():
+            os.replace(staging / "files", self.job_dir(job))
+        if (staging / "reports").exists():
+            os.replace(staging / "reports", self._reports_dir(job))
+        tmp = staging / "meta.json"
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, self._meta_path(job))
+
+    # -- download -------------------------------------------------------------------------
+    def download(self, job: str, project_dir: Path) -> int | None:
+        """Copy `job`'s artifacts into a project dir; None if it stored none."""
+        source = self.job_dir(job)
+        if not source.is_dir():
+            return None
+        return fileset.copy_tree(source, project_dir)
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)

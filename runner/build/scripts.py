@@ -1,0 +1,61 @@
+"""The two user-script stages of a job as shell text: `step_script` and `after_script`.
+
+As gitlab-runner writes them: every job variable exported (file variables written to the job's
+temp dir first), `cd` into the project, then each command echoed and run. `before_script` and
+`script` share one shell (so `cd` and variables carry over, and the first failure stops it);
+`after_script` gets a fresh shell of its own that also knows `CI_JOB_STATUS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from runner.build.shellwriter import ShellWriter
+
+
+@dataclass(frozen=True)
+class ScriptVariable:
+    """A variable as the script exports it: value already expanded."""
+
+    key: str
+    value: str
+    file: bool = False
+
+
+@dataclass(frozen=True)
+class ScriptEnvironment:
+    """What every stage script starts with: where the project is and what to export."""
+
+    project_dir: str  # CI_PROJECT_DIR as the job sees it
+    tmp_dir: str  # where file variables are written, as the job sees it
+    variables: tuple[ScriptVariable, ...] = ()
+    shell: str = "bash"
+
+
+def _prologue(writer: ShellWriter, env: ScriptEnvironment) -> None:
+    for var in env.variables:
+        if var.file:
+            writer.export_file(var.key, var.value, env.tmp_dir)
+        else:
+            writer.export(var.key, var.value)
+    writer.cd(env.project_dir)
+
+
+def step_script(env: ScriptEnvironment, before_script: Sequence[str], script: Sequence[str]) -> str:
+    writer = ShellWriter(env.shell)
+    _prologue(writer, env)
+    for command in (*before_script, *script):
+        writer.user_command(command)
+    return writer.finish()
+
+
+def after_script(env: ScriptEnvironment, commands: Sequence[str], job_status: str) -> str:
+    """`job_status` is GitLab's `CI_JOB_STATUS`: success, failed, canceled or timedout."""
+    writer = ShellWriter(env.shell)
+    status = ScriptVariable("CI_JOB_STATUS", job_status)
+    _prologue(writer, replace(env, variables=(*env.variables, status)))
+    writer.notice("Running after script...")
+    for command in commands:
+        writer.user_command(command)
+    return writer.finish()
