@@ -123,3 +123,25 @@ def test_valid_expressions_have_no_syntax_error():
 
 def test_error_message_names_the_column():
     assert "column 4" in check_syntax("$A = 1")
+
+
+@pytest.mark.parametrize(
+    ("text", "source"),
+    [
+        ("/pattern/", "pattern"),
+        ("/pattern/im", "pattern"),
+        ("/some .* \\/ pattern/", "some .* / pattern"),  # \/ is an escaped boundary
+        ("/some numeric \\/$ pattern/", "some numeric /$ pattern"),
+        ("/some numeric \\$ pattern/", "some numeric \\$ pattern"),  # only / is unescaped
+    ],
+)
+def test_pattern_tokens(text, source):
+    assert evaluate(text, {}).source == source
+
+
+def test_pattern_token_ends_at_the_first_unescaped_slash():
+    # `/some .* /` is the whole pattern; what follows is not a token
+    assert evaluate("/some .* / == /x y/", {}) is False
+    assert check_syntax("/some .* / pattern/") is not None
+    assert check_syntax("//") is not None
+    assert check_syntax("$X =~ / some ( thin/i") is not None
