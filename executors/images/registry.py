@@ -35,7 +35,6 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 RETRIES = 4  # attempts after the first, for one request or one blob
-CHUNK = 1 << 20
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
 
@@ -134,7 +133,8 @@ class RegistryClient:
                         out.truncate()
                         on_bytes(-written)
                         hasher, written = hashlib.sha256(), 0
-                    for chunk in response.iter_raw(CHUNK):
+                    # no chunk size: httpx would drop a buffered partial tail on a failure
+                    for chunk in response.iter_raw():
                         out.write(chunk)
                         hasher.update(chunk)
                         written += len(chunk)
@@ -195,25 +195,32 @@ class RegistryClient:
         self, method: str, path: str, headers: dict[str, str], stream: bool
     ) -> httpx.Response:
         response = self._send_once(method, path, headers, stream)
-        if response.status_code != 401:
-            return response
-        challenge = parse_challenge(response.headers.get("www-authenticate", ""))
-        response.close()
-        if challenge is None:
-            raise ImagePullError(f"{self.endpoint.host}: 401 without a usable challenge")
-        stale = self._challenge == challenge
-        self._challenge = challenge
-        if stale and challenge.scheme == "bearer":
-            self._tokens.forget(self._token_key())
-        self._auth()  # fetch a token now, so its errors are reported as such
-        return self._send_once(method, path, headers, stream)
+        # answer a challenge; a second 401 for a bearer token (expired or revoked before its
+        # announced expiry) gets one fresh token, Basic credentials are not tried twice
+        for attempt in range(2):
+            if response.status_code != 401:
+                return response
+            challenge = parse_challenge(response.headers.get("www-authenticate", ""))
+            if challenge is None:
+                return response
+            if attempt and challenge.scheme != "bearer":
+                return response
+            response.close()
+            self._challenge = challenge
+            if challenge.scheme == "bearer":
+                self._tokens.forget(self._token_key())
+            self._auth()  # fetch a token now, so its errors are reported as such
+            response = self._send_once(method, path, headers, stream)
+        return response
 
     def _request(self, method: str, path: str, headers: dict[str, str], what: str):
         for attempt in range(RETRIES + 1):
             try:
                 response = self._send_authenticated(method, path, headers, stream=False)
             except httpx.TransportError as exc:
-                if attempt == RETRIES:
+                # a refused connection is retried once; a reset or timeout mid-way, more
+                refused = isinstance(exc, httpx.ConnectError)
+                if attempt == RETRIES or (refused and attempt >= 1):
                     raise ImagePullError(
                         f"{self.endpoint.host}: {what}: {type(exc).__name__}: {exc}"
                     ) from exc

@@ -94,7 +94,9 @@ class _Quiet(http.server.BaseHTTPRequestHandler):
 
 def _serve(handler_class) -> tuple[_QuietServer, threading.Thread]:
     server = _QuietServer(("127.0.0.1", 0), handler_class)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     return server, thread
 
