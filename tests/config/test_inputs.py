@@ -84,7 +84,9 @@ def test_input_errors_in_gitlabs_words(load, problems) -> None:
 
 def test_regex_mismatch(load, problems) -> None:
     lines = problems(lambda: load(including("      version: 2.0\n")))
-    assert lines == [".gitlab-ci.yml:4:7: `tpl.yml`: `version` input: provided value is not a string"]
+    assert lines == [
+        ".gitlab-ci.yml:4:7: `tpl.yml`: `version` input: provided value is not a string"
+    ]
     lines = problems(lambda: load(including("      version: release\n")))
     assert lines == [
         ".gitlab-ci.yml:4:7: `tpl.yml`: `version` input: provided value does not match "
