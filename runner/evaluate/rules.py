@@ -119,7 +119,8 @@ def _as_paths(spec: Any) -> tuple[list[str], Mapping[str, Any]]:
     return [str(p) for p in spec or []], {}
 
 
-def _changes_hold(spec: Any, ctx: RuleContext) -> bool:
+def _changes_hold(spec: Any, ctx: RuleContext, *, expand_globs: bool = True) -> bool:
+    """rules:changes (globs expanded with known variables) or only:changes (taken as written)."""
     globs, options = _as_paths(spec)
     if options.get("compare_to") is not None:
         changed = ctx.changed_since(expand_existing(str(options["compare_to"]), ctx.variables))
@@ -129,8 +130,10 @@ def _changes_hold(spec: Any, ctx: RuleContext) -> bool:
         return True
     if not changed:
         return False
-    expanded = list(dict.fromkeys(expand_existing(g, ctx.variables) for g in globs))
-    return any(glob_match(glob, path) for path in changed for glob in expanded)
+    if expand_globs:
+        globs = [expand_existing(g, ctx.variables) for g in globs]
+    unique = list(dict.fromkeys(globs))
+    return any(glob_match(glob, path) for path in changed for glob in unique)
 
 
 def _exact_glob(glob: str) -> bool:
@@ -315,7 +318,7 @@ def _policy_holds(
         expressions = [expressions] if isinstance(expressions, str) else expressions or []
         results.append(any(matches(str(e), ctx.variables) for e in expressions))
     if "changes" in policy:
-        results.append(_changes_hold(policy["changes"], ctx))
+        results.append(_changes_hold(policy["changes"], ctx, expand_globs=False))
     if "kubernetes" in policy:
         results.append(False)  # no deployment platform in a local run
     return results

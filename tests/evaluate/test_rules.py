@@ -170,6 +170,11 @@ class TestOnlyExcept:
         assert self.run({"changes": ["*.md"]}, changed=frozenset({"README.md"}))
         assert not self.run({"changes": ["*.md"]}, changed=frozenset({"a.py"}))
         assert self.run({"changes": ["*.md"]}, changed=None)
+        # GitLab expands rules:changes paths, but takes only:changes as written
+        variables = {**BRANCH_VARS, "EXT": "md"}
+        readme = frozenset({"README.md"})
+        assert not self.run({"changes": ["*.$EXT"]}, changed=readme, variables=variables)
+        assert evaluate_rules([{"changes": ["*.$EXT"]}], ctx(variables, readme)) is not None
 
     def test_kubernetes_is_never_active_locally(self):
         assert not self.run({"kubernetes": "active"})
