@@ -68,11 +68,11 @@ def load_expanded(opts: ProjectOptions, facts: Any = None) -> Expanded:
 
     if facts is None:
         facts = _git_facts(opts)
-    matcher = _include_rule_matcher(opts, facts)
-    loaded = load_config(opts.directory, _relative(opts.file, opts.directory), rule_matcher=matcher)
+    variables = _include_variables(opts, facts)
+    matcher = _include_rule_matcher(opts, variables)
+    loaded = load_config(opts.directory, opts.file, rule_matcher=matcher, variables=variables)
     expanded = expand_config(loaded.root)
-    files = tuple(str(getattr(source, "path", source)) for source in loaded.files)
-    return Expanded(expanded.globals, expanded.jobs, expanded.hidden, files)
+    return Expanded(expanded.globals, expanded.jobs, expanded.hidden, tuple(loaded.files))
 
 
 def load_pipeline(opts: ProjectOptions) -> Pipeline:
@@ -132,18 +132,29 @@ def _git_facts(opts: ProjectOptions) -> Any:
     return read_git_facts(opts.directory)
 
 
-def _include_rule_matcher(opts: ProjectOptions, facts: Any) -> Any:
-    """`include:rules` see predefined and pipeline (--variable) variables, not YAML ones."""
+def _include_variables(opts: ProjectOptions, facts: Any) -> dict[str, str]:
+    """What `include` paths and `include:rules` see: predefined and --variable, no YAML ones."""
     from runner.evaluate.predefined import pipeline_variables
-    from runner.evaluate.rules import RuleContext, include_rules_match
 
     predefined = pipeline_variables(facts, config_path=_relative(opts.file, opts.directory))
     variables = {variable.key: variable.value for variable in predefined}
     variables.update(opts.variables)
-    context = RuleContext(variables, opts.directory, None)
+    return variables
 
-    def matcher(rules: Any) -> bool:
-        return include_rules_match(_plain_rules(rules), context)
+
+def _include_rule_matcher(opts: ProjectOptions, variables: dict[str, str]) -> Any:
+    from runner.evaluate.rules import RuleContext, include_rules_match
+
+    changed: list[Any] = []  # the local diff, read once and only if a rule asks for it
+
+    def matcher(rules: Any, where: Any) -> bool:
+        plain = _plain_rules(rules)
+        if not changed and any(isinstance(rule, dict) and "changes" in rule for rule in plain):
+            from runner.evaluate.changes import local_changed_files
+
+            changed.append(local_changed_files(opts.directory))
+        context = RuleContext(variables, opts.directory, changed[0] if changed else None)
+        return include_rules_match(plain, context)
 
     return matcher
 

@@ -47,7 +47,7 @@ class JobRefs:
     needs: tuple[NeedRef, ...] | None  # None: no `needs:` keyword (stage ordering)
     dependencies: tuple[str, ...] | None
     location: Location | None = None
-    dependencies_location: Location | None = None
+    dependency_locations: tuple[Location | None, ...] = ()  # one per dependency
     # `rules:needs` alternatives, checked like `needs:` itself
     rule_needs: tuple[tuple[NeedRef, ...], ...] = field(default_factory=tuple)
 
@@ -93,12 +93,11 @@ def check_references(jobs: Sequence[JobRefs], table: NameTable) -> list[Problem]
     for job in jobs:
         for needs in ((job.needs or ()), *job.rule_needs):
             problems.extend(_check_needs(job, needs, table))
-        for dependency in job.dependencies or ():
+        for index, dependency in enumerate(job.dependencies or ()):
             message = _reference_error(job, dependency, "dependency", table)
             if message:
-                problems.append(
-                    Problem(message, job.dependencies_location, job.name, "dependencies")
-                )
+                where = (job.dependency_locations or (None,) * (index + 1))[index]
+                problems.append(Problem(message, where, job.name, "dependencies"))
     return problems
 
 

@@ -108,7 +108,10 @@ class Planner:
             needs=needs,
             dependencies=tuple(job.dependencies) if job.dependencies is not None else None,
             location=self._location(name, None),
-            dependencies_location=self._location(name, "dependencies"),
+            dependency_locations=tuple(
+                self._location(name, "dependencies", index)
+                for index in range(len(job.dependencies or ()))
+            ),
             rule_needs=rule_needs,
         )
 
