@@ -116,14 +116,18 @@ def _now() -> str:
 
 
 def _describe(message: str) -> tuple[str, str]:
-    """GitLab's commit title and description from a message."""
-    lines = message.split("\n", 1)
-    title = lines[0].rstrip("\r")
-    description = lines[1].strip() if len(lines) > 1 else ""
-    if len(title) >= 100:  # GitLab: a long first line is not a title, the whole message counts
-        description = message.strip()
-        title = title[:80] + "…"
-    return title, description
+    """GitLab's commit title and description (app/models/commit.rb)."""
+    if not message.strip():
+        return "No commit message", "No commit message"
+    full_title = re.split(r"[\r\n]", message, maxsplit=1)[0]
+    if len(full_title) >= 100:
+        # a first line of 100+ characters is cut at a word before 78, and the description
+        # is then the whole message
+        stop = full_title.rfind(" ", 0, 79)
+        return full_title[: stop if stop >= 0 else 78] + "...", message
+    rest = message.split("\n", 1)
+    description = rest[1] if len(rest) > 1 else ""
+    return full_title, description.removesuffix("\n")  # Ruby's chomp: one newline only
 
 
 def read_git_facts(project_dir: Path) -> GitFacts:

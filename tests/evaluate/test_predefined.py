@@ -93,8 +93,19 @@ def test_commit_description(make_repo):
     repo.commit("Title\n\nBody one.\nBody two.\n", {"a": "1"})
     facts = read_git_facts(repo.root)
     assert facts.commit_title == "Title"
-    assert facts.commit_description == "Body one.\nBody two."
+    # GitLab: the message after the first line, one trailing newline removed
+    assert facts.commit_description == "\nBody one.\nBody two."
     assert facts.commit_message == "Title\n\nBody one.\nBody two.\n"
+
+
+def test_long_first_line_is_cut_and_the_description_is_the_whole_message(make_repo):
+    repo = make_repo()
+    first_line = "word " * 30  # 150 characters
+    repo.commit(first_line + "\nmore\n", {"a": "1"})
+    facts = read_git_facts(repo.root)
+    assert facts.commit_title == "word " * 14 + "word..."  # cut at the last space before 79
+    assert len(facts.commit_title) <= 81
+    assert facts.commit_description == first_line + "\nmore\n"
 
 
 def test_detached_head_on_an_annotated_tag(make_repo):
