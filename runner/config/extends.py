@@ -6,7 +6,8 @@ The `extends` key stays in the job, as it does in GitLab. Errors use GitLab's wo
 
 - `<job>: unknown keys in `extends` (<parent>, ...)` when a parent does not exist,
 - `<job>: invalid base hashes in `extends` (<parent>, ...)` when a parent is not a mapping,
-- `<job>: nesting too deep in `extends`` past 10 ancestors (11 levels counting the job),
+- `<job>: nesting too deep in `extends`` when an entry that extends has more than 10
+  ancestors: a job can inherit through 11 levels, as GitLab documents,
 - `<job>: circular dependency detected in `extends``.
 
 The key named is the entry being extended when the problem is found, which may be a parent.
@@ -71,12 +72,13 @@ def _extensible(value: Any) -> bool:
 
 class _Extender:
     def __init__(self, config: YamlMap):
+        # GitLab replaces each entry with its extended value as it goes; an entry keeps its
+        # `extends` key, so it is extended again (and its depth checked again) from every child.
         self.context: dict[Any, Any] = dict(config)
-        self.done: set[Any] = set()
 
     def extend(self, key: Any, ancestors: tuple[Any, ...]) -> Any:
         value = self.context[key]
-        if not _extensible(value) or key in self.done:
+        if not _extensible(value):
             return value
         where = value.loc_of("extends") if isinstance(value, YamlMap) else None
         name = _ruby_to_s(key)
@@ -98,5 +100,4 @@ class _Extender:
             merged = deep_merge(merged, self.extend(parent, (*ancestors, key)))
         result = deep_merge(merged, value)
         self.context[key] = result
-        self.done.add(key)
         return result
