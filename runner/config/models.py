@@ -242,7 +242,10 @@ class JobConfig(Model):
 
     @model_validator(mode="after")
     def _job_rules(self, info: ValidationInfo) -> JobConfig:
-        if self.when == "delayed" and self.start_in is None:
+        # A job that extends another may get its start_in from there: only the full check,
+        # after expansion, can tell.
+        lenient = shape_only(info) and self.extends is not None
+        if self.when == "delayed" and self.start_in is None and not lenient:
             raise gitlab_error("config start_in should be a duration when `when` is delayed")
         if shape_only(info):
             return self

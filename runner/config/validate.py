@@ -183,7 +183,8 @@ def _translate(
         problems.append(_problem(message, root, root_path + loc, job, loc, file))
     for loc, keys in unknown.items():
         message = f"{_path(prefix, loc)} config contains unknown keys: {', '.join(keys)}"
-        problems.append(_problem(message, root, root_path + loc + (keys[0],), job, loc, file))
+        where = (*loc, keys[0])
+        problems.append(_problem(message, root, root_path + where, job, where, file))
     for loc, keys in missing.items():
         message = f"{_path(prefix, loc)} config missing required keys: {', '.join(keys)}"
         problems.append(_problem(message, root, root_path + loc, job, loc, file))

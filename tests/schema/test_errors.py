@@ -146,6 +146,11 @@ j:
     ]
 
 
+def test_delayed_without_start_in_is_left_to_the_full_check_when_the_job_extends_another():
+    document = load_yaml(".t: {start_in: 1 hour}\nj: {extends: .t, script: x, when: delayed}", "f")
+    assert validate_shape(document, "f") == []
+
+
 def test_delayed_needs_start_in_in_both_checks():
     document = load_yaml("j: {script: x, when: delayed}", "ci.yml")
     expected = "jobs:j config start_in should be a duration when `when` is delayed"

@@ -286,6 +286,8 @@ j:
         ("45", 45),
         ("1:30", 5400),
         ("1.5h", 5400),
+        ("1h30m", 5400),
+        ("2 hrs, 15 mins", 8100),
     ],
 )
 def test_parse_duration(text, seconds):
