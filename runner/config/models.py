@@ -31,9 +31,11 @@ from runner.config.models_base import (
     gitlab_error,
     gitlab_error_at,
     is_str,
+    nonempty_text,
     parse_duration,
     shape_only,
     string_list,
+    text,
 )
 from runner.config.models_ignored import (
     DastConfig,
@@ -143,18 +145,6 @@ IGNORED_KEYWORDS = (
 )
 
 
-def _string(value: Any) -> str:
-    if not is_str(value):
-        raise gitlab_error("config should be a string")
-    return value
-
-
-def _nonempty(value: Any) -> str:
-    if not is_str(value) or not value:
-        raise gitlab_error("config should be a non-empty string")
-    return value
-
-
 def _stage(value: Any) -> str:
     """`stage:` a name. GitLab's schema also lets an array through (an expanded `!reference`);
     its first name is taken."""
@@ -205,10 +195,10 @@ class JobConfig(Model):
     needs: Needs | None = None
     dependencies: Annotated[list[str] | None, BeforeValidator(_dependencies)] = None
     when: Annotated[str | None, BeforeValidator(job_when)] = None
-    start_in: Annotated[str | None, BeforeValidator(_nonempty)] = None
-    manual_confirmation: Annotated[str | None, BeforeValidator(_string)] = None
+    start_in: Annotated[str | None, BeforeValidator(nonempty_text)] = None
+    manual_confirmation: Annotated[str | None, BeforeValidator(text)] = None
     allow_failure: AllowFailureConfig | None = None
-    timeout: Annotated[str | None, BeforeValidator(_nonempty)] = None
+    timeout: Annotated[str | None, BeforeValidator(nonempty_text)] = None
     retry: RetryConfig | None = None
     parallel: ParallelConfig | None = None
     cache: Caches | None = None
@@ -217,7 +207,7 @@ class JobConfig(Model):
     inherit: InheritConfig | None = None
     interruptible: bool | None = None
     tags: Tags | None = None
-    resource_group: Annotated[str | None, BeforeValidator(_string)] = None
+    resource_group: Annotated[str | None, BeforeValidator(text)] = None
     environment: EnvironmentConfig | None = None
     release: ReleaseConfig | None = None
     trigger: TriggerConfig | None = None
@@ -228,7 +218,7 @@ class JobConfig(Model):
     inputs: JobInputs | None = None
     dast_configuration: DastConfig | None = None
     pages: PagesConfig | None = None
-    publish: Annotated[str | None, BeforeValidator(_string)] = None
+    publish: Annotated[str | None, BeforeValidator(text)] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -305,7 +295,7 @@ class DefaultConfig(Model):
     retry: RetryConfig | None = None
     services: Services | None = None
     tags: Tags | None = None
-    timeout: Annotated[str | None, BeforeValidator(_nonempty)] = None
+    timeout: Annotated[str | None, BeforeValidator(nonempty_text)] = None
 
 
 def _stages(value: Any) -> list[str]:
@@ -333,7 +323,7 @@ class PipelineConfig(Model):
     default: DefaultConfig | None = None
     include: Includes | None = None
     spec: SpecConfig | None = None
-    schema_url: Annotated[str | None, BeforeValidator(_string), Field(alias="$schema")] = None
+    schema_url: Annotated[str | None, BeforeValidator(text), Field(alias="$schema")] = None
     # Deprecated global forms of `default:` keys, still honoured by GitLab.
     image: ImageConfig | None = None
     services: Services | None = None

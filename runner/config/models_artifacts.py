@@ -15,6 +15,7 @@ from runner.config.models_base import (
     one_of_attribute,
     require_mapping,
     string_list,
+    text,
 )
 
 ARTIFACTS_WHEN = ("on_success", "on_failure", "always")
@@ -49,12 +50,6 @@ SINGLE_FILE_REPORTS = ("accessibility", "annotations", "browser_performance")
 COVERAGE_FORMATS = ("cobertura", "jacoco")
 
 
-def _string(value: Any) -> str:
-    if not is_str(value):
-        raise gitlab_error("config should be a string")
-    return value
-
-
 def _paths(value: Any) -> list[str]:
     return string_list(value, allow_string=False, min_items=1)
 
@@ -63,7 +58,7 @@ class CoverageReportConfig(Model):
     coverage_format: Annotated[
         str | None, BeforeValidator(lambda v: one_of(v, COVERAGE_FORMATS))
     ] = None
-    path: Annotated[str | None, BeforeValidator(_string)] = None
+    path: Annotated[str | None, BeforeValidator(text)] = None
 
 
 def _coverage_report(value: Any) -> CoverageReportConfig:
@@ -124,9 +119,9 @@ class ArtifactsConfig(Model):
             )
         ),
     ] = "on_success"
-    name: Annotated[str | None, BeforeValidator(_string)] = None
-    expire_in: Annotated[str | None, BeforeValidator(_string)] = None
-    expose_as: Annotated[str | None, BeforeValidator(_string)] = None
+    name: Annotated[str | None, BeforeValidator(text)] = None
+    expire_in: Annotated[str | None, BeforeValidator(text)] = None
+    expose_as: Annotated[str | None, BeforeValidator(text)] = None
     public: bool | None = None
     access: Annotated[str | None, BeforeValidator(lambda v: one_of(v, ARTIFACTS_ACCESS))] = None
     reports: Annotated[dict[str, Any], BeforeValidator(_reports)] = {}
@@ -165,7 +160,7 @@ class CacheKeyConfig(Model):
         list[str],
         BeforeValidator(lambda v: string_list(v, allow_string=False, min_items=1, max_items=2)),
     ] = []
-    prefix: Annotated[str | None, BeforeValidator(_string)] = None
+    prefix: Annotated[str | None, BeforeValidator(text)] = None
 
     @model_validator(mode="before")
     @classmethod

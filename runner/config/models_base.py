@@ -99,6 +99,18 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def text(value: Any) -> str:
+    if not is_str(value):
+        raise gitlab_error("config should be a string")
+    return value
+
+
+def nonempty_text(value: Any) -> str:
+    if not is_str(value) or not value:
+        raise gitlab_error("config should be a non-empty string")
+    return value
+
+
 def scalar_text(value: Any) -> str:
     """A YAML scalar as GitLab turns it into a variable value (`true` -> "true", 1 -> "1")."""
     if isinstance(value, bool):

@@ -17,9 +17,11 @@ from runner.config.models_base import (
     is_int,
     is_str,
     matches,
+    nonempty_text,
     one_of,
     require_mapping,
     string_list,
+    text,
 )
 
 PROJECT_PATH = r"(?:\S/\S|\$\S+)"
@@ -29,23 +31,11 @@ NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 INPUT_NAME = r"^[a-zA-Z0-9_-]+$"
 
 
-def _string(value: Any) -> str:
-    if not is_str(value):
-        raise gitlab_error("config should be a string")
-    return value
-
-
-def _nonempty(value: Any) -> str:
-    if not is_str(value) or not value:
-        raise gitlab_error("config should be a non-empty string")
-    return value
-
-
-def _project(value: Any) -> str:
+def project_path(value: Any) -> str:
     return matches(value, PROJECT_PATH, "config should be a project path like group/project")
 
 
-def _yaml_file(value: Any) -> str:
+def yaml_file(value: Any) -> str:
     return matches(value, YAML_FILE, "config should be the path of a .yml or .yaml file")
 
 
@@ -86,14 +76,14 @@ Inputs = Annotated[dict[str, Any], BeforeValidator(inputs_map)]
 
 
 class TriggerIncludeConfig(Model):
-    local: Annotated[str | None, BeforeValidator(_yaml_file)] = None
-    template: Annotated[str | None, BeforeValidator(_yaml_file)] = None
-    artifact: Annotated[str | None, BeforeValidator(_yaml_file)] = None
-    job: Annotated[str | None, BeforeValidator(_string)] = None
-    project: Annotated[str | None, BeforeValidator(_project)] = None
-    ref: Annotated[str | None, BeforeValidator(_nonempty)] = None
-    file: Annotated[str | None, BeforeValidator(_yaml_file)] = None
-    component: Annotated[str | None, BeforeValidator(_string)] = None
+    local: Annotated[str | None, BeforeValidator(yaml_file)] = None
+    template: Annotated[str | None, BeforeValidator(yaml_file)] = None
+    artifact: Annotated[str | None, BeforeValidator(yaml_file)] = None
+    job: Annotated[str | None, BeforeValidator(text)] = None
+    project: Annotated[str | None, BeforeValidator(project_path)] = None
+    ref: Annotated[str | None, BeforeValidator(nonempty_text)] = None
+    file: Annotated[str | None, BeforeValidator(yaml_file)] = None
+    component: Annotated[str | None, BeforeValidator(text)] = None
     remote: Annotated[
         str | None, BeforeValidator(lambda v: matches(v, REMOTE_FILE, "config should be a URL"))
     ] = None
@@ -120,7 +110,7 @@ class TriggerIncludeConfig(Model):
 
 def _trigger_includes(value: Any) -> list:
     if is_str(value):
-        return [{"local": _yaml_file(value)}]
+        return [{"local": yaml_file(value)}]
     if not isinstance(value, list):
         raise gitlab_error("config should be a string or an array")
     if len(value) > 3:
@@ -136,8 +126,8 @@ class ForwardConfig(Model):
 class TriggerConfig(Model):
     """`trigger:` a downstream project, or a child pipeline from included files."""
 
-    project: Annotated[str | None, BeforeValidator(_project)] = None
-    branch: Annotated[str | None, BeforeValidator(_string)] = None
+    project: Annotated[str | None, BeforeValidator(project_path)] = None
+    branch: Annotated[str | None, BeforeValidator(text)] = None
     strategy: Annotated[str | None, BeforeValidator(lambda v: one_of(v, ("depend", "mirror")))] = (
         None
     )
@@ -149,7 +139,7 @@ class TriggerConfig(Model):
     @classmethod
     def _short_form(cls, value: Any) -> Any:
         if is_str(value):
-            return {"project": _project(value)}
+            return {"project": project_path(value)}
         mapping = require_mapping(value, "config should be a hash or a string")
         return pick_variant(
             mapping,
@@ -162,20 +152,20 @@ class TriggerConfig(Model):
 
 
 class EnvironmentConfig(Model):
-    name: Annotated[str, BeforeValidator(_nonempty)]
+    name: Annotated[str, BeforeValidator(nonempty_text)]
     url: Annotated[
         str | None,
         BeforeValidator(
             lambda v: matches(v, r"^(https?://.+|\$[A-Za-z]+)", "config should be a URL")
         ),
     ] = None
-    on_stop: Annotated[str | None, BeforeValidator(_string)] = None
+    on_stop: Annotated[str | None, BeforeValidator(text)] = None
     action: Annotated[
         str, BeforeValidator(lambda v: one_of(v, ("start", "prepare", "stop", "verify", "access")))
     ] = "start"
-    auto_stop_in: Annotated[str | None, BeforeValidator(_string)] = None
+    auto_stop_in: Annotated[str | None, BeforeValidator(text)] = None
     kubernetes: Annotated[dict[str, Any] | None, BeforeValidator(require_mapping)] = None
-    deployment_tier: Annotated[str | None, BeforeValidator(_string)] = None
+    deployment_tier: Annotated[str | None, BeforeValidator(text)] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -186,9 +176,9 @@ class EnvironmentConfig(Model):
 
 
 class ReleaseLinkConfig(Model):
-    name: Annotated[str, BeforeValidator(_nonempty)]
-    url: Annotated[str, BeforeValidator(_nonempty)]
-    filepath: Annotated[str | None, BeforeValidator(_string)] = None
+    name: Annotated[str, BeforeValidator(nonempty_text)]
+    url: Annotated[str, BeforeValidator(nonempty_text)]
+    filepath: Annotated[str | None, BeforeValidator(text)] = None
     link_type: Annotated[
         str | None, BeforeValidator(lambda v: one_of(v, ("runbook", "package", "image", "other")))
     ] = None
@@ -208,11 +198,11 @@ _RELEASED_AT = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})$"
 
 
 class ReleaseConfig(Model):
-    tag_name: Annotated[str, BeforeValidator(_nonempty)]
-    description: Annotated[str, BeforeValidator(_nonempty)]
-    tag_message: Annotated[str | None, BeforeValidator(_string)] = None
-    name: Annotated[str | None, BeforeValidator(_string)] = None
-    ref: Annotated[str | None, BeforeValidator(_string)] = None
+    tag_name: Annotated[str, BeforeValidator(nonempty_text)]
+    description: Annotated[str, BeforeValidator(nonempty_text)]
+    tag_message: Annotated[str | None, BeforeValidator(text)] = None
+    name: Annotated[str | None, BeforeValidator(text)] = None
+    ref: Annotated[str | None, BeforeValidator(text)] = None
     milestones: Annotated[
         list[str] | None, BeforeValidator(lambda v: string_list(v, allow_string=False))
     ] = None
@@ -278,7 +268,7 @@ class SecretConfig(Model):
         dict | None, BeforeValidator(_provider(("name",), ("source",)))
     ] = None
     file: bool = True
-    token: Annotated[str | None, BeforeValidator(_string)] = None
+    token: Annotated[str | None, BeforeValidator(text)] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -303,17 +293,17 @@ class IdTokenConfig(Model):
 
 
 class DastConfig(Model):
-    site_profile: Annotated[str | None, BeforeValidator(_string)] = None
-    scanner_profile: Annotated[str | None, BeforeValidator(_string)] = None
+    site_profile: Annotated[str | None, BeforeValidator(text)] = None
+    scanner_profile: Annotated[str | None, BeforeValidator(text)] = None
 
 
 class PagesConfig(Model):
     """`pages:` of a job: true/false, or where and how long to publish."""
 
     enabled: bool = True
-    path_prefix: Annotated[str | None, BeforeValidator(_string)] = None
-    expire_in: Annotated[str | None, BeforeValidator(_string)] = None
-    publish: Annotated[str | None, BeforeValidator(_string)] = None
+    path_prefix: Annotated[str | None, BeforeValidator(text)] = None
+    expire_in: Annotated[str | None, BeforeValidator(text)] = None
+    publish: Annotated[str | None, BeforeValidator(text)] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -367,7 +357,7 @@ class StepConfig(Model):
     ] = None
     step: Annotated[Any, BeforeValidator(_step_reference)] = None
     func: Annotated[Any, BeforeValidator(_step_reference)] = None
-    script: Annotated[str | None, BeforeValidator(_nonempty)] = None
+    script: Annotated[str | None, BeforeValidator(nonempty_text)] = None
 
     @model_validator(mode="before")
     @classmethod

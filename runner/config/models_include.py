@@ -20,15 +20,15 @@ from runner.config.models_base import (
     one_of,
     require_mapping,
     string_list,
+    text,
 )
 from runner.config.models_ignored import (
     REMOTE_FILE,
     YAML_FILE,
     Inputs,
-    _project,
-    _string,
-    _yaml_file,
     pick_variant,
+    project_path,
+    yaml_file,
 )
 from runner.config.models_rules import IncludeRules
 
@@ -69,14 +69,14 @@ class InputConfig(Model):
         str | None, BeforeValidator(lambda v: matches(v, r"^[\s\S]{0,1024}$", "config is too long"))
     ] = None
     options: Annotated[list | None, BeforeValidator(_scalar_options)] = None
-    regex: Annotated[str | None, BeforeValidator(_string)] = None
+    regex: Annotated[str | None, BeforeValidator(text)] = None
     default: Any = None
     rules: list[InputRuleConfig] | None = None
 
 
 class InputRuleConfig(Model):
     NULLABLE = frozenset({"default"})
-    if_: Annotated[str | None, BeforeValidator(_string), Field(alias="if")] = None
+    if_: Annotated[str | None, BeforeValidator(text), Field(alias="if")] = None
     options: Annotated[list | None, BeforeValidator(lambda v: _scalar_options(v, 50))] = None
     default: Any
 
@@ -123,7 +123,7 @@ JobInputs = Annotated[dict[str, InputConfig], BeforeValidator(job_inputs)]
 def _include_file(value: Any) -> list[str]:
     files = string_list(value)
     for file in files:
-        _yaml_file(file)
+        yaml_file(file)
     return files
 
 
@@ -136,12 +136,12 @@ def _include_cache(value: Any) -> bool | str:
 class IncludeConfig(Model):
     """One `include:` item in its long form."""
 
-    local: Annotated[str | None, BeforeValidator(_yaml_file)] = None
-    project: Annotated[str | None, BeforeValidator(_project)] = None
-    ref: Annotated[str | None, BeforeValidator(_string)] = None
+    local: Annotated[str | None, BeforeValidator(yaml_file)] = None
+    project: Annotated[str | None, BeforeValidator(project_path)] = None
+    ref: Annotated[str | None, BeforeValidator(text)] = None
     file: Annotated[list[str] | None, BeforeValidator(_include_file)] = None
-    template: Annotated[str | None, BeforeValidator(_yaml_file)] = None
-    component: Annotated[str | None, BeforeValidator(_string)] = None
+    template: Annotated[str | None, BeforeValidator(yaml_file)] = None
+    component: Annotated[str | None, BeforeValidator(text)] = None
     remote: Annotated[
         str | None, BeforeValidator(lambda v: matches(v, REMOTE_FILE, "config should be a URL"))
     ] = None
@@ -188,14 +188,14 @@ Includes = Annotated[list[IncludeConfig], BeforeValidator(includes)]
 
 
 class SpecIncludeConfig(Model):
-    local: Annotated[str | None, BeforeValidator(_yaml_file)] = None
-    project: Annotated[str | None, BeforeValidator(_project)] = None
-    ref: Annotated[str | None, BeforeValidator(_string)] = None
+    local: Annotated[str | None, BeforeValidator(yaml_file)] = None
+    project: Annotated[str | None, BeforeValidator(project_path)] = None
+    ref: Annotated[str | None, BeforeValidator(text)] = None
     file: Annotated[list[str] | None, BeforeValidator(_include_file)] = None
     remote: Annotated[
         str | None, BeforeValidator(lambda v: matches(v, REMOTE_FILE, "config should be a URL"))
     ] = None
-    integrity: Annotated[str | None, BeforeValidator(_string)] = None
+    integrity: Annotated[str | None, BeforeValidator(text)] = None
     cache: Annotated[bool | str | None, BeforeValidator(_include_cache)] = None
 
     @model_validator(mode="before")

@@ -20,12 +20,14 @@ from runner.config.models_base import (
     is_int,
     is_number,
     is_str,
+    nonempty_text,
     one_of,
     one_of_attribute,
     require_mapping,
     scalar_text,
     shape_only,
     string_list,
+    text,
 )
 from runner.config.models_rules import Matrix
 
@@ -69,12 +71,6 @@ INHERITABLE_DEFAULTS = (
 )
 
 
-def _nonempty(value: Any) -> str:
-    if not is_str(value) or not value:
-        raise gitlab_error("config should be a non-empty string")
-    return value
-
-
 def _user(value: Any) -> str:
     if not is_str(value) or not 1 <= len(value) <= 255:
         raise gitlab_error("config should be a string of 1 to 255 characters")
@@ -101,7 +97,7 @@ def _service_entrypoint(value: Any) -> list[str]:
 
 
 class DockerOptions(Model):
-    platform: Annotated[str | None, BeforeValidator(_nonempty)] = None
+    platform: Annotated[str | None, BeforeValidator(nonempty_text)] = None
     user: Annotated[str | None, BeforeValidator(_user)] = None
 
 
@@ -116,7 +112,7 @@ class KubernetesOptions(Model):
 
 
 class ImageConfig(Model):
-    name: Annotated[str, BeforeValidator(_nonempty)]
+    name: Annotated[str, BeforeValidator(nonempty_text)]
     entrypoint: Annotated[list[str] | None, BeforeValidator(_entrypoint)] = None
     pull_policy: Annotated[list[str], BeforeValidator(_pull_policy)] = []
     docker: DockerOptions | None = None
@@ -163,16 +159,10 @@ def _options(value: Any) -> list[str]:
 class VariableConfig(Model):
     """A variable as written: `expand: false` is GitLab's raw variable."""
 
-    value: Annotated[str | None, BeforeValidator(lambda v: _string(v))] = None
-    description: Annotated[str | None, BeforeValidator(lambda v: _string(v))] = None
+    value: Annotated[str | None, BeforeValidator(lambda v: text(v))] = None
+    description: Annotated[str | None, BeforeValidator(lambda v: text(v))] = None
     expand: bool = True
     options: Annotated[list[str] | None, BeforeValidator(_options)] = None
-
-
-def _string(value: Any) -> str:
-    if not is_str(value):
-        raise gitlab_error("config should be a string")
-    return value
 
 
 def _variables(allowed: tuple[str, ...]):
@@ -198,7 +188,7 @@ GlobalVariables = Annotated[
 
 
 class ServiceConfig(Model):
-    name: Annotated[str, BeforeValidator(_nonempty)]
+    name: Annotated[str, BeforeValidator(nonempty_text)]
     alias: Annotated[list[str], BeforeValidator(_alias)] = []
     entrypoint: Annotated[list[str] | None, BeforeValidator(_service_entrypoint)] = None
     command: Annotated[list[str] | None, BeforeValidator(_command)] = None

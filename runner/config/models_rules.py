@@ -23,17 +23,12 @@ from runner.config.models_base import (
     scalar_text,
     shape_only,
     string_list,
+    text,
 )
 
 JOB_RULE_WHEN = ("on_success", "on_failure", "always", "never", "manual", "delayed")
 WORKFLOW_RULE_WHEN = ("always", "never")
 MATRIX_MAX = 200
-
-
-def _string(value: Any) -> str:
-    if not is_str(value):
-        raise gitlab_error("config should be a string")
-    return value
 
 
 def _strings(value: Any) -> list[str]:
@@ -80,8 +75,8 @@ class ChangesConfig(Model):
     """`rules:changes`: a list of globs, or {paths, compare_to} (or GitLab's newer regexp)."""
 
     paths: Annotated[list[str], BeforeValidator(_strings)] = []
-    compare_to: Annotated[str | None, BeforeValidator(_string)] = None
-    regexp: Annotated[str | None, BeforeValidator(_string)] = None
+    compare_to: Annotated[str | None, BeforeValidator(text)] = None
+    regexp: Annotated[str | None, BeforeValidator(text)] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -98,9 +93,9 @@ class ExistsConfig(Model):
     """`rules:exists`: a list of globs, or {paths, project, ref} (or regexp)."""
 
     paths: Annotated[list[str], BeforeValidator(_strings)] = []
-    project: Annotated[str | None, BeforeValidator(_string)] = None
-    ref: Annotated[str | None, BeforeValidator(_string)] = None
-    regexp: Annotated[str | None, BeforeValidator(_string)] = None
+    project: Annotated[str | None, BeforeValidator(text)] = None
+    ref: Annotated[str | None, BeforeValidator(text)] = None
+    regexp: Annotated[str | None, BeforeValidator(text)] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -118,12 +113,12 @@ class ExistsConfig(Model):
 class NeedConfig(Model):
     """One edge of `needs:`; `parallel_matrix` limits it to some instances of a matrix job."""
 
-    job: Annotated[str, BeforeValidator(_string)]
+    job: Annotated[str, BeforeValidator(text)]
     artifacts: bool = True
     optional: bool = False
-    pipeline: Annotated[str | None, BeforeValidator(_string)] = None
-    project: Annotated[str | None, BeforeValidator(_string)] = None
-    ref: Annotated[str | None, BeforeValidator(_string)] = None
+    pipeline: Annotated[str | None, BeforeValidator(text)] = None
+    project: Annotated[str | None, BeforeValidator(text)] = None
+    ref: Annotated[str | None, BeforeValidator(text)] = None
     parallel_matrix: Matrix | None = None
 
     @model_validator(mode="before")
@@ -190,7 +185,7 @@ class AutoCancelConfig(Model):
 
 
 class _RuleBase(Model):
-    if_: Annotated[str | None, BeforeValidator(_string), Field(alias="if")] = None
+    if_: Annotated[str | None, BeforeValidator(text), Field(alias="if")] = None
     changes: ChangesConfig | None = None
     exists: ExistsConfig | None = None
 
@@ -211,7 +206,7 @@ class RuleConfig(_RuleBase):
     allow_failure: bool | None = None
     variables: Annotated[dict[str, str] | None, BeforeValidator(_scalar_map)] = None
     needs: RuleNeeds | None = None
-    start_in: Annotated[str | None, BeforeValidator(_string)] = None
+    start_in: Annotated[str | None, BeforeValidator(text)] = None
     interruptible: bool | None = None
 
     @model_validator(mode="after")
