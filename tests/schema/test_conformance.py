@@ -95,3 +95,36 @@ def test_negative_cases_name_the_offending_key():
             continue
         for problem in validate_shape(document, case_id):
             assert problem.message.startswith((f"jobs:{key}", key)), (case_id, problem.message)
+
+
+def _keys(model) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+def test_every_keyword_of_the_schema_has_a_model_field():
+    from runner.config.models import (
+        ArtifactsConfig,
+        CacheConfig,
+        DefaultConfig,
+        ImageConfig,
+        JobConfig,
+        PipelineConfig,
+        ServiceConfig,
+        WorkflowConfig,
+    )
+
+    schema = json.loads((SCHEMA_DIR / "ci.json").read_text())
+    definitions = schema["definitions"]
+    job_keywords = set(definitions["job_template"]["properties"])
+    assert job_keywords == _keys(JobConfig)
+    # `!reference` is YAML syntax, resolved before validation, not a keyword
+    assert set(schema["properties"]["default"]["properties"]) - {"!reference"} == _keys(
+        DefaultConfig
+    )
+    globals_ = set(schema["properties"]) - {"!reference", "pages"}  # `pages` is a job
+    assert globals_ == _keys(PipelineConfig) - {"jobs"}
+    assert set(schema["properties"]["workflow"]["properties"]) == _keys(WorkflowConfig)
+    assert set(definitions["artifacts"]["properties"]) == _keys(ArtifactsConfig)
+    assert set(definitions["cache_item"]["properties"]) == _keys(CacheConfig)
+    assert set(definitions["image"]["oneOf"][1]["properties"]) == _keys(ImageConfig)
+    assert set(definitions["services"]["items"]["oneOf"][1]["properties"]) == _keys(ServiceConfig)
