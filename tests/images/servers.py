@@ -229,6 +229,8 @@ class FaultProxy:
         self.upstream = upstream  # host:port
         self.upstream_auth = upstream_auth  # Authorization the blob origin uses upstream
         self.drop_after: int | None = None
+        self.stall_after: int | None = None  # send this much of a blob, then hang
+        self.released = threading.Event()
         self.redirect_blobs = False
         self.dropped: set[str] = set()
         self.requests: list[tuple[str, str, dict]] = []
@@ -274,9 +276,11 @@ class FaultProxy:
         )
         if drop:
             self.dropped.add(digest)
-        self.forward(request, request.command, path, headers, self.drop_after if drop else None)
+        stall = is_blob and self.stall_after is not None
+        cut = self.stall_after if stall else self.drop_after if drop else None
+        self.forward(request, request.command, path, headers, cut, stall)
 
-    def forward(self, request, method, path, headers, cut: int | None = None) -> None:
+    def forward(self, request, method, path, headers, cut=None, stall=False) -> None:
         connection = http.client.HTTPConnection(self.upstream, timeout=30)
         try:
             connection.request(method, path, headers=headers)
@@ -295,6 +299,9 @@ class FaultProxy:
         if method == "HEAD":
             return
         request.wfile.write(body[:cut] if cut is not None else body)
+        if stall:
+            request.wfile.flush()
+            self.released.wait(30)
         if cut is not None:
             request.wfile.flush()
             with contextlib.suppress(OSError):
@@ -302,6 +309,7 @@ class FaultProxy:
             request.close_connection = True
 
     def stop(self) -> None:
+        self.released.set()
         for server in (self.server, self.origin):
             server.shutdown()
             server.server_close()
