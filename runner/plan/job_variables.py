@@ -60,12 +60,20 @@ def merged(*layers: Iterable[Variable]) -> tuple[Variable, ...]:
     The list stays in precedence order (the winner sits where its layer puts it) and holds one
     entry per key, so `JobSpec.variable()` and a plain dict built from it agree.
     """
-    result: dict[str, Variable] = {}
+    return tuple(layered(*layers).values())
+
+
+def layered(
+    *layers: Iterable[Variable], base: dict[str, Variable] | None = None
+) -> dict[str, Variable]:
+    """`merged` as a key -> Variable dict; `base` (copied, not changed) is the lowest layer."""
+    result = dict(base) if base else {}
     for layer in layers:
         for variable in layer:
-            result.pop(variable.key, None)
+            if variable.key in result:
+                del result[variable.key]
             result[variable.key] = variable
-    return tuple(result.values())
+    return result
 
 
 def as_mapping(variables: Iterable[Variable]) -> dict[str, str]:

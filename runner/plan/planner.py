@@ -179,7 +179,8 @@ class Planner:
     def plan(self, workflow: Any) -> tuple[list[JobSpec], list[Any], list[Problem]]:
         from runner.pipeline import ExcludedJob
 
-        predefined = self.predefined(workflow.name)
+        # the pipeline's predefined variables, the same for every job: layered once
+        predefined = jv.layered(self.predefined(workflow.name))
         # workflow:rules variables override the global ones before jobs inherit them
         globals_ = {**self.config.variables, **workflow.variables}
         cli = jv.as_variables(self.opts.variables)
@@ -214,7 +215,7 @@ class Planner:
         self,
         planned: PlannedInstance,
         job: Any,
-        predefined: list[Variable],
+        predefined: dict[str, Variable],
         globals_: Mapping[str, Any],
         cli: list[Variable],
     ) -> Decision | str | Problem:
@@ -236,14 +237,14 @@ class Planner:
             manual=False,
             image=job.image.name if job.image is not None else None,
         )
-        base = [
-            *predefined,
-            *job_predefined,
-            *jv.to_variables(jv.inherited_globals(globals_, inherit)),
-            *own,
-        ]
+        base = jv.layered(
+            job_predefined,
+            jv.to_variables(jv.inherited_globals(globals_, inherit)),
+            own,
+            base=predefined,
+        )
         # rules:if sees the job's own variables too (GitLab >= 15.x), below the command line
-        context_vars = jv.as_mapping(jv.merged(base, cli))
+        context_vars = jv.as_mapping(jv.layered(cli, base=base).values())
         job_when = job.when or "on_success"
         when, allow_rule, start_in, rule_vars, needs = job_when, None, job.start_in, {}, job.needs
         try:
@@ -277,7 +278,8 @@ class Planner:
         except RuleError as exc:
             message = f"Failed to parse rule for {instance.name}: {exc}"
             return Problem(message, self._location(planned.config_name, "rules"), instance.name)
-        variables = jv.merged(base, [Variable(k, v) for k, v in rule_vars.items()], cli)
+        rules_layer = [Variable(key, value) for key, value in rule_vars.items()]
+        variables = tuple(jv.layered(rules_layer, cli, base=base).values())
         need_refs = None if needs is None else self._need_refs(planned.config_name, needs)
         return Decision(
             name=instance.name,

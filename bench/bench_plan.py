@@ -1,0 +1,165 @@
+"""How fast a pipeline is loaded and planned, and how fast `pyci list` answers.
+
+    python bench/bench_plan.py [--runs N]
+
+Two figures, each with a reference measured in the same run on the same machine (so a slow or
+busy machine shows in both and the ratio stays meaningful):
+
+1. load + plan of a generated 500-job pipeline (10 included files, YAML anchors, `extends`
+   chains, `parallel:matrix`, needs) in-process, against a plain `yaml.safe_load` of the same
+   files. Target: under 1 s.
+2. `pyci list` on a small file as a whole new process, against `python -c pass`.
+   Target: under 150 ms.
+
+Prints a table of medians over N runs; exits 0 whatever the figures (it measures, it does not
+judge a machine it cannot see).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+INCLUDED_FILES = 10
+JOBS_PER_FILE = 46  # plus one 2x2 matrix job per file: 10 * (46 + 4) = 500 jobs
+
+
+def included_file(index: int) -> str:
+    lines = [
+        f".common-{index}: &common-{index}",
+        "  image: alpine:3.19",
+        "  before_script: [echo setup]",
+        "  retry: 1",
+        f".template-{index}:",
+        f"  <<: *common-{index}",
+        "  variables: {LEVEL: base}",
+        "  rules:",
+        "    - if: $CI_COMMIT_BRANCH",
+        "      when: on_success",
+    ]
+    for job in range(JOBS_PER_FILE):
+        stage = ("build", "test", "deploy")[job % 3]
+        lines += [
+            f"job-{index}-{job}:",
+            f"  extends: .template-{index}",
+            f"  stage: {stage}",
+            f"  script: [echo {index} {job}, make target-{job}]",
+            f"  variables: {{JOB: '{job}'}}",
+            "  artifacts: {paths: [out/], when: on_success}",
+        ]
+        if stage == "deploy":
+            previous = f"job-{index}-{job - 1}"
+            lines.append(f"  needs: [{previous}, {{job: matrix-{index}, artifacts: false}}]")
+    lines += [
+        f"matrix-{index}:",
+        f"  extends: .template-{index}",
+        "  stage: build",
+        "  script: [echo $OS $ARCH]",
+        "  parallel:",
+        "    matrix:",
+        "      - OS: [linux, windows]",
+        "        ARCH: [amd64, arm64]",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def make_project(path: Path, big: bool) -> None:
+    path.mkdir(parents=True)
+    if big:
+        includes = [f"  - local: ci/part-{i}.yml" for i in range(INCLUDED_FILES)]
+        (path / "ci").mkdir()
+        for i in range(INCLUDED_FILES):
+            (path / "ci" / f"part-{i}.yml").write_text(included_file(i))
+        root = "include:\n" + "\n".join(includes) + "\nvariables: {GLOBAL: 'yes'}\n"
+    else:
+        root = (
+            "stages: [build, test]\n"
+            "build: {stage: build, script: [make]}\n"
+            "test: {stage: test, script: [make test], needs: [build]}\n"
+        )
+    (path / ".gitlab-ci.yml").write_text(root)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@example.com",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@example.com",
+    }
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "bench"]):
+        subprocess.run(["git", *args], cwd=path, check=True, env=env)
+
+
+def median_seconds(action: Callable[[], object], runs: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        action()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="runs per figure (default 7)")
+    runs = parser.parse_args().runs
+
+    import yaml
+
+    from runner.commands.common import ProjectOptions
+    from runner.pipeline import load_pipeline
+
+    with tempfile.TemporaryDirectory(prefix="pyci-bench-") as tmp:
+        big, small = Path(tmp) / "big", Path(tmp) / "small"
+        make_project(big, big=True)
+        make_project(small, big=False)
+        opts = ProjectOptions(big, big / ".gitlab-ci.yml", {})
+        pipeline = load_pipeline(opts)
+        files = [big / ".gitlab-ci.yml", *sorted((big / "ci").glob("*.yml"))]
+
+        def plain_yaml() -> None:
+            for file in files:
+                yaml.safe_load(file.read_text())
+
+        load_plan = median_seconds(lambda: load_pipeline(opts), runs)
+        yaml_only = median_seconds(plain_yaml, runs)
+
+        def process(*args: str) -> Callable[[], object]:
+            return lambda: subprocess.run(
+                [sys.executable, *args], cwd=small, check=True, capture_output=True
+            )
+
+        cli = ["-m", "runner.cli", "list"]
+        env_path = os.environ.get("PYTHONPATH", "")
+        os.environ["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env_path}" if env_path else str(ROOT)
+        pyci_list = median_seconds(process(*cli), runs)
+        python_pass = median_seconds(process("-c", "pass"), runs)
+
+    rows = [
+        (f"load + plan, {len(pipeline.jobs)} jobs", load_plan, "yaml.safe_load", yaml_only, 1.0),
+        ("pyci list, small file (process)", pyci_list, "python -c pass", python_pass, 0.150),
+    ]
+    print(f"{'figure':36} {'median':>9} {'target':>8}  {'reference':16} {'median':>9} {'ratio':>7}")
+    for name, value, ref_name, ref, target in rows:
+        verdict = "ok" if value < target else "SLOW"
+        print(
+            f"{name:36} {value * 1000:7.1f}ms {target * 1000:6.0f}ms  {ref_name:16} "
+            f"{ref * 1000:7.1f}ms {value / ref:6.1f}x  {verdict}"
+        )
+    print(f"(medians of {runs} runs after one warm-up; Python {sys.version.split()[0]})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
