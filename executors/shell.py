@@ -118,9 +118,12 @@ class ShellExecutor:
             argv += ["--noprofile", "--norc"]
         argv.append(str(script))
         if self.isolate:
+            # PID 1 of a namespace ignores signals it has no handler for, so the job's shell
+            # must not be PID 1 (`kill $$` has to work): a plain sh is init and waits for it
             argv = [
                 *("setpriv", "--pdeathsig", "KILL", "--"),
                 *("unshare", "--pid", "--fork", "--kill-child=KILL", "--"),
+                *("/bin/sh", "-c", '"$@"; exit $?', "pyci-init"),
                 *argv,
             ]
         return argv

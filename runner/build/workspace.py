@@ -95,12 +95,18 @@ def create(root: Path, project_dir: Path, job: str) -> Workspace:
     project_builds.mkdir(parents=True, exist_ok=True)
     sweep_stale(project_builds)
     while True:
-        job_dir = Path(tempfile.mkdtemp(prefix=f"{_safe(job)}-", dir=project_builds))
-        fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY)
+        # another build may sweep our new directory before we lock it, or remove the (then
+        # empty) project directory: both only mean "try again"
+        try:
+            project_builds.mkdir(parents=True, exist_ok=True)
+            job_dir = Path(tempfile.mkdtemp(prefix=f"{_safe(job)}-", dir=project_builds))
+            fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(fd)  # a concurrent sweep is removing it; take another
+            os.close(fd)
             continue
         if job_dir.exists():
             break

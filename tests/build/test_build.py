@@ -1,0 +1,261 @@
+"""Real jobs built through the shell executor: stages, sources, artifacts, status, masking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.build.artifacts import ArtifactStore
+from runner.jobspec import AllowFailure, ArtifactsSpec, CacheKey, CacheSpec, Variable
+
+from .conftest import Builder, git, snapshot
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_in_builds(builder: Builder):
+    yield
+    leftovers = list(builder.builds_root.rglob("*")) if builder.builds_root.exists() else []
+    assert leftovers == [], f"build directories left behind: {leftovers[:5]}"
+
+
+def test_sections_run_in_gitlabs_order(builder: Builder, make_job):
+    upstream = make_job("up", ("echo x > from-up.txt",), artifacts=ArtifactsSpec(paths=("*.txt",)))
+    assert builder.run(upstream).status == "success"
+    builder.recorder.events.clear()
+    job = make_job(
+        "job",
+        ("echo hello",),
+        after_script=("echo after",),
+        cache=(CacheSpec(key=CacheKey("k"), paths=("c",)),),
+        artifacts=ArtifactsSpec(paths=("from-up.txt",)),
+    )
+    outcome = builder.run(job, upstream=("up",))
+    assert outcome.status == "success" and outcome.exit_code == 0
+    assert builder.recorder.sections() == [
+        "prepare_executor",
+        "get_sources",
+        "restore_cache",
+        "download_artifacts",
+        "step_script",
+        "after_script",
+        "archive_cache",
+        "upload_artifacts_on_success",
+        "cleanup_file_variables",
+    ]
+    log = builder.recorder.log()
+    assert "\x1b[32;1m$ echo hello\x1b[0;m\nhello\n" in log
+    assert 'Executing "step_script" stage of the job script' in log
+    assert "section_start:" in log and ":step_script\r\x1b[0K" in log
+    assert log.endswith("\x1b[32;1mJob succeeded\x1b[0;m\n")
+
+
+def test_job_sees_the_work_tree_and_never_changes_it(builder: Builder, make_job):
+    project = builder.project
+    git(project, "add", "README")
+    (project / "staged-new.txt").write_text("staged\n")
+    git(project, "add", "staged-new.txt")
+    before = snapshot(project)
+    job = make_job(
+        "job",
+        (
+            'test "$(cat src/main.txt)" = uncommitted',  # uncommitted change is there
+            "test -f staged-new.txt",
+            "test ! -e scratch-notes.txt",  # untracked files are not
+            'test "$CI_PROJECT_DIR" = "$PWD"',
+            'case "$CI_PROJECT_DIR" in "$CI_BUILDS_DIR"/*) ;; *) exit 3 ;; esac',
+            "git status --short > status.txt; cat status.txt",
+            "grep -q 'staged-new.txt' status.txt",
+            "rm README; echo changed > src/main.txt; mkdir -p out; echo x > out/new",
+            "git add -A && git -c user.name=a -c user.email=a@b commit -qm job",
+        ),
+    )
+    outcome = builder.run(job)
+    assert outcome.status == "success", builder.recorder.log()
+    assert snapshot(project) == before
+    assert not str(builder.builds_root).startswith(str(project))
+
+
+def test_plain_folder_and_git_strategy_none(builder: Builder, make_job, tmp_path: Path):
+    plain = tmp_path / "plain"
+    (plain / "d").mkdir(parents=True)
+    (plain / "d" / "f").write_text("f\n")
+    folder = Builder(plain, builder.builds_root)
+    job = make_job(
+        "job",
+        ("test -f d/f", "echo made > made.txt"),
+        artifacts=ArtifactsSpec(untracked=True),
+    )
+    assert folder.run(job).status == "success", folder.recorder.log()
+    assert sorted(p.name for p in ArtifactStore(plain / ".pyci").job_dir("job").iterdir()) == [
+        "made.txt"
+    ]
+    none = make_job("none", ('test -z "$(ls -A)"',), variables=(Variable("GIT_STRATEGY", "none"),))
+    assert builder.run(none).status == "success", builder.recorder.log()
+
+
+def test_artifacts_paths_exclude_untracked_and_copy_back(builder: Builder, make_job):
+    job = make_job(
+        "build job",
+        (
+            "mkdir -p out/sub out/tmp",
+            "echo a > out/a.bin; echo b > out/sub/b.bin; echo t > out/tmp/t.bin",
+            "echo log > out/sub/debug.log; echo u > loose.txt",
+        ),
+        artifacts=ArtifactsSpec(
+            paths=("out/",), exclude=("out/tmp/**", "**/*.log"), untracked=True, name="bin"
+        ),
+    )
+    outcome = builder.run(job, artifacts_to_source=True)
+    assert outcome.status == "success", builder.recorder.log()
+    store = ArtifactStore(builder.project / ".pyci")
+    stored = store.job_dir("build job")
+    files = sorted(str(p.relative_to(stored)) for p in stored.rglob("*") if p.is_file())
+    assert files == ["loose.txt", "out/a.bin", "out/sub/b.bin"]
+    assert store.metadata("build job")["name"] == "bin"
+    assert (builder.project / "out" / "a.bin").read_text() == "a\n"  # --artifacts-to-source
+    log = builder.recorder.log()
+    assert "out/tmp/**: excluded " in log
+    assert "**/*.log: excluded " in log
+
+
+@pytest.mark.parametrize(
+    ("when", "script", "uploaded"),
+    [
+        ("on_success", "true", True),
+        ("on_success", "exit 1", False),
+        ("on_failure", "exit 1", True),
+        ("on_failure", "true", False),
+        ("always", "exit 1", True),
+    ],
+)
+def test_artifacts_when(builder: Builder, make_job, when, script, uploaded):
+    job = make_job(
+        "job", ("echo x > f.txt", script), artifacts=ArtifactsSpec(paths=("f.txt",), when=when)
+    )
+    builder.run(job)
+    assert (ArtifactStore(builder.project / ".pyci").job_dir("job") / "f.txt").exists() is uploaded
+    sections = builder.recorder.sections()
+    assert any(s.startswith("upload_artifacts") for s in sections) is uploaded
+
+
+def test_dotenv_junit_and_files_reach_dependent_jobs(builder: Builder, make_job):
+    producer = make_job(
+        "producer",
+        (
+            "echo 'VERSION=1.2.3' > build.env; echo 'OTHER=from-dotenv' >> build.env",
+            "echo payload > payload.txt",
+            'echo \'<testsuite name="s" tests="1"/>\' > report.xml',
+        ),
+        artifacts=ArtifactsSpec(
+            paths=("payload.txt",), reports=(("dotenv", ("build.env",)), ("junit", ("*.xml",)))
+        ),
+    )
+    assert builder.run(producer).status == "success", builder.recorder.log()
+    store = ArtifactStore(builder.project / ".pyci")
+    assert [(v.key, v.value) for v in store.dotenv("producer")] == [
+        ("VERSION", "1.2.3"),
+        ("OTHER", "from-dotenv"),
+    ]
+    (report,) = store.junit_reports("producer")
+    assert "testsuite" in report.read_text()
+    consumer = make_job(
+        "consumer",
+        ('test "$VERSION" = 1.2.3', 'test "$OTHER" = from-dotenv', "test -f payload.txt"),
+        variables=(Variable("OTHER", "job-level"),),  # dotenv ranks above job variables
+    )
+    assert builder.run(consumer, upstream=("producer",)).status == "success"
+    alone = make_job("alone", ("test ! -f payload.txt", 'test -z "$VERSION"'))
+    assert builder.run(alone).status == "success"
+
+
+def test_a_new_run_of_a_job_forgets_its_old_artifacts(builder: Builder, make_job):
+    spec = ArtifactsSpec(paths=("f.txt",))
+    builder.run(make_job("job", ("echo x > f.txt",), artifacts=spec))
+    builder.run(make_job("job", ("exit 1",), artifacts=spec))
+    assert not ArtifactStore(builder.project / ".pyci").job_dir("job").exists()
+
+
+def test_masked_values_never_reach_the_log(builder: Builder, make_job):
+    job = make_job(
+        "job",
+        (
+            "echo $TOKEN",
+            "printf %s s3cr3t-; printf '%s\\n' val",  # split across writes
+            "echo $DERIVED",
+            "echo s3cr3t-val >&2",
+        ),
+        after_script=("echo after $TOKEN",),
+        variables=(
+            Variable("TOKEN", "s3cr3t-val", masked=True),
+            Variable("DERIVED", "prefix-$TOKEN"),
+        ),
+        artifacts=ArtifactsSpec(paths=("s3cr3t-val",)),  # even pyci's own messages
+    )
+    outcome = builder.run(job)
+    assert outcome.status == "success"
+    log = builder.recorder.log()
+    assert "s3cr3t-val" not in log
+    assert log.count("[MASKED]") >= 5
+
+
+@pytest.mark.parametrize(
+    ("script", "timeout", "status"),
+    [("true", None, "success"), ("exit 4", None, "failed"), ("sleep 30", 1.0, "timedout")],
+)
+def test_after_script_sees_ci_job_status(builder: Builder, make_job, script, timeout, status):
+    job = make_job(
+        "job", (script,), after_script=('echo "status=$CI_JOB_STATUS"',), timeout=timeout
+    )
+    builder.run(job)
+    assert f"status={status}\n" in builder.recorder.log()
+
+
+def test_after_script_failure_and_timeout_are_warnings(builder: Builder, make_job):
+    job = make_job(
+        "job",
+        ("true",),
+        after_script=("echo start", "sleep 30"),
+        variables=(Variable("RUNNER_AFTER_SCRIPT_TIMEOUT", "1s"),),
+    )
+    outcome = builder.run(job)
+    assert outcome.status == "success"
+    assert outcome.duration < 10
+    assert "after_script failed, but job will continue unaffected" in builder.recorder.log()
+    failing = make_job("job2", ("true",), after_script=("exit 3",))
+    assert builder.run(failing).status == "success"
+
+
+def test_failure_outcomes(builder: Builder, make_job):
+    failed = builder.run(make_job("a", ("exit 3",)))
+    assert (failed.status, failed.exit_code, failed.failure_reason) == (
+        "failed",
+        3,
+        "script_failure",
+    )
+    assert "ERROR: Job failed: exit code 3" in builder.recorder.log("a")
+    allowed = builder.run(make_job("b", ("exit 3",), allow_failure=AllowFailure(exit_codes=(3,))))
+    assert allowed.allowed_failure
+    not_allowed = builder.run(
+        make_job("c", ("exit 4",), allow_failure=AllowFailure(exit_codes=(3,)))
+    )
+    assert not not_allowed.allowed_failure
+    crashed = builder.run(make_job("d", ("kill -SEGV $$",)))
+    assert (crashed.status, crashed.exit_code) == ("failed", 139)
+
+
+def test_coverage_is_read_from_the_log(builder: Builder, make_job):
+    job = make_job("job", ("echo 'Lines: 71.4%'",), coverage=r"/Lines: \d+\.\d+%/")
+    assert builder.run(job).coverage == "71.4"
+
+
+def test_file_variables_are_files(builder: Builder, make_job):
+    job = make_job(
+        "job",
+        ('test "$(cat "$KUBECONFIG")" = "apiVersion: v1"', 'test "$REF" = "$KUBECONFIG"'),
+        variables=(
+            Variable("KUBECONFIG", "apiVersion: v1", file=True),
+            Variable("REF", "$KUBECONFIG"),
+        ),
+    )
+    assert builder.run(job).status == "success", builder.recorder.log()
