@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
 
 from runner.config.models_base import (
     Model,
@@ -14,6 +14,7 @@ from runner.config.models_base import (
     one_of,
     one_of_attribute,
     require_mapping,
+    shape_only,
     string_list,
     text,
 )
@@ -193,9 +194,14 @@ class CacheConfig(Model):
     unprotect: bool = False
 
 
-def caches(value: Any) -> list:
-    """`cache:` is one cache or a list of them (GitLab allows up to 4)."""
+MAX_CACHES = 4
+
+
+def caches(value: Any, info: ValidationInfo) -> list:
+    """`cache:` is one cache or a list of them (GitLab's processor allows up to 4)."""
     if isinstance(value, list):
+        if len(value) > MAX_CACHES and not shape_only(info):
+            raise gitlab_error(f"config no more than {MAX_CACHES} caches can be created")
         return value
     return [require_mapping(value, "config should be a hash or an array of hashes")]
 

@@ -7,6 +7,7 @@ at the YAML shape again.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ValidationInfo, model_validator
@@ -291,6 +292,15 @@ class ParallelConfig(Model):
         if "matrix" not in mapping:
             raise gitlab_error("config missing required keys: matrix")
         return mapping
+
+    @model_validator(mode="after")
+    def _matrix_size(self, info: ValidationInfo) -> ParallelConfig:
+        # GitLab's processor (not its schema) caps the jobs one matrix may create.
+        if self.matrix is not None and not shape_only(info):
+            jobs = sum(math.prod(len(values) for values in entry.values()) for entry in self.matrix)
+            if jobs > 200:
+                raise gitlab_error_at("matrix", "config generates too many jobs (maximum is 200)")
+        return self
 
 
 def _inherit_default(value: Any) -> bool | list[str]:

@@ -28,6 +28,8 @@ from runner.config.models_base import is_reference
 from runner.config.source import YamlMap, loc_of, locate
 from runner.errors import ConfigError, Location, Problem
 
+MAX_JOB_NAME = 255
+
 __all__ = ["ignored_keys", "validate_job", "validate_pipeline", "validate_shape"]
 
 # pydantic's own error types, said the way GitLab says them.
@@ -45,9 +47,17 @@ _TYPE_MESSAGES = {
 
 
 def validate_job(name: str, job: YamlMap) -> tuple[JobConfig | None, list[Problem]]:
-    """Check one expanded job; returns the model, or None and every problem found."""
+    """Check one expanded job: the model (None if a keyword is invalid) and every problem."""
     problems: list[Problem] = []
     model = _validate(JobConfig, job, ("jobs", name), name, job, (), problems, shape=False)
+    if len(name) > MAX_JOB_NAME:
+        problems.append(
+            Problem(
+                f"jobs:{name} name is too long (maximum is {MAX_JOB_NAME} characters)",
+                loc_of(job),
+                job=name,
+            )
+        )
     if isinstance(job, dict) and not any(key in job for key in ("script", "run", "trigger")):
         problems.append(
             Problem(
@@ -56,7 +66,7 @@ def validate_job(name: str, job: YamlMap) -> tuple[JobConfig | None, list[Proble
                 job=name,
             )
         )
-    return model, problems
+    return model, _ordered(problems)
 
 
 def validate_pipeline(globals_: YamlMap, jobs: dict[str, YamlMap]) -> PipelineConfig:

@@ -241,3 +241,29 @@ def test_only_except_start_in_may_not_be_used_with_rules():
     assert [p.message for p in problems] == [
         "jobs:j config key may not be used with `rules`: only, start_in"
     ]
+
+
+def test_limits_gitlab_adds_to_its_schema():
+    document = load_yaml(
+        """
+j:
+  script: x
+  cache: [{paths: [a]}, {paths: [b]}, {paths: [c]}, {paths: [d]}, {paths: [e]}]
+  parallel:
+    matrix:
+      - {A: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], B: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}
+      - {C: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], D: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]}
+""",
+        "ci.yml",
+    )
+    assert validate_shape(document, "ci.yml") == []
+    _, problems = validate_job("j", document["j"])
+    assert [str(p) for p in problems] == [
+        "ci.yml:4:3: jobs:j:cache config no more than 4 caches can be created",
+        "ci.yml:6:5: jobs:j:parallel:matrix config generates too many jobs (maximum is 200)",
+    ]
+    long_name = "x" * 256
+    _, problems = validate_job(long_name, load_yaml("j: {script: x}", "ci.yml")["j"])
+    assert [p.message for p in problems] == [
+        f"jobs:{long_name} name is too long (maximum is 255 characters)"
+    ]
