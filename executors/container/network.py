@@ -13,12 +13,14 @@ pid, so concurrent pyci runs never share an address and stale leases can be reco
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import ipaddress
 import os
 import socket
 import struct
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,8 +103,21 @@ class Bridge:
         return str(next(self.subnet.hosts()))
 
 
+_ensured: dict[tuple[str, str], Bridge] = {}
+_ensure_lock = threading.Lock()
+
+
 def ensure_bridge(name: str = BRIDGE_NAME, subnet: str = DEFAULT_SUBNET) -> Bridge:
-    """Create the bridge with its gateway address and NAT if missing; cheap when present."""
+    """Create the bridge with its gateway address and NAT if missing; checked once per
+    process (the iptables checks cost ~100 ms)."""
+    with _ensure_lock:
+        key = (name, subnet)
+        if key not in _ensured or not os.path.exists(f"/sys/class/net/{name}"):
+            _ensured[key] = _ensure_bridge(name, subnet)
+        return _ensured[key]
+
+
+def _ensure_bridge(name: str, subnet: str) -> Bridge:
     from pyroute2 import IPRoute
 
     bridge = Bridge(name, ipaddress.IPv4Network(subnet))
@@ -185,3 +200,16 @@ class AddressPool:
 def host_link_name(container_id: str) -> str:
     """A host-side veth name with 'pyci' in it, within the kernel's 15 characters."""
     return ("pyci" + container_id.replace("pyci", "").replace("-", ""))[:15]
+
+
+def remove_link(name: str) -> None:
+    """Delete a host-side veth now instead of waiting for the kernel's asynchronous netns
+    teardown; missing is fine."""
+    if not os.path.exists(f"/sys/class/net/{name}"):
+        return
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        for index in ipr.link_lookup(ifname=name):
+            with contextlib.suppress(Exception):  # raced with the kernel removing it
+                ipr.link("del", index=index)

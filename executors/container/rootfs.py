@@ -28,9 +28,13 @@ from executors.container.syscalls import (
 )
 
 
+def _escape(path: str) -> str:
+    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
+
+
 def overlay_options(spec: ContainerSpec) -> str:
     # overlayfs wants the top layer first; images list their layers bottom first
-    lower = ":".join(reversed(spec.rootfs.lower_dirs))
+    lower = ":".join(_escape(d) for d in reversed(spec.rootfs.lower_dirs))
     return f"lowerdir={lower},upperdir={spec.rootfs.upper_dir},workdir={spec.rootfs.work_dir}"
 
 
@@ -38,6 +42,8 @@ def setup_rootfs(spec: ContainerSpec) -> None:
     """Build the container's root and pivot into it. Runs in the container's PID 1."""
     syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
     root = spec.rootfs.merged_dir
+    if spec.rootfs.lower_cwd:
+        os.chdir(spec.rootfs.lower_cwd)  # relative lower dirs keep the options within a page
     syscalls.mount("overlay", root, "overlay", 0, overlay_options(spec))
     for hidden in spec.rootfs.hidden_paths:
         target = root + hidden

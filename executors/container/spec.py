@@ -66,6 +66,7 @@ class Rootfs:
     work_dir: str
     merged_dir: str
     hidden_paths: tuple[str, ...] = ()
+    lower_cwd: str | None = None  # lower dirs are relative to it (short links of long lists)
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def validate(spec: ContainerSpec) -> ContainerSpec:
         ("upper_dir", spec.rootfs.upper_dir),
         ("work_dir", spec.rootfs.work_dir),
         ("merged_dir", spec.rootfs.merged_dir),
-        *(("lower_dir", p) for p in spec.rootfs.lower_dirs),
+        *(("lower_dir", p) for p in spec.rootfs.lower_dirs if spec.rootfs.lower_cwd is None),
     ]:
         if not path.startswith("/"):
             problems.append(f"rootfs {name} {path!r} is not absolute")

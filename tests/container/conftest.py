@@ -45,8 +45,12 @@ def _links() -> set[str]:
 
 
 def _container_processes() -> set[str]:
-    """Processes living in a nested pid namespace (NSpid lists more than one pid)."""
-    found = set()
+    """Our descendants living in a nested pid namespace (NSpid lists more than one pid).
+
+    Only descendants of this test process count: other work on the machine may run
+    containers of its own at the same time."""
+    parents: dict[str, str] = {}
+    nested = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -55,8 +59,19 @@ def _container_processes() -> set[str]:
         except OSError:
             continue
         for line in status.splitlines():
-            if line.startswith("NSpid:") and len(line.split()) > 2:
-                found.add(entry)
+            if line.startswith("PPid:"):
+                parents[entry] = line.split()[1]
+            elif line.startswith("NSpid:") and len(line.split()) > 2:
+                nested.add(entry)
+    me = str(os.getpid())
+    found = set()
+    for pid in nested:
+        ancestor, hops = parents.get(pid), 0
+        while ancestor and ancestor not in ("0", "1") and hops < 64:
+            if ancestor == me:
+                found.add(pid)
+                break
+            ancestor, hops = parents.get(ancestor), hops + 1
     return found
 
 
