@@ -27,6 +27,7 @@ from runner.config.models_artifacts import (
 )
 from runner.config.models_base import (
     Model,
+    attribute_error,
     check_duration,
     gitlab_error,
     gitlab_error_at,
@@ -242,17 +243,20 @@ class JobConfig(Model):
         # What GitLab's YAML processor adds to its schema for a complete, expanded job.
         # (A missing script: is reported by runner.config.validate from the raw job, so that
         # it shows up next to the job's other problems.)
+        exclusive = [key for key in ("script", "run", "trigger") if getattr(self, key) is not None]
+        if len(exclusive) > 1:
+            raise gitlab_error(f"config these keys cannot be used together: {', '.join(exclusive)}")
         if self.rules is not None:
             used = [key for key in ("only", "except", "start_in") if getattr(self, _field(key))]
             if used:
                 raise gitlab_error(f"config key may not be used with `rules`: {', '.join(used)}")
         if self.start_in is not None:
             if self.when != "delayed":
-                raise gitlab_error_at("start_in", "config may only be used with `when: delayed`")
+                raise attribute_error("must be blank", "start_in")
             try:
                 check_duration(self.start_in, limit=7 * 86400)
             except PydanticCustomError:
-                raise gitlab_error_at("start_in", "config should be a duration of at most 1 week")
+                raise attribute_error("should be a duration of at most 1 week", "start_in")
         if self.timeout is not None:
             try:
                 check_duration(self.timeout)
@@ -262,10 +266,19 @@ class JobConfig(Model):
             needed = {need.job for need in self.needs}
             missing = [name for name in self.dependencies if name not in needed]
             if missing:
-                raise gitlab_error_at(
-                    "dependencies", f"config the {', '.join(missing)} should be part of needs"
+                raise attribute_error(
+                    f"the {', '.join(missing)} should be part of needs", "dependencies"
                 )
+        if self.publish is not None and not _pages_job(self, info):
+            raise attribute_error("can only be used within a `pages` job", "publish")
         return self
+
+
+def _pages_job(job: JobConfig, info: ValidationInfo) -> bool:
+    """GitLab's rule: `pages:` set (not false), or a job named `pages` without `pages: false`."""
+    if job.pages is not None:
+        return job.pages.enabled
+    return isinstance(info.context, dict) and info.context.get("job") == "pages"
 
 
 def _field(key: str) -> str:

@@ -59,10 +59,11 @@ def gitlab_error(message: str) -> PydanticCustomError:
     return PydanticCustomError("gitlab", message)
 
 
-def attribute_error(message: str) -> PydanticCustomError:
+def attribute_error(message: str, key: str | None = None) -> PydanticCustomError:
     """An error GitLab words after the key, from the place holding it:
-    `jobs:build when should be one of: ...` rather than `jobs:build:when config ...`."""
-    return PydanticCustomError("gitlab_attribute", message)
+    `jobs:build when should be one of: ...` rather than `jobs:build:when config ...`.
+    `key` names the key when the error is raised by the model holding it."""
+    return PydanticCustomError("gitlab_attribute", message, {"key": key} if key else None)
 
 
 def one_of_attribute(value: Any, allowed: tuple[str, ...], message: str | None = None) -> str:

@@ -49,7 +49,7 @@ _TYPE_MESSAGES = {
 def validate_job(name: str, job: YamlMap) -> tuple[JobConfig | None, list[Problem]]:
     """Check one expanded job: the model (None if a keyword is invalid) and every problem."""
     problems: list[Problem] = []
-    model = _validate(JobConfig, job, ("jobs", name), name, job, (), problems, shape=False)
+    model = _validate(JobConfig, job, ("jobs", name), name, job, (), problems, False, job_name=name)
     if len(name) > MAX_JOB_NAME:
         problems.append(
             Problem(
@@ -150,10 +150,12 @@ def _validate(
     problems: list[Problem],
     shape: bool,
     file: str = "",
+    job_name: str | None = None,
 ) -> Any:
     """Validate `value` (found at `root_path` inside `root`), adding problems; the model or None."""
     try:
-        return model.model_validate(_without_references(value), context={"shape": shape})
+        context = {"shape": shape, "job": job_name}
+        return model.model_validate(_without_references(value), context=context)
     except ValidationError as exc:
         problems.extend(_translate(exc, prefix, job, root, root_path, file))
         return None
@@ -173,8 +175,10 @@ def _translate(
     for error in exc.errors(include_url=False, include_input=False):
         loc = tuple(error["loc"])
         kind = error["type"]
-        if kind == "gitlab_key":  # an error about one key, raised by the model holding it
-            loc, kind = (*loc, error["ctx"]["key"]), "gitlab"
+        if kind in ("gitlab_key", "gitlab_attribute") and error.get("ctx", {}).get("key"):
+            # an error about one key, raised by the model holding it
+            loc = (*loc, error["ctx"]["key"])
+            kind = "gitlab" if kind == "gitlab_key" else kind
         if kind == "extra_forbidden":
             unknown.setdefault(loc[:-1], []).append(str(loc[-1]))
             continue

@@ -141,9 +141,7 @@ j:
     )
     assert validate_shape(document, "ci.yml") == []
     _, problems = validate_job("j", document["j"])
-    assert [str(p) for p in problems] == [
-        "ci.yml:4:3: jobs:j:start_in config may only be used with `when: delayed`"
-    ]
+    assert [str(p) for p in problems] == ["ci.yml:4:3: jobs:j start_in must be blank"]
 
 
 def test_delayed_without_start_in_is_left_to_the_full_check_when_the_job_extends_another():
@@ -266,4 +264,40 @@ j:
     _, problems = validate_job(long_name, load_yaml("j: {script: x}", "ci.yml")["j"])
     assert [p.message for p in problems] == [
         f"jobs:{long_name} name is too long (maximum is 255 characters)"
+    ]
+
+
+def test_script_run_and_trigger_exclude_each_other_in_a_job_gitlab_runs():
+    document = load_yaml("j: {script: x, trigger: group/project}", "ci.yml")
+    assert validate_shape(document, "ci.yml") == []  # the schema lets both through
+    assert [p.message for p in validate_job("j", document["j"])[1]] == [
+        "jobs:j config these keys cannot be used together: script, trigger"
+    ]
+
+
+def test_publish_only_in_a_pages_job():
+    document = load_yaml(
+        """
+pages: {script: x, publish: site}
+docs: {script: x, publish: site, pages: true}
+other: {script: x, publish: site}
+disabled: {script: x, publish: site, pages: false}
+""",
+        "ci.yml",
+    )
+    messages = {
+        name: [p.message for p in validate_job(name, document[name])[1]] for name in document
+    }
+    assert messages == {
+        "pages": [],
+        "docs": [],
+        "other": ["jobs:other publish can only be used within a `pages` job"],
+        "disabled": ["jobs:disabled publish can only be used within a `pages` job"],
+    }
+
+
+def test_dependencies_must_be_part_of_needs():
+    document = load_yaml("j: {script: x, needs: [a], dependencies: [a, b]}", "ci.yml")
+    assert [p.message for p in validate_job("j", document["j"])[1]] == [
+        "jobs:j dependencies the b should be part of needs"
     ]
