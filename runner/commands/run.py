@@ -80,14 +80,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from runner.pipeline import load_pipeline
+    from runner.pipeline import NoPipeline, load_pipeline, report_ignored
 
     if args.concurrency < 1:
         raise UsageError(f"--concurrency {args.concurrency}: must be at least 1")
     if args.needs and not (args.jobs or args.stage):
         raise UsageError("--needs: name the jobs (or --stage) whose needs to add")
     opts = project_options(args)
-    pipeline = load_pipeline(opts)
+    try:
+        pipeline = load_pipeline(opts)
+    except NoPipeline as exc:  # GitLab creates no pipeline: nothing ran, nothing failed
+        print(f"no pipeline: {exc}", file=sys.stderr)
+        return 0
+    report_ignored(pipeline)
     selection = select_jobs(
         pipeline.jobs,
         {job.name: job.reason for job in pipeline.excluded},
@@ -99,12 +104,14 @@ def run_command(args: argparse.Namespace) -> int:
     state_dir = pipeline.project_dir / STATE_DIR_NAME
     cwd = Path.cwd()
     console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160  # a pipe or a file: keep summary rows on one line each
     plain = args.plain or not console.is_terminal
     listed = [(job.name, job.stage) for job in selection.jobs]
     logs = LogFiles(state_dir / "logs")
     reporters: list[Reporter] = [logs]
     view = None if plain else LiveReporter(console, listed)
-    reporters.append(PlainReporter(sys.stdout) if view is None else view)
+    reporters.append(PlainReporter(sys.stdout, console.is_terminal) if view is None else view)
     if args.json_report:
         reporters.append(JsonReport(cwd / args.json_report, listed, state_dir / "logs"))
     if args.junit_report:
@@ -134,7 +141,6 @@ def run_command(args: argparse.Namespace) -> int:
 def build_runner(project_dir: Path, state_dir: Path, kind: str, reporter: Reporter) -> JobRunner:
     """One fresh executor and one build per attempt of a job."""
     from executors.factory import ExecutorOptions, create_executor
-
     from runner.build.build import run_build
     from runner.build.context import BuildContext
 

@@ -1,7 +1,8 @@
 """`--plain`: one line per output line, prefixed by the job's name; for logs and pipes.
 
 Partial lines are held per job until their newline arrives (or the job ends), so lines of jobs
-running side by side never interleave mid-line.
+running side by side never interleave mid-line. The build's trace already carries a header
+line per build stage, so section events print nothing of their own.
 """
 
 from __future__ import annotations
@@ -19,34 +20,37 @@ from runner.events import (
     SectionStarted,
 )
 from runner.report.summary import format_duration
+from runner.report.text import LineBuffer, clean_line
 
 
 class PlainReporter:
-    def __init__(self, stream: TextIO) -> None:
+    """`colors`: keep the job's ANSI colours (only sensible on a terminal)."""
+
+    def __init__(self, stream: TextIO, colors: bool = False) -> None:
         self.stream = stream
-        self._partial: dict[str, str] = {}
+        self.colors = colors
+        self._lines = LineBuffer()
 
     def handle(self, event: Event) -> None:
         if isinstance(event, LogChunk):
-            text = self._partial.pop(event.job, "") + event.text
-            *lines, rest = text.split("\n")
-            if rest:
-                self._partial[event.job] = rest
-            for line in lines:
-                self._line(event.job, line.rstrip("\r"))
+            for line in self._lines.feed(event.job, event.text):
+                self._output(event.job, line)
         elif isinstance(event, JobStarted):
             again = f", attempt {event.attempt}" if event.attempt > 1 else ""
             self._line(event.job, f"--- job started (stage {event.stage}{again})")
-        elif isinstance(event, SectionStarted):
-            self._line(event.job, f"--- {event.header}")
         elif isinstance(event, JobFinished):
-            rest = self._partial.pop(event.job, "")
-            if rest:
-                self._line(event.job, rest.rstrip("\r"))
+            rest = self._lines.flush(event.job)
+            if rest is not None:
+                self._output(event.job, rest)
             self._line(event.job, f"--- {finished_words(event.outcome)}")
-        elif isinstance(event, JobQueued | PipelineFinished):
+        elif isinstance(event, JobQueued | PipelineFinished | SectionStarted):
             return
         self.stream.flush()
+
+    def _output(self, job: str, line: str) -> None:
+        cleaned = clean_line(line, self.colors)
+        if cleaned is not None:
+            self._line(job, cleaned)
 
     def _line(self, job: str, text: str) -> None:
         self.stream.write(f"[{job}] {text}\n")

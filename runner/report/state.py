@@ -21,6 +21,7 @@ from runner.events import (
     PipelineFinished,
     SectionStarted,
 )
+from runner.report.text import clean_line
 
 
 @dataclass
@@ -84,11 +85,11 @@ def _fold(view: JobView, event: Event, clock: Callable[[], float]) -> None:
         text = view._partial + event.text
         lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         view._partial = lines[-1]
-        complete = [line for line in lines[:-1] if line.strip()]
+        complete = [c for c in (clean_line(line, colors=False) for line in lines[:-1]) if c]
         if complete:
             view.last_line = complete[-1]
-        elif view._partial.strip():
-            view.last_line = view._partial
+        elif (partial := clean_line(view._partial, colors=False)) and partial.strip():
+            view.last_line = partial
     elif isinstance(event, JobFinished):
         view.status = event.outcome.status
         view.outcome = event.outcome

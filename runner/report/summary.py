@@ -50,9 +50,9 @@ def summary_table(rows: Sequence[tuple[str, str, JobOutcome]]) -> Table:
     with_coverage = any(outcome.coverage for _, _, outcome in rows)
     with_notes = any(outcome.message for _, _, outcome in rows)
     table = Table(title=None, show_edge=False, pad_edge=False, box=None, header_style="bold")
-    table.add_column("job", overflow="fold")
-    table.add_column("stage")
-    table.add_column("status")
+    table.add_column("job", overflow="fold", ratio=None)
+    table.add_column("stage", no_wrap=True)
+    table.add_column("status", no_wrap=True)
     table.add_column("duration", justify="right")
     table.add_column("exit code", justify="right")
     table.add_column("allowed failure")
@@ -84,7 +84,8 @@ def _note(outcome: JobOutcome) -> str:
         parts.append(f"{outcome.attempts} attempts")
     if outcome.failure_reason and outcome.failure_reason != "script_failure":
         parts.append(outcome.failure_reason)
-    if outcome.message:
+    # a script failure's message only repeats the exit code column
+    if outcome.message and outcome.failure_reason != "script_failure":
         parts.append(outcome.message)
     return "; ".join(parts)
 

@@ -35,6 +35,11 @@ LINT_FAILED = JobOutcome(
 )
 UNIT_FAILED = JobOutcome("failed", exit_code=1, failure_reason="script_failure", duration=2.0)
 SKIPPED = JobOutcome("skipped", message="an earlier job failed")
+# what the build emits: GitLab's trace, with section markers and colours
+STEP_START = (
+    'section_start:1700000000:step_script\r\x1b[0K\x1b[36;1mExecuting "step_script"\x1b[0;m\n'
+)
+STEP_END = "section_end:1700000000:step_script\r\x1b[0K"
 
 
 def console(width: int = 100) -> tuple[Console, io.StringIO]:
@@ -53,8 +58,8 @@ def pipeline_events():
         JobQueued("compile", "build"),
         JobStarted("compile", "build"),
         SectionStarted("compile", "step_script", "Executing step_script"),
-        LogChunk("compile", "compiling...\nwrote bin/ap"),
-        LogChunk("compile", "p\n"),
+        LogChunk("compile", STEP_START + "\x1b[32;1m$ make\x1b[0;m\ncompiling...\nwrote bin/ap"),
+        LogChunk("compile", "p\n" + STEP_END),
         JobFinished("compile", "build", OK),
         JobStarted("unit", "test"),
         JobStarted("lint", "test"),
@@ -122,14 +127,29 @@ def test_plain_lines_are_prefixed_and_never_split_mid_line():
     for event in pipeline_events():
         reporter.handle(event)
     lines = out.getvalue().splitlines()
-    assert "[compile] --- job started (stage build)" in lines
-    assert "[compile] --- Executing step_script" in lines
-    assert "[compile] wrote bin/app" in lines
+    assert lines[:5] == [
+        "[compile] --- job started (stage build)",
+        '[compile] Executing "step_script"',
+        "[compile] $ make",
+        "[compile] compiling...",
+        "[compile] wrote bin/app",
+    ]
     assert "[compile] --- job succeeded in 1.50s" in lines
     assert "[lint] --- job failed in 0.25s: exit code 3 (allowed to fail)" in lines
     assert "[unit] --- job failed in 2.00s: exit code 1" in lines
     assert "[deploy] --- job skipped: an earlier job failed" in lines
     assert all(line.startswith("[") for line in lines)
+    assert "\x1b" not in out.getvalue() and "section_" not in out.getvalue()
+
+
+def test_plain_keeps_colours_when_asked():
+    out = io.StringIO()
+    reporter = PlainReporter(out, colors=True)
+    reporter.handle(LogChunk("a", STEP_START + "\x1b[31mred\x1b[0m\n" + STEP_END))
+    assert out.getvalue().splitlines() == [
+        '[a] \x1b[36;1mExecuting "step_script"\x1b[0;m',
+        "[a] \x1b[31mred\x1b[0m",
+    ]
 
 
 def test_plain_flushes_a_last_line_without_newline_when_the_job_ends():
@@ -167,16 +187,21 @@ def test_log_files_hold_the_whole_job_including_retries(tmp_path):
     for event in [
         JobStarted("flaky", "test", 1),
         SectionStarted("flaky", "step_script", "Executing step_script"),
-        LogChunk("flaky", "try one\n"),
+        LogChunk("flaky", STEP_START + "try one\n" + STEP_END),
         JobStarted("flaky", "test", 2),
         LogChunk("flaky", "try two\n"),
         JobFinished("flaky", "test", OK),
     ]:
         logs.handle(event)
     text = (tmp_path / "logs" / "flaky.log").read_text()
-    assert text.index("try one") < text.index("=== attempt 2 ===") < text.index("try two")
-    assert "Executing step_script" in text
-    assert text.rstrip().endswith("job succeeded in 1.50s")
+    assert text.splitlines() == [
+        'Executing "step_script"',
+        "try one",
+        "",
+        "=== attempt 2 ===",
+        "try two",
+        "--- job succeeded in 1.50s",
+    ]
 
 
 def test_log_file_names_are_safe_and_distinct():

@@ -1,9 +1,11 @@
 """Running real pipelines end to end through the `pyci` command line.
 
 `project(name)` copies `cases/<name>/` into a fresh git repository under tmp_path (one commit on
-`main`, so predefined variables are the same everywhere). `pyci(...)` runs the CLI in a child
-process with TMPDIR pointing at an empty directory of its own, so tests can prove afterwards
-that no temporary directory and no process was left behind.
+`main`, so predefined variables are the same everywhere). `pyci(...)` runs the CLI in-process
+(as a user's shell would, from the project directory, stdout not a terminal: plain output);
+the interrupt tests start it as a child process instead, with TMPDIR pointing at an empty
+directory of its own, so they can prove that no temporary directory and no process was left
+behind. Build directories go to a PYCI_BUILDS_DIR under tmp_path in both cases.
 """
 
 from __future__ import annotations
@@ -93,9 +95,11 @@ def project(tmp_path: Path):
 
 @pytest.fixture
 def job_tmp(tmp_path: Path) -> Path:
-    """TMPDIR of the pyci process under test; must be empty again when it ends."""
+    """TMPDIR of the pyci process under test, with its builds root (PYCI_BUILDS_DIR) beside
+    it: no build directory and no temporary file may remain in either when pyci ends."""
     path = tmp_path / "tmp"
     path.mkdir()
+    (tmp_path / "builds").mkdir()
     return path
 
 
@@ -104,26 +108,29 @@ def pyci_command(*args: str) -> list[str]:
 
 
 def child_env(job_tmp: Path) -> dict[str, str]:
-    env = {**os.environ, "TMPDIR": str(job_tmp), "PYTHONPATH": str(REPO_ROOT)}
-    env.pop("PYCI_HOME", None)
-    return env
+    return {
+        **os.environ,
+        "TMPDIR": str(job_tmp),
+        "PYCI_BUILDS_DIR": str(job_tmp.parent / "builds"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
 
 
 @pytest.fixture
-def pyci(job_tmp: Path):
-    def run(project: Path, *args: str, timeout: float = 60) -> Run:
-        report = project / ".pyci-test-report.json"
-        command = pyci_command("--json-report", str(report), *args)
-        done = subprocess.run(
-            command,
-            cwd=project,
-            env=child_env(job_tmp),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+def pyci(job_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    monkeypatch.setenv("PYCI_BUILDS_DIR", str(job_tmp.parent / "builds"))
+
+    def run(project: Path, *args: str) -> Run:
+        from runner.cli import main
+
+        report = project.parent / "report.json"
+        report.unlink(missing_ok=True)
+        monkeypatch.chdir(project)
+        capsys.readouterr()
+        exit_code = main(["run", "--plain", "--json-report", str(report), *args])
+        out, err = capsys.readouterr()
         data = json.loads(report.read_text()) if report.exists() else {}
-        return Run(done.returncode, done.stdout, done.stderr, project, data)
+        return Run(exit_code, out, err, project, data)
 
     return run
 
@@ -156,3 +163,6 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:
 def assert_nothing_left(marker: str, job_tmp: Path) -> None:
     assert processes_mentioning(marker) == []
     assert sorted(p.name for p in job_tmp.iterdir()) == []
+    builds = job_tmp.parent / "builds"
+    # the per-project folder may stay; no job's build directory may
+    assert [str(p) for p in builds.glob("*/*")] == []
