@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.inputs import expand_existing, load_with_inputs
-from runner.config.merge import deep_merge
+from runner.config.merge import merge_into
 from runner.config.references import resolve_references
 from runner.config.source import YamlList, YamlMap
+from runner.config.yamlload import ruby_inspect
 from runner.errors import Location, ProblemCollector
 
 IncludeRuleMatcher = Callable[[list[Mapping[str, Any]], Location | None], bool]
@@ -167,9 +168,11 @@ class _Loader:
         value = content.pop("include")
         content.key_locs.pop("include", None)
         merged: YamlMap | None = None
+        # every file is freshly loaded and used once, so merging in place is safe (and keeps
+        # big include trees linear instead of copying the merged result at each step)
         for included in self._included_files(value, where, chain):
-            merged = included if merged is None else deep_merge(merged, included)
-        return content if merged is None else deep_merge(merged, content)
+            merged = included if merged is None else merge_into(merged, included)
+        return content if merged is None else merge_into(merged, content)
 
     # --- include entries ---------------------------------------------------------------------
 
@@ -266,7 +269,8 @@ class _Loader:
             )
             return []
         if not isinstance(entry.location, str):
-            self.problems.add(f"Included file `{entry.location}` needs to be a string", entry.where)
+            shown = ruby_inspect(entry.location)
+            self.problems.add(f"Included file `{shown}` needs to be a string", entry.where)
             return []
         path = expand_existing(entry.location, self.variables).lstrip("/")
         if "*" not in path:

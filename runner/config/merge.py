@@ -53,6 +53,21 @@ def deep_merge(base: Any, override: Any) -> Any:
     return result
 
 
+def merge_into(target: YamlMap, override: dict) -> YamlMap:
+    """`target.deep_merge!(override)`, in place and without copying: both must be values that
+    nothing else holds (freshly loaded files), since they end up sharing parts."""
+    if getattr(override, "loc", None) is not None:
+        target.loc = override.loc
+    for key, item in override.items():
+        current = target.get(key)
+        if isinstance(current, YamlMap) and isinstance(item, dict):
+            merge_into(current, item)
+        else:
+            target[key] = item
+        _set_key_loc(target, key, override)
+    return target
+
+
 def _loc(value: Any) -> Any:
     return getattr(value, "loc", None)
 
