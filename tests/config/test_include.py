@@ -342,3 +342,13 @@ def test_load_config_accepts_an_absolute_or_relative_root(project) -> None:
         loaded = load_config(directory, file)
         assert loaded.files == ("ci/main.yml",)
         assert loaded.root.key_locs["job"] == Location("ci/main.yml", 1, 1)
+
+
+def test_without_a_rule_matcher_every_include_is_taken(load) -> None:
+    loaded = load(
+        {
+            ".gitlab-ci.yml": "include:\n  - local: a.yml\n    rules:\n      - when: never\n" + JOB,
+            "a.yml": "a: {}\n",
+        }
+    )
+    assert "a" in loaded.root

@@ -253,3 +253,13 @@ def test_expand_existing_leaves_unknown_variables_alone() -> None:
 )  # fmt: skip
 def test_posix_escape_is_shellwords_shellescape(text: str, escaped: str) -> None:
     assert posix_escape(text) == escaped
+
+
+def test_expand_vars_uses_the_variables_given_to_load_config(load) -> None:
+    files = {
+        ".gitlab-ci.yml": "include:\n  - local: tpl.yml\n    inputs:\n      dir: $HOME/$UNSET\n",
+        "tpl.yml": "spec:\n  inputs:\n    dir:\n---\n"
+        "job:\n  script: cd $[[ inputs.dir | expand_vars ]]\n",
+    }
+    loaded = load(files, variables={"HOME": "/home/ci"})
+    assert loaded.root["job"]["script"] == "cd /home/ci/$UNSET"
