@@ -266,10 +266,8 @@ class JobConfig(Model):
             needed = {need.job for need in self.needs}
             missing = [name for name in self.dependencies if name not in needed]
             if missing:
-                # GitLab words it "jobs:x dependencies the b should ..."; the scenario corpus
-                # (tests/cases/error-dependencies-not-in-needs) expects this form.
-                raise gitlab_error_at(
-                    "dependencies", f"config the {', '.join(missing)} should be part of needs"
+                raise attribute_error(
+                    f"the {', '.join(missing)} should be part of needs", "dependencies"
                 )
         if self.publish is not None and not _pages_job(self, info):
             raise attribute_error("can only be used within a `pages` job", "publish")

@@ -299,5 +299,5 @@ disabled: {script: x, publish: site, pages: false}
 def test_dependencies_must_be_part_of_needs():
     document = load_yaml("j: {script: x, needs: [a], dependencies: [a, b]}", "ci.yml")
     assert [p.message for p in validate_job("j", document["j"])[1]] == [
-        "jobs:j:dependencies config the b should be part of needs"
+        "jobs:j dependencies the b should be part of needs"
     ]
