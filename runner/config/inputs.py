@@ -66,8 +66,9 @@ def load_with_inputs(
     header = None
     content_text, content_start = parts[0] if parts else ("", 0)
     if len(parts) == 2:
-        header = _parse(parts[0][0], file, _line_of(text, parts[0][1]) - 1, problems)
-        if problems:
+        before = len(problems.problems)
+        header = _parse(parts[0][0], file, _line_of(text, parts[0][1]) - 1, problems, prefix)
+        if len(problems.problems) > before:
             return None
         if isinstance(header, YamlMap) and "spec" in header:
             content_text, content_start = parts[1]
@@ -118,11 +119,12 @@ def _line_of(text: str, index: int) -> int:
     return text.count("\n", 0, index) + 1
 
 
-def _parse(text: str, file: str, line_offset: int, problems: ProblemCollector) -> Any:
+def _parse(text: str, file: str, line_offset: int, problems: ProblemCollector, prefix: str) -> Any:
     try:
         documents = load_yaml_documents(text, file, line_offset=line_offset)
     except ConfigError as exc:
-        problems.extend(exc.problems)
+        for problem in exc.problems:
+            problems.add(prefix + problem.message, problem.location, problem.job, problem.key)
         return None
     return documents[0] if documents else None
 

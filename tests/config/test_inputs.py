@@ -263,3 +263,23 @@ def test_expand_vars_uses_the_variables_given_to_load_config(load) -> None:
     }
     loaded = load(files, variables={"HOME": "/home/ci"})
     assert loaded.root["job"]["script"] == "cd /home/ci/$UNSET"
+
+
+def test_a_header_file_still_loads_after_an_earlier_include_failed(load, problems) -> None:
+    files = {
+        ".gitlab-ci.yml": "include:\n  - missing.yml\n"
+        "  - local: tpl.yml\n    inputs: {stage: prod}\n",
+        "tpl.yml": TEMPLATE,
+    }
+    # the header of tpl.yml is still read and checked: both problems are reported
+    assert problems(lambda: load(files)) == [
+        ".gitlab-ci.yml:2:5: Local file `missing.yml` does not exist!",
+        ".gitlab-ci.yml:4:5: `tpl.yml`: `version` input: required value has not been provided",
+        ".gitlab-ci.yml:4:14: `tpl.yml`: `stage` input: `prod` cannot be used because it is not "
+        "in the list of allowed options",
+    ]
+    del files["tpl.yml"]
+    files["bad.yml"] = "spec: [\n---\njob: {}\n"
+    files[".gitlab-ci.yml"] = "include: bad.yml\n"
+    (line,) = problems(lambda: load(files))
+    assert line.startswith("bad.yml:2:1: `bad.yml`: YAML syntax error: ")
