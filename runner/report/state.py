@@ -82,14 +82,19 @@ def _fold(view: JobView, event: Event, clock: Callable[[], float]) -> None:
     elif isinstance(event, SectionStarted):
         view.section = event.section
     elif isinstance(event, LogChunk):
-        text = view._partial + event.text
-        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        view._partial = lines[-1]
-        complete = [c for c in (clean_line(line, colors=False) for line in lines[:-1]) if c]
-        if complete:
-            view.last_line = complete[-1]
-        elif (partial := clean_line(view._partial, colors=False)) and partial.strip():
-            view.last_line = partial
+        *lines, view._partial = (view._partial + event.text).split("\n")
+        for line in (view._partial, *reversed(lines)):
+            visible = _visible(line)
+            if visible:
+                view.last_line = visible
+                break
     elif isinstance(event, JobFinished):
         view.status = event.outcome.status
         view.outcome = event.outcome
+
+
+def _visible(line: str) -> str:
+    """What a terminal would show of `line`: no markup, and after a carriage return only
+    what was written last (progress bars)."""
+    cleaned = clean_line(line, colors=False)
+    return cleaned.rsplit("\r", 1)[-1].strip() if cleaned else ""
