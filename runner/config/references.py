@@ -53,27 +53,24 @@ class _Resolver:
         self.resolved: dict[int, Any] = {}
 
     def resolve_all(self) -> YamlMap:
-        result = YamlMap(loc=self.config.loc)
-        for name, value in self.config.items():
-            result[name] = self._copy_resolving(value, (name,), nested=False)
-        result.key_locs.update(self.config.key_locs)
-        return result
+        return self._copy_resolving(self.config, (), nested=False)
 
     def _copy_resolving(self, value: Any, path: tuple[Any, ...], *, nested: bool) -> Any:
         step = self._resolve if nested else self._top_level
         if isinstance(value, Reference):
             return step(value, path)
-        if isinstance(value, YamlMap):
-            copy = YamlMap(loc=value.loc)
+        # plain dicts and lists (built by code, not YAML) become located ones without locations
+        if isinstance(value, dict):
+            copy = YamlMap(loc=getattr(value, "loc", None))
             for key, item in value.items():
                 copy[key] = self._copy_resolving(item, (*path, key), nested=nested)
-            copy.key_locs.update(value.key_locs)
+            copy.key_locs.update(getattr(value, "key_locs", {}))
             return copy
-        if isinstance(value, YamlList):
-            items = YamlList(loc=value.loc)
+        if isinstance(value, list):
+            items = YamlList(loc=getattr(value, "loc", None))
             for index, item in enumerate(value):
                 items.append(self._copy_resolving(item, (*path, index), nested=nested))
-            items.item_locs = list(value.item_locs)
+            items.item_locs = list(getattr(value, "item_locs", []))
             return items
         return value
 

@@ -232,3 +232,12 @@ def test_all_problems_of_a_step_are_reported_together(expand, problems) -> None:
         '.gitlab-ci.yml:4:11: !reference [".gone", "script"] could not be found',
         ".gitlab-ci.yml:5:1: jobs:c config should be a hash",
     ]
+
+
+def test_plain_dicts_built_by_code_are_expanded_too() -> None:
+    from runner.config.expand import expand_config
+    from runner.config.source import YamlMap
+
+    config = expand_config(YamlMap({"default": {"image": "a"}, "job": {"script": "x"}}))
+    assert config.jobs["job"] == {"script": ["x"], "image": "a"}
+    assert isinstance(config.jobs["job"], YamlMap)
