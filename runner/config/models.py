@@ -34,6 +34,7 @@ from runner.config.models_base import (
     is_str,
     nonempty_text,
     parse_duration,
+    scalar_text,
     shape_only,
     string_list,
     text,
@@ -228,7 +229,7 @@ class JobConfig(Model):
         # `secrets:`/`id_tokens:` names may be YAML numbers; GitLab sees them as strings.
         for key in ("secrets", "id_tokens"):
             if isinstance(mapping.get(key), dict):
-                mapping[key] = {str(name): item for name, item in mapping[key].items()}
+                mapping[key] = {scalar_text(name): item for name, item in mapping[key].items()}
         return mapping
 
     @model_validator(mode="after")

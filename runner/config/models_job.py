@@ -172,7 +172,7 @@ def _variables(allowed: tuple[str, ...]):
         result = {}
         for key, item in mapping.items():
             try:
-                result[str(key)] = variable_entry(item, allowed=allowed)
+                result[scalar_text(key)] = variable_entry(item, allowed=allowed)
             except PydanticCustomError as exc:
                 raise gitlab_error_at(key, exc.message()) from None
         return result

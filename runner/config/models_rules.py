@@ -42,7 +42,7 @@ def _scalar_map(value: Any) -> dict[str, str]:
     for key, item in mapping.items():
         if not (is_str(item) or is_number(item) or isinstance(item, bool)):
             raise gitlab_error(f"config variable {key} should be a string, a number or a boolean")
-        result[str(key)] = scalar_text(item)
+        result[scalar_text(key)] = scalar_text(item)
     return result
 
 
@@ -59,9 +59,9 @@ def matrix_entries(value: Any) -> list[dict[str, list[str]]]:
         normalised: dict[str, list[str]] = {}
         for name, values in entry.items():
             if is_str(values) or is_number(values):
-                normalised[str(name)] = [scalar_text(values)]
+                normalised[scalar_text(name)] = [scalar_text(values)]
             elif isinstance(values, list):
-                normalised[str(name)] = [scalar_text(item) for item in values]
+                normalised[scalar_text(name)] = [scalar_text(item) for item in values]
             else:
                 raise gitlab_error(f"config variable {name} should be a string or an array")
         entries.append(normalised)

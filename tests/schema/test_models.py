@@ -298,3 +298,9 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_refuses_what_is_not_a_duration(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_yaml_1_1_keys_are_named_as_gitlab_names_them():
+    # psych reads `on`/`off`/`yes` keys as booleans; GitLab turns them back into "true"/"false"
+    model = job("j: {script: x, variables: {on: 1, off: 0}}")
+    assert list(model.variables) == ["true", "false"]
