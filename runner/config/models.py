@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
-from pydantic_core import PydanticCustomError
 
 from runner.config.models_artifacts import (
     ArtifactsConfig,
@@ -27,10 +26,7 @@ from runner.config.models_artifacts import (
 )
 from runner.config.models_base import (
     Model,
-    attribute_error,
-    check_duration,
     gitlab_error,
-    gitlab_error_at,
     is_str,
     nonempty_text,
     parse_duration,
@@ -239,51 +235,7 @@ class JobConfig(Model):
         lenient = shape_only(info) and self.extends is not None
         if self.when == "delayed" and self.start_in is None and not lenient:
             raise gitlab_error("config start_in should be a duration when `when` is delayed")
-        if shape_only(info):
-            return self
-        # What GitLab's YAML processor adds to its schema for a complete, expanded job.
-        # (A missing script: is reported by runner.config.validate from the raw job, so that
-        # it shows up next to the job's other problems.)
-        exclusive = [key for key in ("script", "run", "trigger") if getattr(self, key) is not None]
-        if len(exclusive) > 1:
-            raise gitlab_error(f"config these keys cannot be used together: {', '.join(exclusive)}")
-        if self.rules is not None:
-            used = [key for key in ("only", "except", "start_in") if getattr(self, _field(key))]
-            if used:
-                raise gitlab_error(f"config key may not be used with `rules`: {', '.join(used)}")
-        if self.start_in is not None:
-            if self.when != "delayed":
-                raise attribute_error("must be blank", "start_in")
-            try:
-                check_duration(self.start_in, limit=7 * 86400)
-            except PydanticCustomError:
-                raise attribute_error("should be a duration of at most 1 week", "start_in")
-        if self.timeout is not None:
-            try:
-                check_duration(self.timeout)
-            except PydanticCustomError:
-                raise gitlab_error_at("timeout", "config should be a duration")
-        if self.dependencies and self.needs:
-            needed = {need.job for need in self.needs}
-            missing = [name for name in self.dependencies if name not in needed]
-            if missing:
-                raise attribute_error(
-                    f"the {', '.join(missing)} should be part of needs", "dependencies"
-                )
-        if self.publish is not None and not _pages_job(self, info):
-            raise attribute_error("can only be used within a `pages` job", "publish")
         return self
-
-
-def _pages_job(job: JobConfig, info: ValidationInfo) -> bool:
-    """GitLab's rule: `pages:` set (not false), or a job named `pages` without `pages: false`."""
-    if job.pages is not None:
-        return job.pages.enabled
-    return isinstance(info.context, dict) and info.context.get("job") == "pages"
-
-
-def _field(key: str) -> str:
-    return "except_" if key == "except" else key
 
 
 def _job_mapping(value: Any) -> dict:

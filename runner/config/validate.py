@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from runner.config.job_checks import job_findings
 from runner.config.models import (
     GLOBAL_KEYWORDS,
     IGNORED_KEYWORDS,
@@ -58,6 +59,16 @@ def validate_job(name: str, job: YamlMap) -> tuple[JobConfig | None, list[Proble
                 job=name,
             )
         )
+    if model is not None:
+        for message, key in job_findings(name, model):
+            # "timeout config ..." is about the timeout entry: `jobs:x:timeout config ...`
+            head, _, rest = message.partition(" ")
+            if key and head == key and rest.startswith("config"):
+                text = f"jobs:{name}:{key} {rest}"
+            else:
+                text = f"jobs:{name} {message}"
+            where = locate(job, [key]) if key else loc_of(job)
+            problems.append(Problem(text, where, job=name, key=key))
     if isinstance(job, dict) and not any(key in job for key in ("script", "run", "trigger")):
         problems.append(
             Problem(

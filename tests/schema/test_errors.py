@@ -141,7 +141,10 @@ j:
     )
     assert validate_shape(document, "ci.yml") == []
     _, problems = validate_job("j", document["j"])
-    assert [str(p) for p in problems] == ["ci.yml:4:3: jobs:j start_in must be blank"]
+    assert [str(p) for p in problems] == [
+        "ci.yml:4:3: jobs:j start_in must be blank",
+        "ci.yml:5:3: jobs:j:timeout config should be a duration",
+    ]
 
 
 def test_delayed_without_start_in_is_left_to_the_full_check_when_the_job_extends_another():
@@ -300,4 +303,25 @@ def test_dependencies_must_be_part_of_needs():
     document = load_yaml("j: {script: x, needs: [a], dependencies: [a, b]}", "ci.yml")
     assert [p.message for p in validate_job("j", document["j"])[1]] == [
         "jobs:j dependencies the b should be part of needs"
+    ]
+
+
+def test_all_of_a_jobs_processor_problems_are_reported_together():
+    document = load_yaml(
+        """
+j:
+  script: x
+  trigger: group/project
+  rules: [{when: manual}]
+  only: [main]
+  timeout: someday
+  publish: public
+""",
+        "ci.yml",
+    )
+    assert [str(p) for p in validate_job("j", document["j"])[1]] == [
+        "ci.yml:3:3: jobs:j config key may not be used with `rules`: only",
+        "ci.yml:3:3: jobs:j config these keys cannot be used together: script, trigger",
+        "ci.yml:7:3: jobs:j:timeout config should be a duration",
+        "ci.yml:8:3: jobs:j publish can only be used within a `pages` job",
     ]
