@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from executors.base import BuildDirs, ExecResult, ExecutorError, JobLog, StageCommand
-from executors.container import cgroups, hosts, network, services
+from executors.container import cgroups, hosts, network, recovery, services
 from executors.container.cgroups import CgroupError, Limits
 from executors.container.images import RootImage, has_bash, resolve_image
 from executors.container.runtime import (
@@ -107,6 +107,12 @@ class ContainerExecutor:
     def prepare(self, job: JobSpec, dirs: BuildDirs, log: JobLog) -> None:
         self._job, self._dirs = job, dirs
         settings = self.settings
+        recovered = recovery.recover_once(settings.state_dir)
+        if recovered is not None and not recovered.empty:
+            log.write(
+                f"Removed leftovers of an interrupted run: {len(recovered.scratch)} container "
+                f"dirs, {len(recovered.cgroups)} cgroups, {len(recovered.leases)} addresses\n"
+            )
         self._limits = self._job_limits(job)
         try:
             self._driver = cgroups.open_driver(settings.cgroup_layout)
