@@ -10,9 +10,13 @@ the keys are written, and carries the combination as job variables (they win ove
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+# `$[[ matrix.NAME ]]` in a matrix job's `needs` stands for that job's own value of NAME
+MATRIX_EXPRESSION = re.compile(r"\$\[\[\s*matrix\.([a-zA-Z0-9_-]+)\s*\]\]")
 
 
 @dataclass(frozen=True)
@@ -79,3 +83,21 @@ def _scalar_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def interpolate_matrix(text: str, values: Mapping[str, str]) -> tuple[str, list[str]]:
+    """`text` with every `$[[ matrix.NAME ]]` replaced, and the NAMEs the matrix lacks."""
+    missing: list[str] = []
+
+    def value(found: re.Match[str]) -> str:
+        name = found.group(1)
+        if name not in values:
+            missing.append(name)
+            return found.group(0)
+        return values[name]
+
+    return MATRIX_EXPRESSION.sub(value, text), missing
+
+
+def uses_matrix_expressions(texts: Sequence[str]) -> bool:
+    return any(MATRIX_EXPRESSION.search(text) for text in texts)

@@ -21,7 +21,7 @@ from runner.jobspec import AllowFailure, JobSpec, Need, Variable
 from runner.plan import job_variables as jv
 from runner.plan.build_jobspec import Decision, build_jobspec
 from runner.plan.dag import cycle_message, find_cycle
-from runner.plan.matrix import Instance, expand_job
+from runner.plan.matrix import Instance, expand_job, interpolate_matrix, uses_matrix_expressions
 from runner.plan.needs import (
     JobRefs,
     NameTable,
@@ -80,14 +80,27 @@ class Planner:
     # --- step 1: references -------------------------------------------------------------
 
     def check_references(self) -> list[Problem]:
-        refs = [self._refs(name, job) for name, job in self.config.jobs.items()]
-        problems = check_references(refs, self.table)
+        interpolation: list[Problem] = []
+        refs = []
+        for name, job in self.config.jobs.items():
+            if not _needs_interpolate(job.needs):
+                refs.append(self._refs(name, job))
+                continue
+            # `$[[ matrix.X ]]` needs differ per instance: check each one's (once per message)
+            for planned in self.instances:
+                if planned.config_name == name:
+                    refs.append(self._refs(name, job, planned.instance.matrix, interpolation))
+        if interpolation:  # GitLab stops at these (the needs they would name are meaningless)
+            return _unique(interpolation)
+        problems = _unique(check_references(refs, self.table))
         if problems:
             return problems
         edges: dict[str, list[str]] = {}
         for planned in self.instances:
             job = self.config.jobs[planned.config_name]
-            refs = self._need_refs(planned.config_name, job.needs or ())
+            refs = self._need_refs(
+                planned.config_name, job.needs or (), matrix=planned.instance.matrix
+            )
             edges[planned.instance.name] = [need.job for need in concrete_needs(refs, self.table)]
         cycle = find_cycle(edges)
         if cycle:
@@ -95,13 +108,21 @@ class Planner:
             return [Problem(cycle_message(cycle), where, cycle[0], "needs")]
         return []
 
-    def _refs(self, name: str, job: Any) -> JobRefs:
+    def _refs(
+        self,
+        name: str,
+        job: Any,
+        matrix: Mapping[str, str] | None = None,
+        problems: list[Problem] | None = None,
+    ) -> JobRefs:
         rule_needs = tuple(
             tuple(self._need_refs(name, rule.needs, ("rules", index, "needs")))
             for index, rule in enumerate(job.rules or ())
             if rule.needs is not None
         )
-        needs = None if job.needs is None else tuple(self._need_refs(name, job.needs))
+        needs = None
+        if job.needs is not None:
+            needs = tuple(self._need_refs(name, job.needs, matrix=matrix, problems=problems))
         return JobRefs(
             name=name,
             stage_index=self.stage_index[job.stage or DEFAULT_JOB_STAGE],
@@ -116,21 +137,39 @@ class Planner:
         )
 
     def _need_refs(
-        self, name: str, needs: Any, path: tuple[Any, ...] = ("needs",)
+        self,
+        name: str,
+        needs: Any,
+        path: tuple[Any, ...] = ("needs",),
+        *,
+        matrix: Mapping[str, str] | None = None,
+        problems: list[Problem] | None = None,
     ) -> list[NeedRef]:
+        """NeedRefs of written needs; with `matrix`, `$[[ matrix.X ]]` is replaced first."""
         refs = []
         for index, need in enumerate(needs):
             if _remote(need):
                 continue  # another project's or pipeline's job: nothing to wait for locally
-            refs.append(
-                NeedRef(
-                    job=need.job,
-                    artifacts=need.artifacts,
-                    optional=need.optional,
-                    matrix=tuple(need.parallel_matrix) if need.parallel_matrix else None,
-                    location=self._location(name, *path, index),
+            where = self._location(name, *path, index)
+            missing: list[str] = []
+
+            def fill(text: str, missing: list[str] = missing) -> str:
+                if matrix is None:
+                    return text
+                filled, lacking = interpolate_matrix(text, matrix)
+                missing.extend(lacking)
+                return filled
+
+            selector = None
+            if need.parallel_matrix:
+                selector = tuple(
+                    {key: [fill(value) for value in values] for key, values in entry.items()}
+                    for entry in need.parallel_matrix
                 )
-            )
+            refs.append(NeedRef(fill(need.job), need.artifacts, need.optional, selector, where))
+            for variable in missing if problems is not None else ():
+                message = f"{name} job: '{variable}' does not exist in matrix configuration"
+                problems.append(Problem(message, where, name, "needs"))
         return refs
 
     def _location(self, job: str | None, *path: Any) -> Location | None:
@@ -280,7 +319,11 @@ class Planner:
             return Problem(message, self._location(planned.config_name, "rules"), instance.name)
         rules_layer = [Variable(key, value) for key, value in rule_vars.items()]
         variables = tuple(jv.layered(rules_layer, cli, base=base).values())
-        need_refs = None if needs is None else self._need_refs(planned.config_name, needs)
+        need_refs = None
+        if needs is not None:
+            # rules:needs are taken as written; the job's own needs may use $[[ matrix.X ]]
+            matrix = instance.matrix if needs is job.needs else None
+            need_refs = self._need_refs(planned.config_name, needs, matrix=matrix)
         return Decision(
             name=instance.name,
             stage=planned.stage,
@@ -305,6 +348,19 @@ class Planner:
             return str(self.opts.file.relative_to(self.opts.directory))
         except ValueError:
             return str(self.opts.file)
+
+
+def _needs_interpolate(needs: Any) -> bool:
+    texts: list[str] = []
+    for need in needs or ():
+        texts.append(need.job)
+        for entry in need.parallel_matrix or ():
+            texts += [value for values in entry.values() for value in values]
+    return uses_matrix_expressions(texts)
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
 
 
 def _allow_failure(job: Any, when: str, from_rule: bool | None) -> AllowFailure:

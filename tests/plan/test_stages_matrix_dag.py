@@ -62,3 +62,13 @@ def test_no_cycle_and_unknown_needs_are_ignored():
 def test_only_pre_and_post_jobs_make_no_pipeline():
     assert only_edge_stages([".pre", ".post"])
     assert not only_edge_stages([".pre", "test"])
+
+
+def test_matrix_expressions_are_filled_and_unknown_names_reported():
+    from runner.plan.matrix import interpolate_matrix
+
+    assert interpolate_matrix("b: [$[[ matrix.OS ]], $[[matrix.V]]]", {"OS": "mac", "V": "2"}) == (
+        "b: [mac, 2]",
+        [],
+    )
+    assert interpolate_matrix("$[[ matrix.X ]]", {}) == ("$[[ matrix.X ]]", ["X"])
