@@ -6,7 +6,10 @@ Measured in one run, on the same machine, each `--repeat` times (the table shows
 - scheduler:      the same scripts through pyci's scheduler and reporters in-process, each job
                   a `bash -c` child: the cost of the ready-set loop, threads and events;
 - pyci run (1):   `pyci run --plain` on a one-job pipeline: interpreter start, load, plan;
-- pyci run (50):  `pyci run --plain --concurrency 1` on the 50-job pipeline, shell executor.
+- pyci run (50):  `pyci run --plain --concurrency 1` on the 50-job pipeline, shell executor;
+- no sources (50): the same with `GIT_STRATEGY: none`, i.e. without each job's fresh copy of
+                  the repository (a `git clone --shared` + checkout per job), which shows how
+                  much of a job's cost is getting sources and how much the rest of pyci.
 
 Overhead per job = (pyci run (50) - pyci run (1)) / 49 - bash per job: what pyci adds to each
 job on top of the shell itself, with the fixed start-up cost taken out. Target: under 10 ms.
@@ -44,8 +47,10 @@ def job_script(index: int) -> str:
     return f'echo "job {index} says hello"'
 
 
-def write_pipeline(directory: Path, jobs: int) -> None:
+def write_pipeline(directory: Path, jobs: int, sources: bool = True) -> None:
     lines = ["stages: [build, test, deploy]", ""]
+    if not sources:
+        lines += ["variables:", "  GIT_STRATEGY: none", ""]
     for index in range(jobs):
         stage = ("build", "test", "deploy")[index * 3 // jobs]
         lines += [f"job-{index:02d}:", f"  stage: {stage}", f"  script: '{job_script(index)}'", ""]
@@ -101,6 +106,7 @@ def main() -> None:
         work = Path(scratch)
         write_pipeline(work / "one", 1)
         write_pipeline(work / "many", n)
+        write_pipeline(work / "bare", n, sources=False)
         samples: dict[str, list[float]] = {}
         for _ in range(args.repeat):
             samples.setdefault("bash", []).append(timed(lambda: bash_reference(n)))
@@ -111,6 +117,9 @@ def main() -> None:
                 samples.setdefault("pyci run (1)", []).append(timed(lambda: pyci_run(work / "one")))
                 samples.setdefault(f"pyci run ({n})", []).append(
                     timed(lambda: pyci_run(work / "many"))
+                )
+                samples.setdefault(f"no sources ({n})", []).append(
+                    timed(lambda: pyci_run(work / "bare"))
                 )
     print_table(samples, n)
 
@@ -136,6 +145,8 @@ def print_table(samples: dict[str, list[float]], n: int) -> None:
         )
         verdict = "within" if overhead < 0.010 else "OVER"
         print(f"pyci overhead per job: {overhead * 1000:.2f} ms ({verdict} the 10 ms target)")
+        bare = (median[f"no sources ({n})"] - median["pyci run (1)"]) / (n - 1) - bash_per_job
+        print(f"pyci overhead per job without getting sources: {bare * 1000:.2f} ms")
         print(f"fixed start-up (1-job pipeline): {median['pyci run (1)'] * 1000:.0f} ms")
 
 
