@@ -90,7 +90,7 @@ def load_with_inputs(
             )
             return None
         return _load_content(content_text, file, line_offset, problems, prefix)
-    values = _input_values(header, args or {}, problems, prefix, args_loc, file)
+    values = _input_values(header, args or {}, problems, prefix, args_loc)
     if values is None:
         return None
     interpolated = _interpolate(
@@ -149,7 +149,6 @@ def _input_values(
     problems: ProblemCollector,
     prefix: str,
     args_loc: Location | None,
-    file: str,
 ) -> dict[str, Any] | None:
     before = len(problems.problems)
     specs = _header_specs(header, problems, prefix)
