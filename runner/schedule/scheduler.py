@@ -256,7 +256,11 @@ class Scheduler:
             if cancel.is_set() or not should_retry(job.retry, outcome, attempt):
                 break
             attempt += 1
-        if outcome.status == "failed":
+        if cancel.is_set() and outcome.status == "failed":
+            # Ctrl-C also reaches tools the build runs in pyci's process group (git, ...):
+            # whatever broke after the cancel, the job was canceled
+            outcome = replace(outcome, status="canceled", failure_reason="canceled")
+        elif outcome.status == "failed":
             outcome = replace(outcome, allowed_failure=job.allow_failure.permits(outcome.exit_code))
         self._finished.put((job.name, replace(outcome, attempts=attempt)))
 

@@ -238,3 +238,18 @@ def test_every_job_is_queued_started_and_finished_once(sh_runner, recorder):
     assert result.status == "success"
     for kind in (JobQueued, JobStarted, JobFinished):
         assert sorted(e.job for e in recorder.of(kind)) == sorted(j.name for j in jobs)
+
+
+def test_a_job_that_fails_after_cancel_counts_as_canceled(recorder):
+    scheduler_box = []
+
+    def runner(job_spec, attempt, upstream, cancel):
+        scheduler_box[0].cancel.set()
+        cancel.wait(5)
+        return JobOutcome("failed", failure_reason="runner_system_failure", message="git died")
+
+    scheduler = Scheduler([job("a", "build")], runner, recorder, concurrency=1)
+    scheduler_box.append(scheduler)
+    result = scheduler.run()
+    assert result.outcomes["a"].status == "canceled"
+    assert result.status == "canceled"
