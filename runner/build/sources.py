@@ -40,7 +40,8 @@ class SourceCopy:
 
 
 def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    # no optional locks: git must not refresh (write) the index of the user's repository
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
     env.pop("GIT_DIR", None)
     env.pop("GIT_WORK_TREE", None)
     env.pop("GIT_INDEX_FILE", None)
@@ -66,6 +67,17 @@ def repository_root(project: Path) -> Path | None:
     return Path(result.stdout.decode().strip())
 
 
+def _root_and_head(project: Path) -> tuple[Path | None, str | None]:
+    """The work tree's top and HEAD's commit, in one git call where both exist."""
+    if shutil.which("git") is None:
+        return None, None
+    both = _git(project, "rev-parse", "--show-toplevel", "HEAD", check=False)
+    if both.returncode == 0:
+        top, head = both.stdout.decode().split("\n")[:2]
+        return Path(top), head
+    return repository_root(project), None
+
+
 def get_sources(
     project: Path, dest: Path, log: BuildLog, strategy: str = "clone", checkout: bool = True
 ) -> SourceCopy:
@@ -76,10 +88,9 @@ def get_sources(
         return SourceCopy("none", baseline=frozenset())
     if strategy not in ("clone", "fetch"):
         log.warning(f"GIT_STRATEGY {strategy!r} is not known; using clone")
-    root = repository_root(project)
+    root, head = _root_and_head(project)
     if root is None:
         return _copy_plain(project, dest, log)
-    head = _git(root, "rev-parse", "--verify", "-q", "HEAD", check=False).stdout.decode().strip()
     if not head:
         log.warning("The repository has no commit yet; copying its tracked files without git")
         return _copy_listed(root, dest, log)
@@ -103,14 +114,10 @@ def _split_z(data: bytes) -> list[str]:
 
 
 def _overlay_changes(root: Path, dest: Path) -> int:
-    changed = _split_z(_git(root, "diff", "HEAD", "--name-only", "--no-renames", "-z").stdout)
-    added = set(
-        _split_z(
-            _git(
-                root, "diff", "HEAD", "--name-only", "--no-renames", "--diff-filter=A", "-z"
-            ).stdout
-        )
-    )
+    # -z --name-status: "<letter>\0<path>\0" for each change against HEAD
+    fields = _split_z(_git(root, "diff", "HEAD", "--name-status", "--no-renames", "-z").stdout)
+    changed = fields[1::2]
+    added = {path for letter, path in zip(fields[::2], fields[1::2], strict=True) if letter == "A"}
     for rel in changed:
         source, target = root / rel, dest / rel
         if source.is_dir() and not source.is_symlink():
