@@ -19,8 +19,11 @@ the caller compares with the image config before the layer becomes visible.
 from __future__ import annotations
 
 import base64
+import collections
+import concurrent.futures
 import gzip
 import hashlib
+import io
 import os
 import shutil
 import stat
@@ -45,87 +48,86 @@ class UnsafeLayerError(ImagePullError):
     """The layer tries to write outside its directory or is otherwise not a valid tar."""
 
 
-class _HashingReader:
-    """A read-only stream that hashes what passes through it."""
+class _Pump(io.RawIOBase):
+    """Decompresses and hashes in a background thread (zlib, zstd and hashlib release the
+    GIL), so inflating and hashing the next megabytes overlaps with creating files. A raw
+    stream of the decompressed bytes; wrap it in `io.BufferedReader` for small reads.
+    `finish()` reads to the end (the hash covers padding after the tar's end blocks)."""
 
-    def __init__(self, raw: BinaryIO):
-        self._raw = raw
+    def __init__(self, source: BinaryIO, depth: int = 16):
+        self._source = source
         self.hasher = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        self.hasher.update(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(_COPY_CHUNK):
-            pass
-
-
-class _PrefetchReader:
-    """Decompresses in a background thread (zlib and zstd release the GIL), so inflating the
-    next megabytes overlaps with writing files: a read-ahead queue of decompressed chunks."""
-
-    def __init__(self, raw: BinaryIO, depth: int = 8):
-        self._raw = raw
-        self._chunks: list[bytes] = []
+        self._chunks: collections.deque[bytes] = collections.deque()
         self._cond = threading.Condition()
         self._depth = depth
         self._done = False
+        self._stop = False
         self._error: BaseException | None = None
-        self._buffer = b""
-        self._closed = False
-        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._current = memoryview(b"")
+        self._thread = threading.Thread(target=self._run, name="pyci-inflate", daemon=True)
         self._thread.start()
 
-    def _pump(self) -> None:
+    def _run(self) -> None:
         try:
             while True:
-                data = self._raw.read(_COPY_CHUNK)
+                data = self._source.read(_COPY_CHUNK)
+                if not data:
+                    break
+                self.hasher.update(data)
                 with self._cond:
-                    while len(self._chunks) >= self._depth and not self._closed:
+                    while len(self._chunks) >= self._depth and not self._stop:
                         self._cond.wait()
-                    if self._closed:
+                    if self._stop:
                         return
-                    if not data:
-                        break
                     self._chunks.append(data)
                     self._cond.notify_all()
-        except BaseException as exc:  # handed to the reader thread
+        except BaseException as exc:  # handed over to the reading thread
+            self._error = exc
+        finally:
             with self._cond:
-                self._error = exc
-        with self._cond:
-            self._done = True
-            self._cond.notify_all()
+                self._done = True
+                self._cond.notify_all()
 
-    def read(self, size: int = -1) -> bytes:
-        parts = [self._buffer]
-        have = len(self._buffer)
-        while size < 0 or have < size:
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self._current:
             with self._cond:
                 while not self._chunks and not self._done:
                     self._cond.wait()
                 if self._chunks:
-                    chunk = self._chunks.pop(0)
+                    self._current = memoryview(self._chunks.popleft())
                     self._cond.notify_all()
                 elif self._error is not None:
                     raise UnsafeLayerError(f"layer stream is corrupt: {self._error}")
                 else:
+                    return 0
+        count = min(len(buffer), len(self._current))
+        buffer[:count] = self._current[:count]
+        self._current = self._current[count:]
+        return count
+
+    def finish(self) -> str:
+        """Consume the rest and return the digest of everything decompressed."""
+        while True:
+            with self._cond:
+                self._chunks.clear()
+                self._cond.notify_all()
+                if self._done:
                     break
-            parts.append(chunk)
-            have += len(chunk)
-        data = b"".join(parts)
-        if size >= 0:
-            data, self._buffer = data[:size], data[size:]
-        else:
-            self._buffer = b""
-        return data
+                self._cond.wait(0.1)
+        self._thread.join()
+        if self._error is not None:
+            raise UnsafeLayerError(f"layer stream is corrupt: {self._error}")
+        return "sha256:" + self.hasher.hexdigest()
 
     def close(self) -> None:
         with self._cond:
-            self._closed = True
+            self._stop = True
             self._cond.notify_all()
         self._thread.join()
+        super().close()
 
 
 def open_decompressed(blob: BinaryIO) -> BinaryIO:
@@ -145,22 +147,30 @@ def extract_layer(blob: BinaryIO, dest: Path, what: str = "layer") -> str:
     Returns the diff_id (`sha256:` of the uncompressed tar). Raises `UnsafeLayerError` for a
     hostile or broken tar; the caller removes `dest` then.
     """
-    reader = _PrefetchReader(open_decompressed(blob))
-    hashing = _HashingReader(reader)
+    pump = _Pump(open_decompressed(blob))
     try:
-        with tarfile.open(fileobj=hashing, mode="r|", errorlevel=2) as archive:
+        with tarfile.open(fileobj=io.BufferedReader(pump, _COPY_CHUNK), mode="r|") as archive:
             _Extractor(dest, archive, what).run()
-            hashing.drain()  # the hash covers the padding after the end-of-archive blocks
+        return pump.finish()
     except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError) as exc:
         if isinstance(exc, ImagePullError):
             raise
         raise UnsafeLayerError(f"{what}: cannot extract: {exc}") from exc
     finally:
-        reader.close()
-    return "sha256:" + hashing.hasher.hexdigest()
+        pump.close()
 
 
 class _Extractor:
+    """Walks the tar in order; directories, hard links and checks happen in this thread,
+    leaf entries (files, symlinks, devices, whiteouts) go to a few worker threads, since
+    creating an inode is a system call that releases the GIL and the tar parser can go on.
+    A path is never handed out twice at once, and everything is finished before a hard
+    link (its target must exist), a replaced directory, or the final directory metadata."""
+
+    WORKERS = 4
+    MAX_INFLIGHT = 64 << 20  # bytes of file data read ahead of the workers
+    INLINE_SIZE = 16 << 20  # larger files are streamed by this thread
+
     def __init__(self, dest: Path, archive: tarfile.TarFile, what: str):
         self.root = str(dest)
         self.archive = archive
@@ -168,15 +178,37 @@ class _Extractor:
         self.non_dirs: set[str] = set()  # relative paths this tar made that are not dirs
         self.dirs: list[tuple[str, tarfile.TarInfo]] = []  # metadata applied at the end
         self.known_dirs: set[str] = set()  # parents already created: saves a stat per entry
+        self.pending: set[str] = set()
+        self.futures: list[concurrent.futures.Future] = []
+        self.inflight = 0
+        self.pool = concurrent.futures.ThreadPoolExecutor(self.WORKERS, "pyci-extract")
 
     def run(self) -> None:
-        for member in self.archive:
-            self.entry(member)
+        try:
+            for member in self.archive:
+                self.entry(member)
+            self.flush()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
         # deepest first, so setting a parent's mtime is the last change inside it
         for path, member in reversed(self.dirs):
             os.lchown(path, member.uid, member.gid)
             os.chmod(path, member.mode & 0o7777)
             os.utime(path, ns=(_ns(member.mtime), _ns(member.mtime)), follow_symlinks=False)
+
+    def submit(self, rel: str, job, size: int = 0) -> None:
+        if rel in self.pending or rel in self.known_dirs or self.inflight > self.MAX_INFLIGHT:
+            self.flush()
+        self.pending.add(rel)
+        self.inflight += size
+        self.futures.append(self.pool.submit(job))
+
+    def flush(self) -> None:
+        futures, self.futures = self.futures, []
+        self.pending.clear()
+        self.inflight = 0
+        for future in futures:
+            future.result()  # re-raises the first failure
 
     def fail(self, name: str, why: str) -> None:
         raise UnsafeLayerError(f"{self.what}: entry {name!r} {why}; layer rejected")
@@ -210,52 +242,75 @@ class _Extractor:
             os.makedirs(parent, exist_ok=True)
             self.known_dirs.add(parent_rel)
         if base.startswith(WHITEOUT_PREFIX):
-            self.whiteout(parent, base, member)
+            self.whiteout(parent, parent_rel, base, member)
             return
         path = f"{self.root}/{rel}"
         if member.isdir():
+            if rel in self.pending:
+                self.flush()
             self.make_dir(path, member)
             self.non_dirs.discard(rel)
             self.known_dirs.add(rel)
             return
+        if member.islnk():
+            self.flush()  # the target must be complete before it gets another name
+            self.hard_link(path, member)
+        elif member.isreg():
+            if member.size > self.INLINE_SIZE:
+                self.flush()
+                self.make_file(path, member, None)
+            else:
+                data = self.archive.extractfile(member).read() if member.size else b""
+                self.submit(rel, lambda: self.make_file(path, member, data), len(data))
+        elif member.issym():
+
+            def make_symlink() -> None:
+                self.replace(path, lambda: os.symlink(member.linkname, path))
+                self.finish(path, member, chmod=False)
+
+            self.submit(rel, make_symlink)
+        elif member.ischr() or member.isblk() or member.isfifo():
+            self.submit(rel, lambda: self.make_node(path, member))
+        else:
+            return  # unknown types (sparse, volume labels) are skipped
         self.non_dirs.add(rel)
         self.known_dirs.discard(rel)
-        if member.isreg():
-            self.make_file(path, member)
-        elif member.issym():
-            self.replace(path, lambda: os.symlink(member.linkname, path))
-            self.finish(path, member, chmod=False)
-        elif member.islnk():
-            target_rel = self.relative(member.linkname, member.linkname)
-            if not target_rel:
-                self.fail(member.name, "is a hard link to the layer root")
-            self.check_parents(target_rel, member.linkname)
-            target = f"{self.root}/{target_rel}"
-            if not os.path.lexists(target):
-                self.fail(member.name, f"is a hard link to {member.linkname!r}, not in the layer")
-            if os.path.isdir(target) and not os.path.islink(target):
-                self.fail(member.name, "is a hard link to a directory")
-            self.replace(path, lambda: os.link(target, path, follow_symlinks=False))
-        elif member.ischr() or member.isblk():
+
+    def hard_link(self, path: str, member: tarfile.TarInfo) -> None:
+        target_rel = self.relative(member.linkname, member.linkname)
+        if not target_rel:
+            self.fail(member.name, "is a hard link to the layer root")
+        self.check_parents(target_rel, member.linkname)
+        target = f"{self.root}/{target_rel}"
+        if not os.path.lexists(target):
+            self.fail(member.name, f"is a hard link to {member.linkname!r}, not in the layer")
+        if os.path.isdir(target) and not os.path.islink(target):
+            self.fail(member.name, "is a hard link to a directory")
+        self.replace(path, lambda: os.link(target, path, follow_symlinks=False))
+
+    def make_node(self, path: str, member: tarfile.TarInfo) -> None:
+        if member.isfifo():
+            self.replace(path, lambda: os.mkfifo(path, 0o600))
+        else:
             kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
             device = os.makedev(member.devmajor, member.devminor)
             self.replace(path, lambda: os.mknod(path, kind | 0o600, device))
-            self.finish(path, member)
-        elif member.isfifo():
-            self.replace(path, lambda: os.mkfifo(path, 0o600))
-            self.finish(path, member)
-        else:
-            self.non_dirs.discard(rel)  # unknown types (sparse, volume labels) are skipped
+        self.finish(path, member)
 
-    def whiteout(self, parent: str, base: str, member: tarfile.TarInfo) -> None:
+    def whiteout(self, parent: str, parent_rel: str, base: str, member: tarfile.TarInfo) -> None:
         if base == OPAQUE_MARKER:
             os.setxattr(parent, OPAQUE_XATTR, b"y", follow_symlinks=False)
             return
         if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
             return  # AUFS bookkeeping (.wh..wh.plnk and friends): meaningless here
-        hidden = f"{parent}/{base[len(WHITEOUT_PREFIX) :]}"
-        self.replace(hidden, lambda: os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0)))
-        os.lchown(hidden, member.uid, member.gid)
+        name = base[len(WHITEOUT_PREFIX) :]
+        hidden = f"{parent}/{name}"
+
+        def make_whiteout() -> None:
+            self.replace(hidden, lambda: os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0)))
+            os.lchown(hidden, member.uid, member.gid)
+
+        self.submit(f"{parent_rel}/{name}" if parent_rel else name, make_whiteout)
 
     def replace(self, path: str, create) -> None:
         """Create `path`; an entry already there (a duplicate in the tar) is replaced."""
@@ -282,14 +337,19 @@ class _Extractor:
         self.set_xattrs(path, member, fd=None)
         self.dirs.append((path, member))
 
-    def make_file(self, path: str, member: tarfile.TarInfo) -> None:
+    def make_file(self, path: str, member: tarfile.TarInfo, data: bytes | None) -> None:
+        """`data`: the content, or None to stream it from the archive (this thread only)."""
         try:
             fd = os.open(path, _OPEN_FLAGS, 0o600)
         except FileExistsError:
             self.remove(path)
             fd = os.open(path, _OPEN_FLAGS, 0o600)
         try:
-            if member.size:
+            if data is not None:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            elif member.size:
                 source = self.archive.extractfile(member)
                 assert source is not None
                 while chunk := source.read(_COPY_CHUNK):

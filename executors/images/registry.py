@@ -50,8 +50,20 @@ class RequestCounter:
             self.count += 1
 
 
+_SSL_CONTEXT = None
+
+
+def _ssl_context():
+    """Loading the CA bundle costs ~0.1 s: once per process, not once per pull."""
+    global _SSL_CONTEXT
+    if _SSL_CONTEXT is None:
+        _SSL_CONTEXT = httpx.create_ssl_context()
+    return _SSL_CONTEXT
+
+
 def new_http_client(counter: RequestCounter, timeout: float = 60.0) -> httpx.Client:
     return httpx.Client(
+        verify=_ssl_context(),
         follow_redirects=True,
         timeout=httpx.Timeout(timeout, connect=10.0),
         limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),

@@ -105,6 +105,17 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def _der_to_raw_ecdsa(der: bytes) -> bytes:
+    """openssl writes ECDSA signatures as DER SEQUENCE{r, s}; JWS ES256 wants r || s."""
+    index = 2 if der[1] < 0x80 else 3
+    parts = []
+    for _ in range(2):
+        length = der[index + 1]
+        parts.append(der[index + 2 : index + 2 + length].lstrip(b"\0").rjust(32, b"\0"))
+        index += 2 + length
+    return b"".join(parts)
+
+
 class TokenService:
     """Docker's token flow: GET /token?service=..&scope=.. (Basic auth optional) -> a JWT
     signed with a key the registry trusts (its certificate is the `rootcertbundle`).
@@ -119,7 +130,8 @@ class TokenService:
         self.key = workdir / "token.key"
         self.cert = workdir / "token.crt"
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "2",
              "-subj", "/CN=pyci-token", "-keyout", str(self.key), "-out", str(self.cert)],
             check=True, capture_output=True,
         )  # fmt: skip
@@ -154,7 +166,7 @@ class TokenService:
         )
 
     def sign(self, claims: dict) -> str:
-        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [self.x5c]}
         signing_input = (
             f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
         )
@@ -166,7 +178,7 @@ class TokenService:
                 check=True,
                 capture_output=True,
             ).stdout
-        return f"{signing_input}.{_b64url(signature)}"
+        return f"{signing_input}.{_b64url(_der_to_raw_ecdsa(signature))}"
 
     def handle(self, request: http.server.BaseHTTPRequestHandler) -> None:
         query = urllib.parse.parse_qs(urllib.parse.urlparse(request.path).query)
