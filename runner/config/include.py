@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,15 +308,42 @@ class _Loader:
         return self._load_included(relative, entry, chain)
 
     def _project_files(self) -> list[str]:
-        """Every file of the project (what GitLab's wildcard search sees), `.git` left out."""
+        """The files a wildcard include can match, sorted.
+
+        GitLab matches the files committed at the pipeline's commit. Locally the work tree is
+        what the user edits, so in a git repository this is every file git does not ignore
+        (tracked or new); elsewhere every file, leaving out `.git` and pyci's own `.pyci`.
+        """
         if self._tree is None:
-            names = []
-            for directory, subdirs, files in os.walk(self.project_dir):
-                subdirs[:] = sorted(d for d in subdirs if d != ".git")
-                base = Path(directory).relative_to(self.project_dir)
-                names.extend((base / name).as_posix() for name in files)
-            self._tree = sorted(names)
+            self._tree = sorted(_git_files(self.project_dir) or _walked_files(self.project_dir))
         return self._tree
+
+
+def _git_files(project_dir: Path) -> list[str] | None:
+    if not (project_dir / ".git").exists():
+        return None
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=project_dir,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = {name for name in listed.stdout.decode("utf-8", "replace").split("\0") if name}
+    # --cached also lists files deleted from the work tree; an include needs them on disk
+    return [name for name in names if (project_dir / name).is_file()]
+
+
+def _walked_files(project_dir: Path) -> list[str]:
+    names = []
+    for directory, subdirs, files in os.walk(project_dir):
+        subdirs[:] = [d for d in subdirs if d not in (".git", ".pyci")]
+        base = Path(directory).relative_to(project_dir)
+        names.extend((base / name).as_posix() for name in files)
+    return names
 
 
 @dataclass

@@ -352,3 +352,32 @@ def test_without_a_rule_matcher_every_include_is_taken(load) -> None:
         }
     )
     assert "a" in loaded.root
+
+
+def test_globs_in_a_git_repository_skip_ignored_files(project) -> None:
+    import subprocess
+
+    directory = project(
+        {
+            ".gitlab-ci.yml": "include: 'ci/**.yml'\n" + JOB,
+            ".gitignore": "ci/generated.yml\n",
+            "ci/tracked.yml": "tracked: {}\n",
+            "ci/new.yml": "new: {}\n",
+            "ci/generated.yml": "generated: {}\n",
+        }
+    )
+    subprocess.run(["git", "init", "-q"], cwd=directory, check=True)
+    subprocess.run(["git", "add", "ci/tracked.yml"], cwd=directory, check=True)
+    loaded = load_config(directory, directory / ".gitlab-ci.yml")
+    assert list(loaded.root) == ["new", "tracked", "job"]
+
+
+def test_globs_outside_git_skip_pyci_state(load) -> None:
+    loaded = load(
+        {
+            ".gitlab-ci.yml": "include: '**/*.yml'\n" + JOB,
+            ".pyci/logs/x.yml": "x: {}\n",
+            "ci/a.yml": "a: {}\n",
+        }
+    )
+    assert list(loaded.root) == ["a", "job"]
