@@ -43,6 +43,7 @@ class Decision:
     node_index: int | None
     node_total: int | None
     ignored_keys: tuple[str, ...] = ()
+    environment: str | None = None  # the environment name, expanded
 
 
 def build_jobspec(job: Any, decision: Decision) -> JobSpec:
@@ -67,7 +68,7 @@ def build_jobspec(job: Any, decision: Decision) -> JobSpec:
         needs=decision.needs,
         dependencies=decision.dependencies,
         coverage=job.coverage,
-        environment=job.environment.name if job.environment is not None else None,
+        environment=decision.environment,
         node_index=decision.node_index,
         node_total=decision.node_total,
         ignored_keys=decision.ignored_keys,

@@ -276,12 +276,15 @@ class Planner:
             manual=False,
             image=job.image.name if job.image is not None else None,
         )
-        base = jv.layered(
-            job_predefined,
-            jv.to_variables(jv.inherited_globals(globals_, inherit)),
-            own,
-            base=predefined,
-        )
+        yaml_layers = (jv.to_variables(jv.inherited_globals(globals_, inherit)), own)
+        base = jv.layered(job_predefined, *yaml_layers, base=predefined)
+        environment = None
+        if job.environment is not None:
+            # deployment variables sit below the YAML ones; the name may use job variables
+            seen = jv.as_mapping(jv.layered(cli, base=base).values())
+            deployment = _environment_variables(job.environment, seen)
+            environment = deployment[0].value
+            base = jv.layered(job_predefined, deployment, *yaml_layers, base=predefined)
         # rules:if sees the job's own variables too (GitLab >= 15.x), below the command line
         context_vars = jv.as_mapping(jv.layered(cli, base=base).values())
         job_when = job.when or "on_success"
@@ -341,6 +344,7 @@ class Planner:
             node_index=instance.index,
             node_total=instance.total,
             ignored_keys=tuple(key for name, key in self.ignored if name == planned.config_name),
+            environment=environment,
         )
 
     def _config_path(self) -> str:
@@ -348,6 +352,23 @@ class Planner:
             return str(self.opts.file.relative_to(self.opts.directory))
         except ValueError:
             return str(self.opts.file)
+
+
+def _environment_variables(environment: Any, variables: Mapping[str, str]) -> list[Variable]:
+    """GitLab's CI_ENVIRONMENT_* for a job with `environment:` (its name expanded)."""
+    from runner.evaluate.predefined import slugify
+    from runner.evaluate.variables import expand
+
+    name = expand(environment.name, variables)
+    values = {
+        "CI_ENVIRONMENT_NAME": name,
+        # GitLab's slug is at most 24 characters (it adds a random suffix when it had to cut)
+        "CI_ENVIRONMENT_SLUG": slugify(name)[:24].strip("-"),
+        "CI_ENVIRONMENT_ACTION": environment.action,
+        "CI_ENVIRONMENT_URL": expand(environment.url, variables) if environment.url else None,
+        "CI_ENVIRONMENT_TIER": environment.deployment_tier,
+    }
+    return [Variable(key, value) for key, value in values.items() if value is not None]
 
 
 def _needs_interpolate(needs: Any) -> bool:

@@ -205,3 +205,22 @@ early: {stage: .pre, script: echo}
     assert [jobs[n].stage_index for n in jobs] == [0, 1, 2, 3]
     assert planner.ignored == (("b", "tags"), ("a", "interruptible"))
     assert jobs["b"].ignored_keys == ("tags",)
+
+
+def test_environment_gives_deployment_variables_below_yaml_ones(repo):
+    _, _, jobs, _, _ = plan(
+        repo,
+        """
+deploy:
+  script: echo
+  variables: {APP: shop, CI_ENVIRONMENT_TIER: mine}
+  environment: {name: review/$APP, url: https://$APP.example.com, deployment_tier: staging}
+""",
+    )
+    spec = jobs["deploy"]
+    assert spec.variable("CI_ENVIRONMENT_NAME") == "review/shop"
+    assert spec.variable("CI_ENVIRONMENT_SLUG") == "review-shop"
+    assert spec.variable("CI_ENVIRONMENT_URL") == "https://shop.example.com"
+    assert spec.variable("CI_ENVIRONMENT_ACTION") == "start"
+    assert spec.variable("CI_ENVIRONMENT_TIER") == "mine"
+    assert spec.environment == "review/shop"
