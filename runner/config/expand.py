@@ -16,6 +16,7 @@ tags on the extended configuration, then job entries take what `default:` gives 
   flattened up to GitLab's 10 levels. A script of any other shape is left as written, for the
   validator to report in GitLab's words. `rules` lists and `stages` are flattened too (GitLab
   flattens them, which is what makes `!reference` inside them work).
+- The deprecated `types:` becomes `stages:` when there is no `stages:`, and is dropped.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def expand_config(root: YamlMap) -> ExpandedConfig:
         else:
             jobs[name] = _flatten_job(value)
     _flatten_globals(globals_)
+    _deprecated_types(globals_)
     defaults = _defaults(globals_, problems)
     for job in jobs.values():
         _apply_defaults(job, defaults)
@@ -93,6 +95,17 @@ def _job_name(key: Any) -> str:
     if isinstance(key, bool):
         return "true" if key else "false"
     return "" if key is None else str(key)
+
+
+def _deprecated_types(globals_: YamlMap) -> None:
+    """GitLab's `types:` is the old name of `stages:`, used only when `stages:` is absent."""
+    if "types" not in globals_:
+        return
+    where = globals_.key_locs.pop("types", None)
+    types = globals_.pop("types")
+    if "stages" not in globals_:
+        globals_["stages"] = types
+        globals_.key_locs["stages"] = where
 
 
 # --- defaults --------------------------------------------------------------------------------

@@ -241,3 +241,11 @@ def test_plain_dicts_built_by_code_are_expanded_too() -> None:
     config = expand_config(YamlMap({"default": {"image": "a"}, "job": {"script": "x"}}))
     assert config.jobs["job"] == {"script": ["x"], "image": "a"}
     assert isinstance(config.jobs["job"], YamlMap)
+
+
+def test_deprecated_types_become_stages_unless_stages_exist(expand) -> None:
+    config = expand("types: [a, b]\njob:\n  script: x\n")
+    assert config.globals == {"stages": ["a", "b"]}
+    assert config.globals.key_locs["stages"] == Location(".gitlab-ci.yml", 1, 1)
+    both = expand("stages: [s]\ntypes: [t]\njob:\n  script: x\n")
+    assert both.globals == {"stages": ["s"]}
