@@ -52,7 +52,7 @@ class ContainerSettings:
     cpus: float | None = None
     pids_limit: int | None = None
     no_new_privs: bool = False
-    seccomp: bool = False
+    seccomp: bool = True  # Docker's default profile
     pull_policy: str = "if-not-present"
     service_log_dir: Path | None = None  # where service logs are kept (.pyci/ of the project)
     services_timeout: float = 30.0

@@ -31,7 +31,7 @@ import sys
 import traceback
 from typing import NoReturn
 
-from executors.container import capabilities, network, rootfs, syscalls, users
+from executors.container import capabilities, network, rootfs, seccomp, syscalls, users
 from executors.container.spec import ContainerSpec, spec_from_dict
 
 MAX_MESSAGE = 1 << 20
@@ -149,8 +149,6 @@ def run_command(
         os.chdir(spec.cwd)
         if spec.seccomp and not spec.no_new_privs:
             # without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load before dropping it
-            from executors.container import seccomp
-
             seccomp.load_default_profile()
         capabilities.drop_bounding(spec.capabilities)
         os.setgroups(list(user.groups))
@@ -161,8 +159,6 @@ def run_command(
         if spec.no_new_privs:
             syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
         if spec.seccomp and spec.no_new_privs:
-            from executors.container import seccomp
-
             seccomp.load_default_profile()
         env = dict(spec.env)
         env.setdefault("HOME", user.home)
@@ -194,6 +190,8 @@ def serve(control_fd: int, once: bool = False) -> None:
     # no PDEATHSIG here: it fires when the *thread* that started us exits, and pyci is threaded.
     # When pyci dies the control socket reaches EOF and we exit, which kills every keeper.
     network.preload()
+    with contextlib.suppress(OSError):  # no libseccomp: a container asking for it will fail
+        seccomp.preload()
     while True:
         request = _receive(control)
         if request is None:

@@ -222,3 +222,25 @@ def test_once_mode_launcher_runs_the_same(make_spec):
     once = Launcher("once")
     result, out = run_container(once, make_spec("sh", "-c", "echo $$"), timeout=20)
     assert (result.exit_code, out) == (0, b"2\n")
+
+
+def test_seccomp_filter_is_active_and_blocks_namespaces(launcher, make_spec):
+    # unshare -U needs no capability, so only the filter can refuse it
+    script = (
+        "grep Seccomp: /proc/self/status; "
+        "unshare -U true 2>/dev/null && echo allowed || echo denied"
+    )
+    without = sh(launcher, make_spec, script)
+    with_filter = sh(launcher, make_spec, script, seccomp=True)
+    with_nnp = sh(launcher, make_spec, script, seccomp=True, no_new_privs=True)
+    assert without.split() == ["Seccomp:", "0", "allowed"]
+    assert with_filter.split() == ["Seccomp:", "2", "denied"]
+    assert with_nnp.split() == ["Seccomp:", "2", "denied"]
+
+
+def test_seccomp_keeps_ordinary_work_working(launcher, make_spec):
+    script = (
+        "echo x | tr x y; ls / >/dev/null; sh -c 'sleep 0 & wait'; "
+        "ping -c1 -W1 127.0.0.1 >/dev/null && echo ok"
+    )
+    assert sh(launcher, make_spec, script, seccomp=True).split() == ["y", "ok"]
