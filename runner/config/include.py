@@ -112,7 +112,7 @@ class _Loader:
 
     def load_root(self, relative: str, inputs: Mapping[str, Any] | None) -> YamlMap:
         content = self.read_root(relative, inputs)
-        return self._with_includes(content, relative, (relative,))
+        return self._with_includes(content, (relative,))
 
     def read_root(self, relative: str, inputs: Mapping[str, Any] | None) -> YamlMap:
         text = self._read(relative, Location(relative), "")
@@ -160,9 +160,9 @@ class _Loader:
                 f"Included file `{relative}` does not have valid YAML syntax!", entry.where
             )
             return None
-        return self._with_includes(content, relative, (*chain, relative))
+        return self._with_includes(content, (*chain, relative))
 
-    def _with_includes(self, content: YamlMap, relative: str, chain: tuple[str, ...]) -> YamlMap:
+    def _with_includes(self, content: YamlMap, chain: tuple[str, ...]) -> YamlMap:
         if "include" not in content:
             return content
         where = content.loc_of("include")
