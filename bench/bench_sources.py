@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executors.factory import ExecutorOptions, create_executor  # noqa: E402
-from runner.build.build import run_build  # noqa: E402
-from runner.build.context import BuildContext  # noqa: E402
-from runner.build.sources import get_sources  # noqa: E402
-from runner.jobspec import JobSpec  # noqa: E402
+from executors.factory import ExecutorOptions, create_executor
+from runner.build.build import run_build
+from runner.build.context import BuildContext
+from runner.build.sources import get_sources
+from runner.jobspec import JobSpec
 
 
 class NullLog:

@@ -129,7 +129,7 @@ class _Build:
             result = self.stages()
         except (ExecutorError, SourcesError) as exc:
             reason = getattr(exc, "reason", "runner_system_failure")
-            result = _Result("failed", None, reason, str(exc))
+            result = _Result("failed", None, reason, self.masker.mask(str(exc)))
             self.log.error(f"Job failed (system failure): {exc}")
             return self.outcome(result)
         finally:
@@ -169,6 +169,16 @@ class _Build:
                     entry.unlink(missing_ok=True)
         return result
 
+    def expand_path(self, text: str) -> str:
+        """A keyword value expanded; a path under CI_PROJECT_DIR (as the job sees it, which
+        for a container is not the host's path) made relative to the project."""
+        assert self.env is not None
+        value = self.env.expand(text)
+        inside = self.executor.project_dir_in_job().rstrip("/") + "/"
+        if value.startswith(inside):
+            value = value[len(inside) :] or "."
+        return value
+
     def env_value(self, key: str) -> str | None:
         assert self.env is not None
         return self.env.values.get(key)
@@ -192,7 +202,7 @@ class _Build:
                     self.caches,
                     self.project,
                     self.env.values,
-                    self.env.expand,
+                    self.expand_path,
                     self.log,
                 ),
             )
@@ -296,7 +306,7 @@ class _Build:
                 self.caches,
                 self.project,
                 self.untracked,
-                self.env.expand,
+                self.expand_path,
                 succeeded,
                 self.log,
             ),
@@ -313,7 +323,7 @@ class _Build:
         header = f"Uploading artifacts for {'successful' if succeeded else 'failed'} job"
         with self.section(f"upload_artifacts_on_{kind}", header):
             self.store.upload(
-                self.job.name, spec, self.project, self.untracked, self.env.expand, self.log
+                self.job.name, spec, self.project, self.untracked, self.expand_path, self.log
             )
             stored = self.store.job_dir(self.job.name)
             if self.ctx.artifacts_to_source and stored.is_dir():

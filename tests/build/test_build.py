@@ -259,3 +259,14 @@ def test_file_variables_are_files(builder: Builder, make_job):
         ),
     )
     assert builder.run(job).status == "success", builder.recorder.log()
+
+
+def test_artifact_paths_may_use_ci_project_dir(builder: Builder, make_job):
+    job = make_job(
+        "job",
+        ("echo a > abs.txt",),
+        artifacts=ArtifactsSpec(paths=("$CI_PROJECT_DIR/abs.txt", "/etc/hostname")),
+    )
+    assert builder.run(job).status == "success"
+    stored = ArtifactStore(builder.project / ".pyci").job_dir("job")
+    assert sorted(p.name for p in stored.iterdir()) == ["abs.txt"]
