@@ -183,7 +183,7 @@ class _Loader:
         for entry in self._entries(value, where):
             if self.stopped:
                 return
-            for relative in self._local_paths(entry):
+            for relative in self._local_paths(entry, chain[-1]):
                 if self.stopped:
                     return
                 included = self._checked_include(relative, entry, chain)
@@ -256,7 +256,7 @@ class _Loader:
         rules = entry.rules if isinstance(entry.rules, list) else [entry.rules]
         return bool(self.rule_matcher(rules, entry.where))
 
-    def _local_paths(self, entry: _Entry) -> list[str]:
+    def _local_paths(self, entry: _Entry, including: str) -> list[str]:
         if entry.kind != "local":
             shown = (
                 entry.location
@@ -277,7 +277,12 @@ class _Loader:
         if "*" not in path:
             return [path]
         pattern = re.escape(path).replace(r"\*\*", ".*?").replace(r"\*", "[^/]*?")
-        return [name for name in self._project_files() if re.fullmatch(pattern, name)]
+        # GitLab skips the file that holds the wildcard, so `**.yml` does not include itself
+        return [
+            name
+            for name in self._project_files()
+            if re.fullmatch(pattern, name) and name != including
+        ]
 
     def _checked_include(
         self, relative: str, entry: _Entry, chain: tuple[str, ...]

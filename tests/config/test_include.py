@@ -381,3 +381,14 @@ def test_globs_outside_git_skip_pyci_state(load) -> None:
         }
     )
     assert list(loaded.root) == ["a", "job"]
+
+
+def test_a_wildcard_does_not_include_the_file_that_holds_it(load) -> None:
+    loaded = load(
+        {
+            ".gitlab-ci.yml": "include: ci/all.yml\n" + JOB,
+            "ci/all.yml": "include: 'ci/*.yml'\nall: {}\n",
+            "ci/one.yml": "one: {}\n",
+        }
+    )
+    assert list(loaded.root) == ["one", "all", "job"]
