@@ -3,7 +3,8 @@
 The job is shown after `include`, anchors, `!reference`, `extends` and `default:` are applied,
 with the global `variables:` it inherits (per `inherit:variables`) merged under its own, which is
 what a user wants when asking "what will this job actually do". A hidden job (`.template`) can be
-shown too. A name made by `parallel` (`test 1/3`, `test: [a]`) shows the job it came from.
+shown too. A name made by `parallel` (`test 1/3`, `test: [a]`) shows the job it came from with
+that instance's matrix values among its variables and CI_NODE_INDEX/CI_NODE_TOTAL in a comment.
 """
 
 from __future__ import annotations
@@ -39,9 +40,34 @@ def run(args: argparse.Namespace) -> int:
     opts = project_options(args)
     expanded = load_expanded(opts)
     name, config = find_job(args.job, expanded.jobs, expanded.hidden)
-    document = {name: plain(with_inherited_variables(config, expanded.globals))}
+    job = with_inherited_variables(config, expanded.globals)
+    instance = parallel_instance(args.job, job) if name != args.job else None
+    if name != args.job and instance is None:
+        raise UsageError(f"no job named {args.job!r} in the pipeline (see pyci list --all)")
+    if instance is not None:
+        name = instance.name
+        job = {key: value for key, value in job.items() if key != "parallel"}
+        job["variables"] = {**(job.get("variables") or {}), **instance.matrix}
+        print(f"# CI_NODE_INDEX={instance.index} CI_NODE_TOTAL={instance.total}")
+    document = {name: plain(job)}
     print(yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100), end="")
     return 0
+
+
+def parallel_instance(wanted: str, job: dict[str, Any]) -> Any:
+    """The parallel instance of `job` named `wanted` (runner.plan.matrix.Instance), or None."""
+    from runner.plan.matrix import expand_job
+
+    parallel = job.get("parallel")
+    count = parallel if isinstance(parallel, int) and not isinstance(parallel, bool) else None
+    matrix = parallel.get("matrix") if isinstance(parallel, dict) else None
+    base = _INSTANCE_NAME.match(wanted)
+    if base is None or not (count or matrix):
+        return None
+    for instance in expand_job(base["base"], count, matrix):
+        if instance.name == wanted:
+            return instance
+    return None
 
 
 def find_job(

@@ -106,13 +106,23 @@ build:
   parallel: 2
 """
     repo = project(tmp_path, {".gitlab-ci.yml": text})
-    code, out, _ = run(capsys, "show", "-C", str(repo), "build 2/2")
+    code, out, _ = run(capsys, "show", "-C", str(repo), "build")
     assert code == 0
     shown = yaml.safe_load(out)["build"]
     assert shown["stage"] == "build" and shown["script"] == ["make"]
-    assert shown["image"] == "alpine"
+    assert shown["image"] == "alpine" and shown["parallel"] == 2
     assert shown["variables"] == {"GLOBAL": "g", "MODE": "fast"}
     assert run(capsys, "show", "-C", str(repo), ".base")[0] == 0
+    assert run(capsys, "show", "-C", str(repo), "build 3/2")[0] == 2
+
+
+def test_show_of_a_matrix_instance_has_its_values(tmp_path, capsys):
+    text = "test:\n  script: x\n  parallel: {matrix: [{PY: ['3.11', '3.12']}]}\n"
+    repo = project(tmp_path, {".gitlab-ci.yml": text})
+    code, out, _ = run(capsys, "show", "-C", str(repo), "test: [3.12]")
+    assert code == 0
+    assert out.splitlines()[0] == "# CI_NODE_INDEX=2 CI_NODE_TOTAL=2"
+    assert yaml.safe_load(out) == {"test: [3.12]": {"script": ["x"], "variables": {"PY": "3.12"}}}
 
 
 def test_list_plain_table_and_all(tmp_path, capsys):
