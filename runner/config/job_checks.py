@@ -7,52 +7,56 @@ once and all of them run, so a job's problems are reported together.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from runner.config.models import JobConfig
 from runner.config.models_base import parse_duration
 
 START_IN_LIMIT = 7 * 86400  # GitLab: "1 week"
 
-# (message, key): `key` is the keyword the problem is about, None for the job as a whole.
-# A message starting with "config" follows the job's path (`jobs:x config ...`), any other
-# follows the key (`jobs:x start_in must be blank`), as GitLab words them.
-Finding = tuple[str, str | None]
+
+class Finding(NamedTuple):
+    """One problem: `message` follows the GitLab path of `holder` inside the job
+    (`jobs:x:artifacts expire in should be ...`); `at` is the key path it is about."""
+
+    holder: tuple[str, ...]
+    message: str
+    at: tuple[str, ...] = ()
 
 
 def job_findings(name: str, job: JobConfig) -> list[Finding]:
     findings: list[Finding] = []
     exclusive = [key for key in ("script", "run", "trigger") if getattr(job, key) is not None]
     if len(exclusive) > 1:
-        findings.append(
-            (f"config these keys cannot be used together: {', '.join(exclusive)}", None)
-        )
+        keys = ", ".join(exclusive)
+        findings.append(Finding((), f"config these keys cannot be used together: {keys}"))
     if job.rules is not None:
-        used = [
-            key
-            for key, value in (
-                ("only", job.only),
-                ("except", job.except_),
-                ("start_in", job.start_in),
-            )
-            if value is not None
-        ]
+        written = (("only", job.only), ("except", job.except_), ("start_in", job.start_in))
+        used = [key for key, value in written if value is not None]
         if used:
-            findings.append((f"config key may not be used with `rules`: {', '.join(used)}", None))
+            keys = ", ".join(used)
+            findings.append(Finding((), f"config key may not be used with `rules`: {keys}"))
     if job.start_in is not None and job.rules is None:
         if job.when != "delayed":
-            findings.append(("start_in must be blank", "start_in"))
+            findings.append(Finding((), "start in must be blank", ("start_in",)))
         elif not _is_duration(job.start_in, START_IN_LIMIT):
-            findings.append(("start_in should be a duration of at most 1 week", "start_in"))
+            message = "start in should be a duration of at most 1 week"
+            findings.append(Finding((), message, ("start_in",)))
     if job.timeout is not None and not _is_duration(job.timeout):
-        findings.append(("timeout config should be a duration", "timeout"))
+        findings.append(Finding(("timeout",), "config should be a duration", ("timeout",)))
+    expire_in = job.artifacts.expire_in if job.artifacts is not None else None
+    if expire_in is not None and expire_in != "never" and not _is_duration(expire_in):
+        at = ("artifacts", "expire_in")
+        findings.append(Finding(("artifacts",), "expire in should be a duration", at))
     if job.dependencies and job.needs:
         needed = {need.job for need in job.needs}
         missing = [dependency for dependency in job.dependencies if dependency not in needed]
         if missing:
-            findings.append(
-                (f"dependencies the {', '.join(missing)} should be part of needs", "dependencies")
-            )
+            message = f"dependencies the {', '.join(missing)} should be part of needs"
+            findings.append(Finding((), message, ("dependencies",)))
     if job.publish is not None and not _pages_job(name, job):
-        findings.append(("publish can only be used within a `pages` job", "publish"))
+        message = "publish can only be used within a `pages` job"
+        findings.append(Finding((), message, ("publish",)))
     return findings
 
 

@@ -161,19 +161,25 @@ class CacheKeyConfig(Model):
         list[str],
         BeforeValidator(lambda v: string_list(v, allow_string=False, min_items=1, max_items=2)),
     ] = []
-    prefix: Annotated[str | None, BeforeValidator(text)] = None
+    prefix: Annotated[str | None, BeforeValidator(_symbol)] = None
 
     @model_validator(mode="before")
     @classmethod
     def _short_form(cls, value: Any) -> Any:
         if is_str(value):
             return {"value": _cache_key_value(value)}
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return {"value": str(value)}
-        mapping = require_mapping(value, "config should be a hash, a string or a symbol")
+        mapping = require_mapping(value, "should be a hash, a string or a symbol")
         if "value" in mapping:
             raise gitlab_error("config contains unknown keys: value")
+        if not ("files" in mapping or "files_commits" in mapping):
+            raise gitlab_error("config missing required keys: files")
         return mapping
+
+
+def _symbol(value: Any) -> str:
+    if not is_str(value):
+        raise gitlab_error("config should be a string or symbol")
+    return value
 
 
 def _policy(value: Any) -> str:

@@ -140,7 +140,9 @@ def string_list(
     if not isinstance(value, list) or not all(is_str(item) for item in value):
         raise gitlab_error(what)
     if len(value) < min_items:
-        raise gitlab_error("config should not be empty")
+        raise gitlab_error(
+            f"config requires at least {min_items} item{'s' if min_items > 1 else ''}"
+        )
     if max_items is not None and len(value) > max_items:
         raise gitlab_error(f"config has too many entries (maximum {max_items})")
     if unique and len(set(value)) != len(value):

@@ -141,15 +141,22 @@ def _command(value: Any) -> list[str]:
     return lines
 
 
-def variable_entry(value: Any, *, allowed: tuple[str, ...]) -> dict[str, Any]:
-    """One variable's value: a scalar, or a hash of `allowed` keys (value, expand, ...)."""
-    if is_str(value) or is_number(value) or isinstance(value, bool):
+def variable_entry(value: Any, *, allowed: tuple[str, ...], strict: bool) -> dict[str, Any]:
+    """One variable's value: a scalar, or a hash of `allowed` keys (value, expand, ...).
+
+    GitLab's schema lets booleans and decimals through; GitLab itself (`strict`) takes only
+    strings and integers (`VERSION: 1.10` must be quoted)."""
+    scalar = is_str(value) or is_int(value)
+    if scalar or (not strict and (is_number(value) or isinstance(value, bool))):
         return {"value": scalar_text(value)}
     if not isinstance(value, dict):
-        raise gitlab_error("config should be a string, a number, a boolean or a hash")
+        raise gitlab_error("variable definition must be either a string or a hash")
     unknown = [str(k) for k in value if k not in allowed]
     if unknown:
         raise gitlab_error(f"config uses invalid data keys: {', '.join(unknown)}")
+    options = value.get("options")
+    if strict and isinstance(options, list) and options and value.get("value") not in options:
+        raise gitlab_error("config value must be present in options")
     return dict(value)
 
 
@@ -167,12 +174,15 @@ class VariableConfig(Model):
 
 
 def _variables(allowed: tuple[str, ...]):
-    def check(value: Any) -> dict[str, dict]:
-        mapping = require_mapping(value, "config should be a hash of key value pairs")
+    def check(value: Any, info: ValidationInfo) -> dict[str, dict]:
+        mapping = require_mapping(
+            value, "config should be a hash of key value pairs, value can be a hash"
+        )
         result = {}
         for key, item in mapping.items():
             try:
-                result[scalar_text(key)] = variable_entry(item, allowed=allowed)
+                entry = variable_entry(item, allowed=allowed, strict=not shape_only(info))
+                result[scalar_text(key)] = entry
             except PydanticCustomError as exc:
                 raise gitlab_error_at(key, exc.message()) from None
         return result
@@ -210,7 +220,7 @@ class ServiceConfig(Model):
 
 def _services(value: Any) -> list:
     if not isinstance(value, list):
-        raise gitlab_error("config should be an array")
+        raise gitlab_error("config should be a array")  # sic, GitLab's words
     return value
 
 
@@ -227,7 +237,7 @@ def _exit_codes(value: Any) -> list[int]:
     if is_int(value):
         return [value]
     if not isinstance(value, list) or not value or not all(is_int(code) for code in value):
-        raise gitlab_error("config should be an integer or an array of integers")
+        raise gitlab_error("config should be an array of integers or an integer")
     if len(set(value)) != len(value):
         raise gitlab_error("config should not contain duplicate exit codes")
     return list(value)
@@ -286,7 +296,7 @@ class ParallelConfig(Model):
             if not 1 <= value <= 200:
                 raise gitlab_error("config should be an integer from 1 to 200")
             return {"count": value}
-        mapping = require_mapping(value, "config should be an integer or a hash")
+        mapping = require_mapping(value, "should be an integer or a hash")
         if "count" in mapping:
             raise gitlab_error("config contains unknown keys: count")
         if "matrix" not in mapping:

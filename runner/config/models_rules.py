@@ -219,7 +219,10 @@ class RuleConfig(_RuleBase):
 
 
 class WorkflowRuleConfig(_RuleBase):
-    when: Annotated[str | None, BeforeValidator(lambda v: one_of(v, WORKFLOW_RULE_WHEN))] = None
+    when: Annotated[
+        str | None,
+        BeforeValidator(lambda v: one_of_attribute(v, WORKFLOW_RULE_WHEN, f"unknown value: {v}")),
+    ] = None
     variables: Annotated[dict[str, str] | None, BeforeValidator(_scalar_map)] = None
     auto_cancel: AutoCancelConfig | None = None
 
@@ -228,7 +231,13 @@ class IncludeRuleConfig(_RuleBase):
     NULLABLE = frozenset({"when"})
     when: Annotated[
         str | None,
-        BeforeValidator(lambda v: None if v is None else one_of(v, WORKFLOW_RULE_WHEN)),
+        BeforeValidator(
+            lambda v: (
+                None
+                if v is None
+                else one_of_attribute(v, WORKFLOW_RULE_WHEN, f"unknown value: {v}")
+            )
+        ),
     ] = None
 
 

@@ -60,14 +60,10 @@ def validate_job(name: str, job: YamlMap) -> tuple[JobConfig | None, list[Proble
             )
         )
     if model is not None:
-        for message, key in job_findings(name, model):
-            # "timeout config ..." is about the timeout entry: `jobs:x:timeout config ...`
-            head, _, rest = message.partition(" ")
-            if key and head == key and rest.startswith("config"):
-                text = f"jobs:{name}:{key} {rest}"
-            else:
-                text = f"jobs:{name} {message}"
-            where = locate(job, [key]) if key else loc_of(job)
+        for finding in job_findings(name, model):
+            text = f"{':'.join(('jobs', name, *finding.holder))} {finding.message}"
+            where = locate(job, finding.at) if finding.at else loc_of(job)
+            key = finding.at[0] if finding.at else None
             problems.append(Problem(text, where, job=name, key=key))
     if isinstance(job, dict) and not any(key in job for key in ("script", "run", "trigger")):
         problems.append(
@@ -196,15 +192,13 @@ def _translate(
         if kind == "missing":
             missing.setdefault(loc[:-1], []).append(str(loc[-1]))
             continue
-        if kind == "gitlab_attribute" and loc:
-            message = f"{_path(prefix, loc[:-1])} {loc[-1]} {error['msg']}"
-        elif kind == "gitlab":
-            message = f"{_path(prefix, loc)} {error['msg']}"
+        if kind in ("gitlab", "gitlab_attribute"):
+            text = error["msg"]
         else:
             text = (
                 _TYPE_MESSAGES.get(kind) or f"config {error['msg'][:1].lower()}{error['msg'][1:]}"
             )
-            message = f"{_path(prefix, loc)} {text}"
+        message = _message(prefix, loc, text, attribute=kind == "gitlab_attribute")
         problems.append(_problem(message, root, root_path + loc, job, loc, file))
     for loc, keys in unknown.items():
         message = f"{_path(prefix, loc)} config contains unknown keys: {', '.join(keys)}"
@@ -216,22 +210,68 @@ def _translate(
     return problems
 
 
+# GitLab validates these keys as attributes of the entry holding them, and words their errors
+# after the holder: `jobs:x allow failure should be ...`, `jobs:x:artifacts expire in ...`.
+_JOB_ATTRIBUTES = frozenset(
+    {"when", "dependencies", "rules", "allow_failure", "start_in", "resource_group", "extends"}
+)
+_ATTRIBUTE_HOLDERS = frozenset({"artifacts", "allow_failure", "only", "except"})
+
+
+def _message(prefix: tuple[str, ...], loc: tuple, text: str, *, attribute: bool) -> str:
+    """`text` (relative, `config should be ...` or `should be ...`) placed as GitLab places it."""
+    last = loc[-1] if loc else None
+    if isinstance(last, str) and not attribute:
+        in_job = prefix[:1] == ("jobs",) and len(loc) == 1 and last in _JOB_ATTRIBUTES
+        held = len(loc) > 1 and loc[-2] in _ATTRIBUTE_HOLDERS
+        attribute = (in_job or held) and text.startswith("config ")
+        text = text.removeprefix("config ") if attribute else text
+    if attribute and isinstance(last, str):
+        return f"{_path(prefix, loc[:-1])} {last.replace('_', ' ')} {text}"
+    return f"{_path(prefix, loc)} {text}"
+
+
 # Model fields that hold a normalised form of a differently written key.
 _RENAMED = {"parallel_matrix": "parallel:matrix"}
+# GitLab names the entries of these lists after their kind: `jobs:x:services:service`.
+_ENTRY_NAMES = {"services": "service", "rules": "rule", "needs": "need"}
 
 
 def _path(prefix: tuple[str, ...], loc: tuple) -> str:
-    """GitLab's name of a place in the config: `jobs:build:cache:key` (list indices left out)."""
-    parts = [*prefix, *(_RENAMED.get(part, part) for part in loc if isinstance(part, str))]
+    """GitLab's name of a place in the config: `jobs:build:cache:key`, `jobs:x:rules:rule`."""
+    parts = list(prefix)
+    previous: Any = None
+    for part in loc:
+        if isinstance(part, str):
+            parts.append(_RENAMED.get(part, part))
+        elif isinstance(previous, str) and previous in _ENTRY_NAMES:
+            parts.append(_ENTRY_NAMES[previous])
+        previous = part
     return ":".join(parts) if parts else "root"
 
 
 def _problem(
     message: str, root: Any, path: tuple, job: str | None, loc: tuple, file: str
 ) -> Problem:
-    location = locate(root, _source_path(root, path)) or (Location(file) if file else None)
+    location = _locate(root, _source_path(root, path)) or (Location(file) if file else None)
     key = next((str(part) for part in loc if isinstance(part, str)), None)
     return Problem(message, location, job=job, key=key)
+
+
+def _locate(root: Any, path: tuple) -> Location | None:
+    """`locate`, also through plain dicts and lists wrapped around YAML values (a dict of
+    global keys built by a caller): their positions are those of the YAML values inside."""
+    node, rest = root, list(path)
+    while rest and loc_of(node) is None:
+        part = rest[0]
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            return None
+        rest.pop(0)
+    return locate(node, rest)
 
 
 def _source_path(root: Any, path: tuple) -> tuple:

@@ -52,7 +52,7 @@ b:
         ),
         ("ci.yml:6:3", "a", "retry", "jobs:a:retry config should be an integer from 0 to 2"),
         ("ci.yml:8:11", "b", "cache", 'jobs:b:cache:key config cannot contain the "/" character'),
-        ("ci.yml:9:3", "b", "parallel", "jobs:b:parallel config should be an integer or a hash"),
+        ("ci.yml:9:3", "b", "parallel", "jobs:b:parallel should be an integer or a hash"),
     ]
 
 
@@ -67,8 +67,8 @@ test:
       pull_policy: sometimes
 """
     ) == [
-        "ci.yml:7:7: jobs:test:services:pull_policy config should be one of: always, never, "
-        "if-not-present"
+        "ci.yml:7:7: jobs:test:services:service:pull_policy config should be one of: always, "
+        "never, if-not-present"
     ]
 
 
@@ -93,7 +93,7 @@ j: {script: x}
     ) == [
         "ci.yml:3:3: default config contains unknown keys: secrets",
         "ci.yml:5:3: variables:A config uses invalid data keys: desc",
-        "ci.yml:8:7: workflow:rules:when config should be one of: always, never",
+        "ci.yml:8:7: workflow:rules:rule when unknown value: manual",
     ]
 
 
@@ -142,7 +142,7 @@ j:
     assert validate_shape(document, "ci.yml") == []
     _, problems = validate_job("j", document["j"])
     assert [str(p) for p in problems] == [
-        "ci.yml:4:3: jobs:j start_in must be blank",
+        "ci.yml:4:3: jobs:j start in must be blank",
         "ci.yml:5:3: jobs:j:timeout config should be a duration",
     ]
 
@@ -229,7 +229,7 @@ j:
     ) == [
         "ci.yml:4:15: jobs:j:artifacts when should be on_success, on_failure or always",
         "ci.yml:5:11: jobs:j:cache when should be one of: on_success, on_failure, always",
-        "ci.yml:7:7: jobs:j:rules when unknown value: later",
+        "ci.yml:7:7: jobs:j:rules:rule when unknown value: later",
     ]
 
 
@@ -324,4 +324,29 @@ j:
         "ci.yml:3:3: jobs:j config these keys cannot be used together: script, trigger",
         "ci.yml:7:3: jobs:j:timeout config should be a duration",
         "ci.yml:8:3: jobs:j publish can only be used within a `pages` job",
+    ]
+
+
+def test_variables_gitlab_takes_only_as_strings_integers_or_hashes():
+    document = load_yaml(
+        """
+j:
+  script: x
+  variables: {FLAG: true, VERSION: 1.10, COUNT: 3}
+""",
+        "ci.yml",
+    )
+    assert validate_shape(document, "ci.yml") == []  # the schema lets them through
+    assert [str(p) for p in validate_job("j", document["j"])[1]] == [
+        "ci.yml:4:15: jobs:j:variables:FLAG variable definition must be either a string or a hash",
+    ]
+
+
+def test_a_variable_value_must_be_one_of_its_options():
+    document = load_yaml("variables: {CHOICE: {value: c, options: [a, b]}}\nj: {script: x}", "f")
+    assert validate_shape(document, "f") == []
+    with pytest.raises(ConfigError) as info:
+        validate_pipeline({"variables": document["variables"]}, {"j": document["j"]})
+    assert [str(p) for p in info.value.problems] == [
+        "f:1:13: variables:CHOICE config value must be present in options"
     ]

@@ -204,7 +204,8 @@ variables:
   CHOICE: {value: a, options: [a, b], description: pick one}
 """,
             "ci.yml",
-        )
+        ),
+        context={"shape": True},  # booleans are schema-valid; GitLab's processor refuses them
     )
     variables = pipeline.variables
     assert variables["NUMBER"].value == "42"
