@@ -114,6 +114,8 @@ def validate_shape(document: Any, file: str) -> list[Problem]:
         name = str(key)
         if key in GLOBAL_KEYWORDS or name.startswith("."):
             continue  # hidden jobs are templates: anything goes until something extends them
+        if is_reference(value):
+            continue  # a whole job from `!reference`: checked once resolved
         _validate(JobConfig, value, ("jobs", name), name, document, (key,), problems, True, file)
     return _ordered(problems)
 

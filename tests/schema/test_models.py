@@ -267,6 +267,8 @@ j:
     - !reference [.setup, script]
     - echo main
   variables: !reference [.vars, variables]
+k: !reference [.setup]
+variables: !reference [.vars, variables]
 """,
         "ci.yml",
     )
