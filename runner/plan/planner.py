@@ -48,11 +48,19 @@ class PlannedInstance:
 
 
 class Planner:
-    def __init__(self, config: Any, raw_jobs: Mapping[str, Any], opts: Any, facts: Any):
+    def __init__(
+        self,
+        config: Any,
+        raw_jobs: Mapping[str, Any],
+        opts: Any,
+        facts: Any,
+        raw_globals: Mapping[str, Any] | None = None,
+    ):
         from runner.config.validate import ignored_keys
 
         self.config = config
         self.raw_jobs = raw_jobs
+        self.raw_globals = raw_globals or {}
         self.opts = opts
         self.facts = facts
         self.stages: tuple[str, ...] = tuple(config.all_stages())
@@ -78,6 +86,26 @@ class Planner:
         self._changed: Any = None
 
     # --- step 1: references -------------------------------------------------------------
+
+    def check_expressions(self) -> list[Problem]:
+        """`rules:if` must parse, in GitLab's words (`jobs:x:rules:rule if invalid ...`)."""
+        from runner.config.source import locate
+        from runner.evaluate.expression import check_syntax
+
+        problems: list[Problem] = []
+        workflow = self.config.workflow
+        for index, rule in enumerate(workflow.rules or () if workflow else ()):
+            if rule.if_ is not None and check_syntax(rule.if_):
+                where = locate(self.raw_globals, ["workflow", "rules", index, "if"])
+                message = "workflow:rules:rule if invalid expression syntax"
+                problems.append(Problem(message, where, None, "workflow"))
+        for name, job in self.config.jobs.items():
+            for index, rule in enumerate(job.rules or ()):
+                if rule.if_ is not None and check_syntax(rule.if_):
+                    where = self._location(name, "rules", index, "if")
+                    message = f"jobs:{name}:rules:rule if invalid expression syntax"
+                    problems.append(Problem(message, where, name, "rules"))
+        return problems
 
     def check_references(self) -> list[Problem]:
         interpolation: list[Problem] = []
