@@ -71,12 +71,12 @@ class ShellExecutor:
     name = "shell"
 
     def __init__(self, settings: ShellSettings | None = None) -> None:
+        # nothing here may fail: problems of the host are ExecutorErrors from prepare(), so
+        # the build reports them as a system failure of the job
         self.settings = settings or ShellSettings()
-        self.shell_name, self.shell_path = find_shell(self.settings.shell)
-        wanted = self.settings.isolate_pids
-        self.isolate = pid_namespaces_available() if wanted is None else wanted
-        if self.isolate and not pid_namespaces_available():
-            raise ExecutorError("PID namespaces are not available to this user")
+        self.shell_name = Path(self.settings.shell or "bash").name
+        self.shell_path = ""
+        self.isolate = False
         self._dirs: BuildDirs | None = None
 
     @property
@@ -87,6 +87,11 @@ class ShellExecutor:
 
     # -- Executor protocol ---------------------------------------------------------------
     def prepare(self, job: JobSpec, dirs: BuildDirs, log: JobLog) -> None:
+        self.shell_name, self.shell_path = find_shell(self.settings.shell)
+        wanted = self.settings.isolate_pids
+        self.isolate = pid_namespaces_available() if wanted is None else wanted
+        if self.isolate and not pid_namespaces_available():
+            raise ExecutorError("PID namespaces are not available to this user")
         self._dirs = dirs
         dirs.scratch.mkdir(parents=True, exist_ok=True)
         log.write(f"Using Shell ({self.shell_name}) executor...\n")

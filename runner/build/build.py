@@ -13,9 +13,11 @@ either, and always removes the job's directories.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,18 +92,13 @@ class _Build:
         self.timeout = job.timeout if job.timeout is not None else ctx.default_timeout
 
     # -- helpers ---------------------------------------------------------------------------
-    def section(self, name: str, header: str):
-        build = self
-
-        class _Section:
-            def __enter__(self):
-                build.log.section_start(name, header)
-
-            def __exit__(self, *exc):
-                build.log.section_end(name)
-                return False
-
-        return _Section()
+    @contextlib.contextmanager
+    def section(self, name: str, header: str) -> Iterator[None]:
+        self.log.section_start(name, header)
+        try:
+            yield
+        finally:
+            self.log.section_end(name)
 
     @property
     def project(self) -> Path:
@@ -194,18 +191,15 @@ class _Build:
     def before_script_stages(self) -> _Result | None:
         assert self.env is not None
         if any(c.paths or c.untracked for c in self.job.cache):
-            self.section_if(
-                "restore_cache",
-                "Restoring cache",
-                lambda: restore_caches(
+            with self.section("restore_cache", "Restoring cache"):
+                restore_caches(
                     self.job.cache,
                     self.caches,
                     self.project,
                     self.env.values,
                     self.expand_path,
                     self.log,
-                ),
-            )
+                )
         if self.ctx.upstream:
             with self.section("download_artifacts", "Downloading artifacts"):
                 for upstream in self.ctx.upstream:
@@ -220,14 +214,6 @@ class _Build:
         if self.remaining() <= 0:
             return self.timed_out()
         return None
-
-    def section_if(self, name: str, header: str, action) -> None:
-        """Run `action` inside a section."""
-        self.log.section_start(name, header)
-        try:
-            action()
-        finally:
-            self.log.section_end(name)
 
     def remaining(self) -> float:
         return self.timeout - (time.monotonic() - self.started)
@@ -298,10 +284,8 @@ class _Build:
             return
         name = "archive_cache" if succeeded else "archive_cache_on_failure"
         header = f"Saving cache for {'successful' if succeeded else 'failed'} job"
-        self.section_if(
-            name,
-            header,
-            lambda: archive_caches(
+        with self.section(name, header):
+            archive_caches(
                 self.job.cache,
                 self.caches,
                 self.project,
@@ -309,8 +293,7 @@ class _Build:
                 self.expand_path,
                 succeeded,
                 self.log,
-            ),
-        )
+            )
 
     def upload_artifacts(self, succeeded: bool) -> None:
         assert self.env is not None

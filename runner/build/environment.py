@@ -46,6 +46,7 @@ def build_environment(
         Variable("CI_BUILDS_DIR", builds_dir_in_job),
         Variable("CI_PROJECT_DIR", project_dir_in_job),
         Variable("RUNNER_TEMP_PROJECT_DIR", tmp_dir),
+        Variable("CI_JOB_STATUS", "running"),  # after_script sees the final one
     ]
     variables = [*job_variables, *dotenv, *runner_set]
     values = resolve(variables, file_dir=tmp_dir)

@@ -54,7 +54,8 @@ def after_script(env: ScriptEnvironment, commands: Sequence[str], job_status: st
     """`job_status` is GitLab's `CI_JOB_STATUS`: success, failed, canceled or timedout."""
     writer = ShellWriter(env.shell)
     status = ScriptVariable("CI_JOB_STATUS", job_status)
-    _prologue(writer, replace(env, variables=(*env.variables, status)))
+    kept = tuple(var for var in env.variables if var.key != status.key)
+    _prologue(writer, replace(env, variables=(*kept, status)))
     writer.notice("Running after script...")
     for command in commands:
         writer.user_command(command)

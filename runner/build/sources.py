@@ -51,7 +51,9 @@ def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
         env=env,
         stdin=subprocess.DEVNULL,
     )
-    if check and result.returncode != 0:
+    # `git checkout` can report unreadable objects on stderr and still exit 0
+    failed = result.returncode != 0 or b"\nerror: " in b"\n" + result.stderr
+    if check and failed:
         err = result.stderr.decode(errors="replace").strip()
         raise SourcesError(f"git {' '.join(args)}: {err or f'exit code {result.returncode}'}")
     return result

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from executors.factory import ExecutorOptions
 from runner.build.artifacts import ArtifactStore
 from runner.jobspec import AllowFailure, ArtifactsSpec, CacheKey, CacheSpec, Variable
 
@@ -270,3 +271,24 @@ def test_artifact_paths_may_use_ci_project_dir(builder: Builder, make_job):
     assert builder.run(job).status == "success"
     stored = ArtifactStore(builder.project / ".pyci").job_dir("job")
     assert sorted(p.name for p in stored.iterdir()) == ["abs.txt"]
+
+
+def test_a_broken_environment_is_a_system_failure(builder: Builder, make_job):
+    outcome = builder.run(make_job("job"), options=ExecutorOptions(shell="no-such-shell-here"))
+    assert (outcome.status, outcome.failure_reason) == ("failed", "runner_system_failure")
+    assert (
+        "Job failed (system failure): shell no-such-shell-here not found" in builder.recorder.log()
+    )
+
+
+def test_a_repository_that_cannot_be_checked_out_is_a_system_failure(builder: Builder, make_job):
+    blob = git(builder.project, "rev-parse", "HEAD:README").strip()
+    (builder.project / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    outcome = builder.run(make_job("job", ("echo never-runs",)))
+    assert (outcome.status, outcome.failure_reason) == ("failed", "runner_system_failure")
+    assert "never-runs\n" not in builder.recorder.log()
+
+
+def test_ci_job_status_is_running_during_the_script(builder: Builder, make_job):
+    job = make_job("job", ('test "$CI_JOB_STATUS" = running',))
+    assert builder.run(job).status == "success"
