@@ -13,6 +13,7 @@ being checked and `runner.config.validate` prefixes it with the GitLab path of t
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
@@ -48,10 +49,10 @@ class Model(BaseModel):
         return value
 
 
-def _known_keys(model: type[BaseModel]) -> set[str]:
-    return {field.alias or name for name, field in model.model_fields.items()} | set(
-        model.model_fields
-    )
+@cache
+def _known_keys(model: type[BaseModel]) -> frozenset[str]:
+    fields = model.model_fields
+    return frozenset(field.alias or name for name, field in fields.items()) | frozenset(fields)
 
 
 def gitlab_error(message: str) -> PydanticCustomError:
