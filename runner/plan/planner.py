@@ -34,6 +34,7 @@ from runner.plan.needs import (
 from runner.plan.stages import DEFAULT_JOB_STAGE
 
 BUILDS_DIR = "/builds"
+MAX_NEEDS = 50  # GitLab's default ci_needs_size_limit
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,13 @@ class Planner:
                 self._location(planned.config_name, "needs"),
             )
             problems += missing
+            if decision.needs is not None and len(decision.needs) > MAX_NEEDS:
+                message = (
+                    f"{decision.name}: one job can only need {MAX_NEEDS} others, but you have "
+                    f"listed {len(decision.needs)}. See needs keyword documentation for more details"
+                )
+                where = self._location(planned.config_name, "needs")
+                problems.append(Problem(message, where, decision.name, "needs"))
             final = _replace(decision, needs=needs, dependencies=dependencies)
             specs.append(build_jobspec(self.config.jobs[planned.config_name], final))
         return specs, excluded, problems

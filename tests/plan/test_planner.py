@@ -224,3 +224,13 @@ deploy:
     assert spec.variable("CI_ENVIRONMENT_ACTION") == "start"
     assert spec.variable("CI_ENVIRONMENT_TIER") == "mine"
     assert spec.environment == "review/shop"
+
+
+def test_more_than_fifty_needs_is_gitlabs_error(repo):
+    jobs = "\n".join(f"b{i}: {{stage: build, script: echo}}" for i in range(51))
+    names = ", ".join(f"b{i}" for i in range(51))
+    _, _, _, _, problems = plan(repo, f"{jobs}\nt: {{script: echo, needs: [{names}]}}\n")
+    assert [p.message for p in problems] == [
+        "t: one job can only need 50 others, but you have listed 51. "
+        "See needs keyword documentation for more details"
+    ]
