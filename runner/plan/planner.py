@@ -278,7 +278,8 @@ class Planner:
             if decision.needs is not None and len(decision.needs) > MAX_NEEDS:
                 message = (
                     f"{decision.name}: one job can only need {MAX_NEEDS} others, but you have "
-                    f"listed {len(decision.needs)}. See needs keyword documentation for more details"
+                    f"listed {len(decision.needs)}. "
+                    "See needs keyword documentation for more details"
                 )
                 where = self._location(planned.config_name, "needs")
                 problems.append(Problem(message, where, decision.name, "needs"))
