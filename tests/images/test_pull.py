@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from executors.images.auth import CredentialStore
+from executors.images.errors import ImagePullError
 from executors.images.extract import OPAQUE_XATTR
 from executors.images.pull import pull_image, pull_with_policies
 from executors.images.registry import RequestCounter
@@ -234,3 +235,35 @@ def test_hub_mirror_is_used_for_docker_hub_images(registries, store, anonymous, 
     assert image.reference == "docker.io/library/busybox:v1"
     assert (image.layer_dirs[0] / "bin/busybox").is_file()
     assert any(path == "/v2/library/busybox/manifests/v1" for _, path, _ in proxy.requests)
+
+
+def test_plain_http_only_for_loopback_or_insecure_registries(registries, store, anonymous):
+    """0.0.0.0 reaches this host, but is not a loopback *name*: plain HTTP needs
+    --insecure-registry, as with Docker."""
+    host = f"0.0.0.0:{registries.plain.port}"
+    ref = f"{host}/library/busybox:v1"
+    with pytest.raises(ImagePullError, match="ConnectError"):
+        pull_image(store, ref, auth=anonymous)
+    image = pull_image(store, ref, auth=anonymous, insecure=[host])
+    assert image.digest == registries.digests["busybox"]
+
+
+def test_rich_progress_renders_a_bar_per_layer(registries, store, anonymous):
+    import io
+
+    from rich.console import Console
+
+    from executors.images.progress import RichProgress
+
+    console = Console(file=io.StringIO(), width=100, force_terminal=False)
+    with RichProgress(console) as progress:
+        pull_image(store, registries.refs["layered"], auth=anonymous, progress=progress)
+    text = console.file.getvalue()
+    for digest in registries.images["layered"].layer_digests:
+        assert f"{digest[7:19]} done" in text
+    layer_sizes = [
+        len(registries.images["layered"].blobs[d])
+        for d in registries.images["layered"].layer_digests
+    ]
+    for size in layer_sizes:
+        assert f"{size}/{size} bytes" in text  # every byte of every layer was counted
