@@ -136,8 +136,13 @@ def _git_facts(opts: ProjectOptions) -> Any:
 def _include_variables(opts: ProjectOptions, facts: Any) -> dict[str, str]:
     """What `include` paths and `include:rules` see: predefined and --variable, no YAML ones."""
     from runner.evaluate.predefined import pipeline_variables
+    from runner.plan.planner import pipeline_source
 
-    predefined = pipeline_variables(facts, config_path=_relative(opts.file, opts.directory))
+    predefined = pipeline_variables(
+        facts,
+        pipeline_source=pipeline_source(opts.variables),
+        config_path=_relative(opts.file, opts.directory),
+    )
     variables = {variable.key: variable.value for variable in predefined}
     variables.update(opts.variables)
     return variables

@@ -214,7 +214,10 @@ class Planner:
         from runner.evaluate.predefined import pipeline_variables
 
         return pipeline_variables(
-            self.facts, pipeline_name=pipeline_name, config_path=self._config_path()
+            self.facts,
+            pipeline_source=pipeline_source(self.opts.variables),
+            pipeline_name=pipeline_name,
+            config_path=self._config_path(),
         )
 
     def decide_workflow(self) -> Any:
@@ -389,6 +392,12 @@ class Planner:
             return str(self.opts.file.relative_to(self.opts.directory))
         except ValueError:
             return str(self.opts.file)
+
+
+def pipeline_source(cli: Mapping[str, str]) -> str:
+    """`push`, unless `--variable CI_PIPELINE_SOURCE=...` says otherwise (then the predefined
+    variables follow it: a `merge_request_event` pipeline gets the merge request ones)."""
+    return cli.get("CI_PIPELINE_SOURCE") or "push"
 
 
 def _environment_variables(environment: Any, variables: Mapping[str, str]) -> list[Variable]:
