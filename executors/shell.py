@@ -150,7 +150,8 @@ class ShellExecutor:
         except OSError as exc:
             raise ExecutorError(f"cannot start {self.shell_path}: {exc}") from exc
         assert proc.stdout is not None
-        reader = threading.Thread(target=_pump, args=(proc.stdout, log), daemon=True)
+        failures: list[BaseException] = []
+        reader = threading.Thread(target=_pump, args=(proc.stdout, log, failures), daemon=True)
         reader.start()
         deadline = None if cmd.timeout is None else time.monotonic() + cmd.timeout
         timed_out = canceled = False
@@ -168,6 +169,8 @@ class ShellExecutor:
         if not self.isolate:
             _kill_session(proc.pid)  # leftovers of a finished script, too
         reader.join()
+        if failures:
+            raise failures[0]
         code = proc.returncode
         if timed_out or canceled:
             return ExecResult(None, timed_out=timed_out, canceled=canceled)
@@ -186,19 +189,25 @@ class ShellExecutor:
             _kill_session(proc.pid)
 
 
-def _pump(stream, log: JobLog) -> None:
+def _pump(stream, log: JobLog, failures: list[BaseException]) -> None:
+    """Copy the job's output to the log. Keeps draining the pipe even if the log fails, so a
+    broken reporter cannot block the job on a full pipe; the failure is raised afterwards."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     fd = stream.fileno()
+
+    def deliver(text: str) -> None:
+        if text and not failures:
+            try:
+                log.write(text)
+            except Exception as exc:
+                failures.append(exc)
+
     while True:
         chunk = os.read(fd, _READ_SIZE)
         if not chunk:
             break
-        text = decoder.decode(chunk)
-        if text:
-            log.write(text)
-    rest = decoder.decode(b"", final=True)
-    if rest:
-        log.write(rest)
+        deliver(decoder.decode(chunk))
+    deliver(decoder.decode(b"", final=True))
     stream.close()
 
 

@@ -100,6 +100,14 @@ class _Build:
         finally:
             self.log.section_end(name)
 
+    @contextlib.contextmanager
+    def warn_on(self, errors: type[Exception], what: str) -> Iterator[None]:
+        """A failure that GitLab treats as a warning (saving a cache)."""
+        try:
+            yield
+        except errors as exc:
+            self.log.warning(f"{what}: {exc}")
+
     @property
     def project(self) -> Path:
         return self.workspace.dirs.project_dir
@@ -124,7 +132,8 @@ class _Build:
         self.workspace = workspace.create(root, self.ctx.project_dir, self.job.name)
         try:
             result = self.stages()
-        except (ExecutorError, SourcesError) as exc:
+        except (ExecutorError, SourcesError, OSError) as exc:
+            # OSError: a host-side stage could not read or write (disk full, permissions)
             reason = getattr(exc, "reason", "runner_system_failure")
             result = _Result("failed", None, reason, self.masker.mask(str(exc)))
             self.log.error(f"Job failed (system failure): {exc}")
@@ -284,7 +293,7 @@ class _Build:
             return
         name = "archive_cache" if succeeded else "archive_cache_on_failure"
         header = f"Saving cache for {'successful' if succeeded else 'failed'} job"
-        with self.section(name, header):
+        with self.section(name, header), self.warn_on(OSError, "Failed to create cache"):
             archive_caches(
                 self.job.cache,
                 self.caches,

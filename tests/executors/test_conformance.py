@@ -91,3 +91,22 @@ def test_leftover_background_work_does_not_hold_the_stage(prepared: Prepared):
 def test_cleanup_is_idempotent(prepared: Prepared):
     prepared.executor.cleanup()
     prepared.executor.cleanup()
+
+
+class BrokenLog:
+    def write(self, text: str) -> None:
+        raise RuntimeError("reporter broke")
+
+
+def test_a_broken_log_neither_hangs_the_stage_nor_goes_unnoticed(prepared: Prepared):
+    marker = new_marker()
+    command = StageCommand("step_script", script("seq 1 200000"), 10, dict([marker]))
+    started = time.monotonic()
+    try:
+        prepared.executor.run(command, BrokenLog(), NO_CANCEL)
+    except RuntimeError as exc:
+        assert "reporter broke" in str(exc)
+    else:
+        raise AssertionError("the log's failure was swallowed")
+    assert time.monotonic() - started < 8
+    assert marked_processes(marker) == []
