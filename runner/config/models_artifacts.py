@@ -6,10 +6,12 @@ import re
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
+from pydantic_core import PydanticCustomError
 
 from runner.config.models_base import (
     Model,
     gitlab_error,
+    gitlab_error_at,
     is_str,
     one_of,
     one_of_attribute,
@@ -97,12 +99,14 @@ def _reports(value: Any) -> dict[str, Any]:
                 raise gitlab_error(f"config {kind} should be a string")
             reports[kind] = [paths]
             continue
-        min_items = 1 if kind == "junit" else 0
-        reports[kind] = string_list(
-            paths,
-            min_items=min_items,
-            what=f"config {kind} should be a string or an array of strings",
-        )
+        try:
+            reports[kind] = string_list(
+                paths,
+                min_items=1 if kind == "junit" else 0,
+                what="config should be a string or an array of strings",
+            )
+        except PydanticCustomError as exc:
+            raise gitlab_error_at(kind, exc.message()) from None
     return reports
 
 

@@ -36,6 +36,10 @@ def project_path(value: Any) -> str:
 
 
 def yaml_file(value: Any) -> str:
+    """A path to a YAML file. A path with a `$VARIABLE` is taken as it is: GitLab expands
+    variables in include paths before reading them (its schema does not know that)."""
+    if is_str(value) and "$" in value:
+        return value
     return matches(value, YAML_FILE, "config should be the path of a .yml or .yaml file")
 
 

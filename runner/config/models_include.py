@@ -159,7 +159,10 @@ class IncludeConfig(Model):
     @classmethod
     def _variant(cls, value: Any) -> Any:
         if is_str(value):
-            matches(value, r"\w" + YAML_FILE, "config should be the path of a .yml or .yaml file")
+            # `*` before the suffix: GitLab's wildcard local includes (`configs/**.yml`)
+            if "$" not in value:
+                message = "config should be the path of a .yml or .yaml file"
+                matches(value, r"[\w*]" + YAML_FILE, message)
             if value.startswith(("http://", "https://")):
                 return {"remote": value}
             if re.match(r"^\w+://", value):

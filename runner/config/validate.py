@@ -14,6 +14,7 @@ checked, so a file's problems are all reported at once, not just the first.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -162,11 +163,12 @@ def _validate(
     job_name: str | None = None,
 ) -> Any:
     """Validate `value` (found at `root_path` inside `root`), adding problems; the model or None."""
+    resolved, dropped = _resolved_part(value, shape)
     try:
         context = {"shape": shape, "job": job_name}
-        return model.model_validate(_without_references(value), context=context)
+        return model.model_validate(resolved, context=context)
     except ValidationError as exc:
-        problems.extend(_translate(exc, prefix, job, root, root_path, file))
+        problems.extend(_translate(exc, prefix, job, root, root_path, file, dropped))
         return None
 
 
@@ -177,6 +179,7 @@ def _translate(
     root: Any,
     root_path: tuple,
     file: str,
+    dropped: set[tuple],
 ) -> list[Problem]:
     problems: list[Problem] = []
     unknown: dict[tuple, list[str]] = {}
@@ -188,6 +191,8 @@ def _translate(
             # an error about one key, raised by the model holding it
             loc = (*loc, error["ctx"]["key"])
             kind = "gitlab" if kind == "gitlab_key" else kind
+        if dropped and _caused_by_unresolved(kind, loc, error["msg"], dropped):
+            continue
         if kind == "extra_forbidden":
             unknown.setdefault(loc[:-1], []).append(str(loc[-1]))
             continue
@@ -299,35 +304,60 @@ def _ordered(problems: list[Problem]) -> list[Problem]:
 
 
 _DROP = object()
+# A whole value that is an input of a `spec:` header, interpolated when the file is included.
+_INPUT = re.compile(r"^\s*\$\[\[.*\]\]\s*$", re.DOTALL)
 
 
-def _without_references(value: Any) -> Any:
-    """The value with unresolved `!reference`s left out: GitLab's schema accepts them anywhere,
-    and what they will resolve to is checked after expansion. A list left empty by this goes
-    too (it held only references)."""
-    if not _has_reference(value):
-        return value
-    result = _strip(value)
-    return None if result is _DROP else result
+def _unresolved(value: Any, shape: bool) -> bool:
+    """A value only known after expansion: a `!reference`, or (in one raw file) a `$[[ input ]]`
+    standing for a whole value, which may be a list or a boolean once interpolated."""
+    return is_reference(value) or (shape and isinstance(value, str) and bool(_INPUT.match(value)))
 
 
-def _has_reference(value: Any) -> bool:
-    if is_reference(value):
+def _has_unresolved(value: Any, shape: bool) -> bool:
+    if _unresolved(value, shape):
         return True
     if isinstance(value, dict):
-        return any(_has_reference(item) for item in value.values())
+        return any(_has_unresolved(item, shape) for item in value.values())
     if isinstance(value, list):
-        return any(_has_reference(item) for item in value)
+        return any(_has_unresolved(item, shape) for item in value)
     return False
 
 
-def _strip(value: Any) -> Any:
-    if is_reference(value):
-        return _DROP
-    if isinstance(value, dict):
-        kept = {key: _strip(item) for key, item in value.items()}
-        return {key: item for key, item in kept.items() if item is not _DROP}
-    if isinstance(value, list):
-        items = [item for item in (_strip(item) for item in value) if item is not _DROP]
-        return items if items or not value else _DROP
-    return value
+def _resolved_part(value: Any, shape: bool) -> tuple[Any, set[tuple]]:
+    """The value without what is unresolved (GitLab's schema accepts `!reference` anywhere; what
+    it resolves to is checked after expansion), and the paths left out. A list left empty goes
+    too (it held only unresolved items)."""
+    if not _has_unresolved(value, shape):
+        return value, set()
+    dropped: set[tuple] = set()
+
+    def strip(node: Any, path: tuple) -> Any:
+        if _unresolved(node, shape):
+            dropped.add(path)
+            return _DROP
+        if isinstance(node, dict):
+            kept = {key: strip(item, (*path, key)) for key, item in node.items()}
+            return {key: item for key, item in kept.items() if item is not _DROP}
+        if isinstance(node, list):
+            items = [strip(item, (*path, index)) for index, item in enumerate(node)]
+            items = [item for item in items if item is not _DROP]
+            if node and not items:
+                dropped.add(path)
+                return _DROP
+            return items
+        return node
+
+    result = strip(value, ())
+    return (None if result is _DROP else result), dropped
+
+
+def _caused_by_unresolved(kind: str, loc: tuple, message: str, dropped: set[tuple]) -> bool:
+    """Whether an error only says that a key left out as unresolved is missing."""
+    if kind == "missing":
+        return loc in dropped
+    prefix = "config missing required keys: "
+    if kind == "gitlab" and message.startswith(prefix):
+        keys = message.removeprefix(prefix).split(", ")
+        return all((*loc, key) in dropped for key in keys)
+    return False

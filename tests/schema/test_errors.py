@@ -350,3 +350,38 @@ def test_a_variable_value_must_be_one_of_its_options():
     assert [str(p) for p in info.value.problems] == [
         "f:1:13: variables:CHOICE config value must be present in options"
     ]
+
+
+def test_shape_check_leaves_unresolved_values_to_the_full_check():
+    # a required key given by !reference, a whole value from a spec input, include paths
+    # with a variable or a wildcard (GitLab expands them; its schema does not know)
+    assert (
+        lines(
+            """
+include:
+  - local: ${CI_INCLUDE_LOCAL}
+  - configs/**.yml
+j:
+  image:
+    name: !reference [.images, alpine]
+    entrypoint: [""]
+  rules: $[[ inputs.rules ]]
+  interruptible: $[[ inputs.interruptible ]]
+  script: x
+"""
+        )
+        == []
+    )
+
+
+def test_an_unresolved_value_does_not_hide_other_problems():
+    assert lines(
+        """
+j:
+  image: {name: !reference [.images, alpine], pull_policy: sometimes}
+  script: x
+"""
+    ) == [
+        "ci.yml:3:47: jobs:j:image:pull_policy config should be one of: always, never, "
+        "if-not-present"
+    ]
