@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from executors.base import ExecResult, Executor, ExecutorError, StageCommand
+from executors.base import BuildDirs, ExecResult, Executor, ExecutorError, StageCommand
 from runner.build import scripts, workspace
 from runner.build.artifacts import ArtifactStore
 from runner.build.cache import CacheStore, archive_caches, restore_caches
@@ -109,8 +109,13 @@ class _Build:
             self.log.warning(f"{what}: {exc}")
 
     @property
+    def dirs(self) -> BuildDirs:
+        assert self.workspace is not None
+        return self.workspace.dirs
+
+    @property
     def project(self) -> Path:
-        return self.workspace.dirs.project_dir
+        return self.dirs.project_dir
 
     def untracked(self) -> list[str]:
         assert self.source is not None
@@ -127,10 +132,11 @@ class _Build:
     # -- the stages ------------------------------------------------------------------------
     def run(self) -> JobOutcome:
         self.log.line(f"Running with pyci (attempt {self.ctx.attempt})")
-        self.store.clear(self.job.name)
         root = self.ctx.builds_root or workspace.default_builds_root()
-        self.workspace = workspace.create(root, self.ctx.project_dir, self.job.name)
+        self.workspace: workspace.Workspace | None = None
         try:
+            self.store.clear(self.job.name)
+            self.workspace = workspace.create(root, self.ctx.project_dir, self.job.name)
             result = self.stages()
         except (ExecutorError, SourcesError, OSError) as exc:
             # OSError: a host-side stage could not read or write (disk full, permissions)
@@ -140,14 +146,15 @@ class _Build:
             return self.outcome(result)
         finally:
             self.executor.cleanup()
-            self.workspace.remove()
+            if self.workspace is not None:
+                self.workspace.remove()
         self.final_line(result)
         return self.outcome(result)
 
     def stages(self) -> _Result:
         name = self.executor.name
         with self.section("prepare_executor", f'Preparing the "{name}" executor'):
-            self.executor.prepare(self.job, self.workspace.dirs, self.log)
+            self.executor.prepare(self.job, self.dirs, self.log)
         self.prepare_environment()
         with self.section("get_sources", "Getting source from Git repository"):
             self.source = get_sources(
@@ -167,7 +174,7 @@ class _Build:
         with self.section(
             "cleanup_file_variables", "Cleaning up project directory and file based variables"
         ):
-            scratch = self.workspace.dirs.scratch
+            scratch = self.dirs.scratch
             for entry in scratch.iterdir() if scratch.is_dir() else ():
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)

@@ -292,3 +292,10 @@ def test_a_repository_that_cannot_be_checked_out_is_a_system_failure(builder: Bu
 def test_ci_job_status_is_running_during_the_script(builder: Builder, make_job):
     job = make_job("job", ('test "$CI_JOB_STATUS" = running',))
     assert builder.run(job).status == "success"
+
+
+def test_an_unusable_builds_directory_is_a_system_failure(builder: Builder, make_job, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    outcome = builder.run(make_job("job"), builds_root=blocker / "builds")
+    assert (outcome.status, outcome.failure_reason) == ("failed", "runner_system_failure")
