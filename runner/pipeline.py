@@ -136,7 +136,7 @@ def _git_facts(opts: ProjectOptions) -> Any:
 def _include_variables(opts: ProjectOptions, facts: Any) -> dict[str, str]:
     """What `include` paths and `include:rules` see: predefined and --variable, no YAML ones."""
     from runner.evaluate.predefined import pipeline_variables
-    from runner.plan.planner import pipeline_source
+    from runner.plan.job_variables import pipeline_source
 
     predefined = pipeline_variables(
         facts,

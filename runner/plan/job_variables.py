@@ -80,6 +80,29 @@ def as_mapping(variables: Iterable[Variable]) -> dict[str, str]:
     return {variable.key: variable.value for variable in variables}
 
 
+def pipeline_source(cli: Mapping[str, str]) -> str:
+    """`push`, unless `--variable CI_PIPELINE_SOURCE=...` says otherwise (then the predefined
+    variables follow it: a `merge_request_event` pipeline gets the merge request ones)."""
+    return cli.get("CI_PIPELINE_SOURCE") or "push"
+
+
+def deployment_variables(environment: Any, variables: Mapping[str, str]) -> list[Variable]:
+    """GitLab's CI_ENVIRONMENT_* for a job with `environment:` (its name expanded)."""
+    from runner.evaluate.predefined import slugify
+    from runner.evaluate.variables import expand
+
+    name = expand(environment.name, variables)
+    values = {
+        "CI_ENVIRONMENT_NAME": name,
+        # GitLab's slug is at most 24 characters (it adds a random suffix when it had to cut)
+        "CI_ENVIRONMENT_SLUG": slugify(name)[:24].strip("-"),
+        "CI_ENVIRONMENT_ACTION": environment.action,
+        "CI_ENVIRONMENT_URL": expand(environment.url, variables) if environment.url else None,
+        "CI_ENVIRONMENT_TIER": environment.deployment_tier,
+    }
+    return [Variable(key, value) for key, value in values.items() if value is not None]
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""

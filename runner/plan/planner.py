@@ -3,11 +3,12 @@
 The `Planner` holds what every step shares (the validated configuration, the git facts, the
 command-line variables) and offers the steps in the order `runner.pipeline` calls them:
 
-1. `check_references()`: needs/dependencies/cycles over every configured job, before rules
-   (GitLab's linter does the same, so a broken reference is an error on every branch);
+1. `check_expressions()` and `check_references()`: `rules:if` syntax, needs/dependencies/
+   cycles over every configured job, before rules (GitLab's linter does the same, so a broken
+   reference is an error on every branch);
 2. `decide_workflow()`: `workflow:rules` on predefined + global + command-line variables;
-3. `plan(workflow)`: each created job's rules (or only/except) with its own variables, then
-   needs pruned to the jobs that exist, then one `JobSpec` per job.
+3. `plan(workflow)`: each job's variables, its rules or only/except (inclusion.py), then
+   needs pruned to the jobs that exist, then one `JobSpec` per job (build_jobspec.py).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.errors import Location, Problem
-from runner.jobspec import AllowFailure, JobSpec, Need, Variable
+from runner.jobspec import JobSpec, Need, Variable
 from runner.plan import job_variables as jv
 from runner.plan.build_jobspec import Decision, build_jobspec
 from runner.plan.dag import cycle_message, find_cycle
+from runner.plan.inclusion import allow_failure, decide
 from runner.plan.matrix import Instance, expand_job, interpolate_matrix, uses_matrix_expressions
 from runner.plan.needs import (
     JobRefs,
@@ -215,7 +217,7 @@ class Planner:
 
         return pipeline_variables(
             self.facts,
-            pipeline_source=pipeline_source(self.opts.variables),
+            pipeline_source=jv.pipeline_source(self.opts.variables),
             pipeline_name=pipeline_name,
             config_path=self._config_path(),
         )
@@ -300,7 +302,7 @@ class Planner:
     ) -> Decision | str | Problem:
         """The job's Decision, or why it is not created (str), or a rule that cannot run."""
         from runner.evaluate.predefined import job_variables
-        from runner.evaluate.rules import RuleError, evaluate_only_except, evaluate_rules
+        from runner.evaluate.rules import RuleError
 
         instance = planned.instance
         inherit = job.inherit.variables if job.inherit is not None else True
@@ -322,44 +324,27 @@ class Planner:
         if job.environment is not None:
             # deployment variables sit below the YAML ones; the name may use job variables
             seen = jv.as_mapping(jv.layered(cli, base=base).values())
-            deployment = _environment_variables(job.environment, seen)
+            deployment = jv.deployment_variables(job.environment, seen)
             environment = deployment[0].value
             base = jv.layered(job_predefined, deployment, *yaml_layers, base=predefined)
         # rules:if sees the job's own variables too (GitLab >= 15.x), below the command line
         context_vars = jv.as_mapping(jv.layered(cli, base=base).values())
-        job_when = job.when or "on_success"
-        when, allow_rule, start_in, rule_vars, needs = job_when, None, job.start_in, {}, job.needs
         try:
-            if job.rules is not None:
-                rules = [rule.model_dump(by_alias=True, exclude_none=True) for rule in job.rules]
-                uses_changes = any("changes" in rule for rule in rules)
-                context = self._context(context_vars, uses_changes)
-                result = evaluate_rules(rules, context, job_when=job_when)
-                if result is None:
-                    return _why_not(rules, context)
-                when, allow_rule, rule_vars = result.when, result.allow_failure, result.variables
-                start_in = result.start_in or (start_in if when == "delayed" else None)
-                if result.needs is not None:
-                    index = _matching_rule(rules, context)
-                    needs = job.rules[index].needs if index is not None else needs
-            else:
-                only = _dump(job.only)
-                except_ = _dump(job.except_)
-                uses_changes = any("changes" in (part or {}) for part in (only, except_))
-                context = self._context(context_vars, uses_changes)
-                source = context_vars.get("CI_PIPELINE_SOURCE", "push")
-                if not evaluate_only_except(
-                    only,
-                    except_,
-                    context,
-                    ref=self.facts.ref_name,
-                    is_tag=self.facts.is_tag,
-                    pipeline_source=source,
-                ):
-                    return "only/except: the job's conditions do not hold"
+            inclusion = decide(
+                job,
+                context_vars,
+                self._context,
+                ref=self.facts.ref_name,
+                is_tag=self.facts.is_tag,
+            )
         except RuleError as exc:
             message = f"Failed to parse rule for {instance.name}: {exc}"
             return Problem(message, self._location(planned.config_name, "rules"), instance.name)
+        if isinstance(inclusion, str):
+            return inclusion
+        when, rule_vars, needs = inclusion.when, inclusion.variables, job.needs
+        if inclusion.rule_index is not None:
+            needs = job.rules[inclusion.rule_index].needs
         rules_layer = [Variable(key, value) for key, value in rule_vars.items()]
         variables = tuple(jv.layered(rules_layer, cli, base=base).values())
         need_refs = None
@@ -372,8 +357,8 @@ class Planner:
             stage=planned.stage,
             stage_index=planned.stage_index,
             when=when,
-            allow_failure=_allow_failure(job, when, allow_rule),
-            start_in=_seconds(start_in) if when == "delayed" else None,
+            allow_failure=allow_failure(job, inclusion),
+            start_in=_seconds(inclusion.start_in) if when == "delayed" else None,
             variables=variables,
             needs=None if need_refs is None else tuple(concrete_needs(need_refs, self.table)),
             dependencies=(
@@ -394,29 +379,6 @@ class Planner:
             return str(self.opts.file)
 
 
-def pipeline_source(cli: Mapping[str, str]) -> str:
-    """`push`, unless `--variable CI_PIPELINE_SOURCE=...` says otherwise (then the predefined
-    variables follow it: a `merge_request_event` pipeline gets the merge request ones)."""
-    return cli.get("CI_PIPELINE_SOURCE") or "push"
-
-
-def _environment_variables(environment: Any, variables: Mapping[str, str]) -> list[Variable]:
-    """GitLab's CI_ENVIRONMENT_* for a job with `environment:` (its name expanded)."""
-    from runner.evaluate.predefined import slugify
-    from runner.evaluate.variables import expand
-
-    name = expand(environment.name, variables)
-    values = {
-        "CI_ENVIRONMENT_NAME": name,
-        # GitLab's slug is at most 24 characters (it adds a random suffix when it had to cut)
-        "CI_ENVIRONMENT_SLUG": slugify(name)[:24].strip("-"),
-        "CI_ENVIRONMENT_ACTION": environment.action,
-        "CI_ENVIRONMENT_URL": expand(environment.url, variables) if environment.url else None,
-        "CI_ENVIRONMENT_TIER": environment.deployment_tier,
-    }
-    return [Variable(key, value) for key, value in values.items() if value is not None]
-
-
 def _needs_interpolate(needs: Any) -> bool:
     texts: list[str] = []
     for need in needs or ():
@@ -428,42 +390,6 @@ def _needs_interpolate(needs: Any) -> bool:
 
 def _unique(problems: list[Problem]) -> list[Problem]:
     return list(dict.fromkeys(problems))
-
-
-def _allow_failure(job: Any, when: str, from_rule: bool | None) -> AllowFailure:
-    """GitLab: a rule's `allow_failure` wins (and drops exit codes); then the job's own;
-    then the default, true only for a job whose own `when:` is manual (not a rule's)."""
-    if from_rule is not None:
-        return AllowFailure(allowed=from_rule)
-    if job.allow_failure is not None:
-        return AllowFailure(job.allow_failure.allowed, tuple(job.allow_failure.exit_codes))
-    return AllowFailure(allowed=job.when == "manual" and when == "manual")
-
-
-def _why_not(rules: list[dict[str, Any]], context: Any) -> str:
-    index = _matching_rule(rules, context)
-    if index is None:
-        return "rules: no rule matched"
-    return f"rules: rule {index + 1}{_describe(rules[index])} says when: never"
-
-
-def _matching_rule(rules: list[dict[str, Any]], context: Any) -> int | None:
-    """The index of the first rule whose clauses hold, whatever its `when`."""
-    from runner.evaluate.rules import evaluate_rules
-
-    for index, rule in enumerate(rules):
-        probe = {key: value for key, value in rule.items() if key in ("if", "changes", "exists")}
-        if evaluate_rules([probe], context) is not None:
-            return index
-    return None
-
-
-def _describe(rule: Mapping[str, Any]) -> str:
-    return f" (if: {rule['if']})" if "if" in rule else ""
-
-
-def _dump(model: Any) -> dict[str, Any] | None:
-    return None if model is None else model.model_dump(by_alias=True, exclude_none=True)
 
 
 def _remote(need: Any) -> bool:
