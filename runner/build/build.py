@@ -163,6 +163,7 @@ class _Build:
                 self.log,
                 strategy=self.env_value("GIT_STRATEGY") or "clone",
                 checkout=(self.env_value("GIT_CHECKOUT") or "true").lower() != "false",
+                submodules=self.env_value("GIT_SUBMODULE_STRATEGY") or "none",
             )
         result = self.before_script_stages()
         if result is None:

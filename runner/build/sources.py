@@ -81,7 +81,12 @@ def _root_and_head(project: Path) -> tuple[Path | None, str | None]:
 
 
 def get_sources(
-    project: Path, dest: Path, log: BuildLog, strategy: str = "clone", checkout: bool = True
+    project: Path,
+    dest: Path,
+    log: BuildLog,
+    strategy: str = "clone",
+    checkout: bool = True,
+    submodules: str = "none",
 ) -> SourceCopy:
     strategy = (strategy or "clone").lower()
     if strategy in ("none", "empty"):
@@ -107,7 +112,10 @@ def get_sources(
     overlaid = _overlay_changes(root, dest)
     if overlaid:
         log.notice(f"Copying {overlaid} uncommitted change(s) of tracked files...")
-    log.notice("Skipping Git submodules setup")
+    if submodules.lower() in ("normal", "recursive"):
+        log.warning(f"GIT_SUBMODULE_STRATEGY={submodules} is not supported locally; skipped")
+    else:
+        log.notice("Skipping Git submodules setup")
     return SourceCopy("git", head=head, overlaid=overlaid)
 
 

@@ -299,3 +299,32 @@ def test_an_unusable_builds_directory_is_a_system_failure(builder: Builder, make
     blocker.write_text("")
     outcome = builder.run(make_job("job"), builds_root=blocker / "builds")
     assert (outcome.status, outcome.failure_reason) == ("failed", "runner_system_failure")
+
+
+def test_jobs_run_under_plain_sh_too(builder: Builder, make_job):
+    job = make_job(
+        "job",
+        ('test -z "$BASH_VERSION"', 'test "$(cat "$CONF")" = conf', "cd src && cat main.txt"),
+        after_script=('echo "after=$CI_JOB_STATUS"',),
+        variables=(Variable("CONF", "conf", file=True),),
+    )
+    outcome = builder.run(job, options=ExecutorOptions(shell="sh"))
+    assert outcome.status == "success", builder.recorder.log()
+    log = builder.recorder.log()
+    assert "Using Shell (sh) executor..." in log
+    assert "uncommitted\n" in log and "after=success\n" in log
+
+
+def test_git_checkout_false_leaves_only_the_repository(builder: Builder, make_job):
+    job = make_job(
+        "job",
+        ("test -d .git", "test ! -e README", "git cat-file -e HEAD:README"),
+        variables=(Variable("GIT_CHECKOUT", "false"),),
+    )
+    assert builder.run(job).status == "success", builder.recorder.log()
+
+
+def test_submodules_are_not_set_up_and_say_so(builder: Builder, make_job):
+    job = make_job("job", variables=(Variable("GIT_SUBMODULE_STRATEGY", "recursive"),))
+    assert builder.run(job).status == "success"
+    assert "GIT_SUBMODULE_STRATEGY=recursive is not supported locally" in builder.recorder.log()
