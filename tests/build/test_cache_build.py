@@ -126,3 +126,13 @@ def test_concurrent_builds_with_one_key_leave_a_whole_cache(builder: Builder, ma
         assert len([m for m in tar.getmembers() if m.isfile()]) == 200
     assert len(contents) == 1  # every file from the same writer
     assert list(archive.parent.iterdir()) == [archive]  # no temporary archive left over
+
+
+def test_cache_untracked_takes_what_git_does_not_track(builder: Builder, make_job):
+    spec = CacheSpec(key=CacheKey("u"), untracked=True)
+    fill = make_job("fill", ("echo made > made.txt", "echo edit >> README"), cache=(spec,))
+    assert builder.run(fill).status == "success"
+    with tarfile.open(builder.project / ".pyci" / "cache" / "u" / "cache.tar") as tar:
+        assert tar.getnames() == ["made.txt"]  # README is tracked, however changed
+    use = make_job("use", ('test "$(cat made.txt)" = made',), cache=(spec,))
+    assert builder.run(use).status == "success"
