@@ -110,6 +110,32 @@ def median_seconds(action: Callable[[], object], runs: int, warmup: int = 1) -> 
     return statistics.median(times)
 
 
+def step_medians(opts: object, runs: int) -> list[tuple[str, float]]:
+    """Where load + plan spends its time, step by step (same steps as runner.pipeline)."""
+    from runner.config.validate import validate_pipeline
+    from runner.pipeline import _git_facts, load_expanded
+    from runner.plan.planner import Planner
+
+    timings: dict[str, list[float]] = {"git": [], "load+expand": [], "validate": [], "plan": []}
+    for _ in range(runs):
+        start = time.perf_counter()
+        facts = _git_facts(opts)
+        mark = time.perf_counter()
+        timings["git"].append(mark - start)
+        expanded = load_expanded(opts, facts)
+        start, mark = mark, time.perf_counter()
+        timings["load+expand"].append(mark - start)
+        config = validate_pipeline(expanded.globals, expanded.jobs)
+        start, mark = mark, time.perf_counter()
+        timings["validate"].append(mark - start)
+        planner = Planner(config, expanded.jobs, opts, facts, expanded.globals)
+        planner.check_expressions()
+        planner.check_references()
+        planner.plan(planner.decide_workflow())
+        timings["plan"].append(time.perf_counter() - mark)
+    return [(name, statistics.median(values)) for name, values in timings.items()]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="runs per figure (default 7)")
@@ -134,6 +160,7 @@ def main() -> int:
 
         load_plan = median_seconds(lambda: load_pipeline(opts), runs)
         yaml_only = median_seconds(plain_yaml, runs)
+        steps = step_medians(opts, runs)
 
         def process(*args: str) -> Callable[[], object]:
             return lambda: subprocess.run(
@@ -157,6 +184,7 @@ def main() -> int:
             f"{name:36} {value * 1000:7.1f}ms {target * 1000:6.0f}ms  {ref_name:16} "
             f"{ref * 1000:7.1f}ms {value / ref:6.1f}x  {verdict}"
         )
+    print("of which, for the 500 jobs: " + ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in steps))
     print(f"(medians of {runs} runs after one warm-up; Python {sys.version.split()[0]})")
     return 0
 

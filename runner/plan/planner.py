@@ -14,7 +14,7 @@ command-line variables) and offers the steps in the order `runner.pipeline` call
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from runner.errors import Location, Problem
@@ -130,7 +130,7 @@ class Planner:
         for planned in self.instances:
             job = self.config.jobs[planned.config_name]
             refs = self._need_refs(
-                planned.config_name, job.needs or (), matrix=planned.instance.matrix
+                planned.config_name, job.needs or (), matrix=planned.instance.matrix, where=False
             )
             edges[planned.instance.name] = [need.job for need in concrete_needs(refs, self.table)]
         cycle = find_cycle(edges)
@@ -175,13 +175,17 @@ class Planner:
         *,
         matrix: Mapping[str, str] | None = None,
         problems: list[Problem] | None = None,
+        where: bool = True,
     ) -> list[NeedRef]:
-        """NeedRefs of written needs; with `matrix`, `$[[ matrix.X ]]` is replaced first."""
+        """NeedRefs of written needs; with `matrix`, `$[[ matrix.X ]]` is replaced first.
+
+        `where=False` skips locating each need in the file (only error reports need it).
+        """
         refs = []
         for index, need in enumerate(needs):
             if _remote(need):
                 continue  # another project's or pipeline's job: nothing to wait for locally
-            where = self._location(name, *path, index)
+            location = self._location(name, *path, index) if where else None
             missing: list[str] = []
 
             def fill(text: str, missing: list[str] = missing) -> str:
@@ -197,10 +201,10 @@ class Planner:
                     {key: [fill(value) for value in values] for key, values in entry.items()}
                     for entry in need.parallel_matrix
                 )
-            refs.append(NeedRef(fill(need.job), need.artifacts, need.optional, selector, where))
+            refs.append(NeedRef(fill(need.job), need.artifacts, need.optional, selector, location))
             for variable in missing if problems is not None else ():
                 message = f"{name} job: '{variable}' does not exist in matrix configuration"
-                problems.append(Problem(message, where, name, "needs"))
+                problems.append(Problem(message, location, name, "needs"))
         return refs
 
     def _location(self, job: str | None, *path: Any) -> Location | None:
@@ -273,13 +277,10 @@ class Planner:
         specs: list[JobSpec] = []
         for planned, decision in decided:
             needs, dependencies, missing = link_created_jobs(
-                decision.name,
-                decision.needs,
-                decision.dependencies,
-                created,
-                self._location(planned.config_name, "needs"),
+                decision.name, decision.needs, decision.dependencies, created
             )
-            problems += missing
+            where = self._location(planned.config_name, "needs") if missing else None
+            problems += [replace(problem, location=where) for problem in missing]
             if decision.needs is not None and len(decision.needs) > MAX_NEEDS:
                 message = (
                     f"{decision.name}: one job can only need {MAX_NEEDS} others, but you have "
@@ -288,7 +289,7 @@ class Planner:
                 )
                 where = self._location(planned.config_name, "needs")
                 problems.append(Problem(message, where, decision.name, "needs"))
-            final = _replace(decision, needs=needs, dependencies=dependencies)
+            final = replace(decision, needs=needs, dependencies=dependencies)
             specs.append(build_jobspec(self.config.jobs[planned.config_name], final))
         return specs, excluded, problems
 
@@ -351,7 +352,7 @@ class Planner:
         if needs is not None:
             # rules:needs are taken as written; the job's own needs may use $[[ matrix.X ]]
             matrix = instance.matrix if needs is job.needs else None
-            need_refs = self._need_refs(planned.config_name, needs, matrix=matrix)
+            need_refs = self._need_refs(planned.config_name, needs, matrix=matrix, where=False)
         return Decision(
             name=instance.name,
             stage=planned.stage,
@@ -407,12 +408,6 @@ def _base_of(instances: list[PlannedInstance], name: str) -> str | None:
         if planned.instance.name == name:
             return planned.config_name
     return None
-
-
-def _replace(decision: Decision, **changes: Any) -> Decision:
-    from dataclasses import replace
-
-    return replace(decision, **changes)
 
 
 __all__ = ["Need", "Planner"]
