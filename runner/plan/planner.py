@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runner.errors import Location, Problem
-from runner.jobspec import JobSpec, Need, Variable
+from runner.jobspec import JobSpec, Variable
 from runner.plan import job_variables as jv
 from runner.plan.build_jobspec import Decision, build_jobspec
 from runner.plan.dag import cycle_message, find_cycle
@@ -410,4 +410,4 @@ def _base_of(instances: list[PlannedInstance], name: str) -> str | None:
     return None
 
 
-__all__ = ["Need", "Planner"]
+__all__ = ["PlannedInstance", "Planner"]
