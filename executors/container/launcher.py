@@ -2,21 +2,23 @@
 
 pyci's scheduler is threaded, and `fork()` in a threaded process may copy a lock some other
 thread holds. So containers are started from here: a fresh Python process that never starts a
-thread. It runs either as a fork server (`--serve FD`: one long-lived helper that forks per
-container, about 3 ms per container) or once (`--once FD`: one container, then exit; costs a
-Python start-up, ~25 ms). The runtime talks to it over a SOCK_SEQPACKET socket: a request is one
-JSON message carrying the spec, with four file descriptors attached (status socket, stdin,
-stdout, stderr).
+thread. It runs either as a fork server (`--serve FD`: one long-lived helper for all
+containers) or once (`--once FD`: one container, then exit; it costs a Python start-up). The
+runtime talks to it over a SOCK_SEQPACKET socket: a request is one JSON message carrying the
+spec, with four file descriptors attached (status socket, stdin, stdout, stderr).
 
-Per container, three processes:
-- the *keeper* (forked from the server): joins the cgroups, unshares the namespaces, wires the
-  network, forks PID 1, reports its pid and waits for it;
-- *PID 1* (first process of the new pid namespace): builds the root file system, forks the
-  command, forwards signals, reaps orphans, reports the command's exit code and exits — which
-  makes the kernel kill everything left in the container;
-- the *command*: drops to the user, capabilities, no_new_privs and seccomp, then execs.
+Per container, two processes, and only one fork of this Python process (forks are the main
+cost here: they copy page tables in proportion to memory):
+- *PID 1*: cloned straight into new mount, uts, ipc, pid and (unless `host`) net namespaces.
+  It joins the cgroups and unshares a cgroup namespace, waits for the runtime to plug in its
+  veth (bridge), sets up the network inside, builds the root file system, drops to the
+  container's user, capabilities, no_new_privs and seccomp, then `posix_spawn`s the command
+  (vfork + exec: cheap whatever our size). It forwards signals, reaps orphans, reports the
+  command's exit and exits — which makes the kernel kill everything left in the container;
+- the *command*.
 
-Status messages on the status socket (JSON, one per datagram): {"pid1": N} (host pid),
+Status messages on the status socket (JSON, one per datagram): {"pid1": N} with a pidfd
+attached (from the server), {"netns": true} (PID 1 waits for b"net-ok" back),
 {"error": "..."} (setup failed: an environment error), {"exit": code} (negative: signal).
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -35,11 +38,15 @@ from executors.container import capabilities, network, rootfs, seccomp, syscalls
 from executors.container.spec import ContainerSpec, spec_from_dict
 
 MAX_MESSAGE = 1 << 20
-ACK = b"go"
+NET_READY = b"net-ok"
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+_DEFAULTED = tuple(
+    s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP) and s < 32
+)
 
 
 def _send(status: socket.socket, **message: object) -> None:
-    with contextlib.suppress(OSError):  # the runtime is gone; the keeper notices on its read
+    with contextlib.suppress(OSError):  # the runtime is gone; PDEATHSIG follows soon
         status.send(json.dumps(message).encode())
 
 
@@ -50,64 +57,49 @@ def _describe(exc: BaseException) -> str:
 
 
 def _namespace_flags(spec: ContainerSpec) -> int:
-    flags = (
-        syscalls.CLONE_NEWNS
-        | syscalls.CLONE_NEWUTS
-        | syscalls.CLONE_NEWIPC
-        | syscalls.CLONE_NEWPID
-        | syscalls.CLONE_NEWCGROUP
-    )
+    flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
+    flags |= syscalls.CLONE_NEWPID
     if spec.network.mode != "host":
         flags |= syscalls.CLONE_NEWNET
     return flags
 
 
-def run_keeper(spec: ContainerSpec, status: socket.socket, stdio: list[int]) -> NoReturn:
-    """The keeper: everything up to PID 1. Never returns."""
-    code = 1
+def run_pid1(spec: ContainerSpec, status: socket.socket, stdio: list[int]) -> NoReturn:
+    """PID 1 of the container, from clone to its exit. Never returns."""
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() == 1:
-            raise RuntimeError("the launcher exited")
+        for signum in _DEFAULTED:
+            signal.signal(signum, signal.SIG_DFL)
         for cgroup_dir in spec.cgroup_dirs:
             with open(os.path.join(cgroup_dir, "cgroup.procs"), "w") as f:
                 f.write("0")
-        host_side = network.before_unshare(spec.network)
-        syscalls.unshare(_namespace_flags(spec))
-        network.after_unshare(spec.network, host_side)
-        pid1 = os.fork()
-        if pid1 == 0:
-            run_pid1(spec, status, stdio)
-        for fd in stdio:
-            os.close(fd)
-        _send(status, pid1=pid1)
-        # hold PID 1 unreaped (so its pid cannot be reused) until the runtime has a pidfd on it
-        if status.recv(16) != ACK:
-            os.kill(pid1, signal.SIGKILL)
-        os.waitpid(pid1, 0)
-        code = 0
-    except BaseException as exc:
-        _send(status, error=f"container {spec.id}: {_describe(exc)}")
-    os._exit(code)
-
-
-def run_pid1(spec: ContainerSpec, status: socket.socket, stdio: list[int]) -> NoReturn:
-    """PID 1 of the container. Never returns."""
-    try:
-        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        syscalls.unshare(syscalls.CLONE_NEWCGROUP)  # its root: the cgroup just joined
+        if spec.network.mode == "bridge":
+            _send(status, netns=True)
+            if status.recv(16) != NET_READY:
+                raise OSError("the runtime could not attach the container's network")
+        network.configure_inside(spec.network)
         syscalls.sethostname(spec.hostname)
         rootfs.setup_rootfs(spec)
         user = users.resolve_user(spec.user)
         if not os.path.isdir(spec.cwd):
             os.makedirs(spec.cwd, mode=0o755)
             os.chown(spec.cwd, user.uid, user.gid)
+        os.chdir(spec.cwd)
+        env = dict(spec.env)
+        env.setdefault("HOME", user.home)
+        env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        tty = os.isatty(stdio[0])
+        _drop_privileges(spec, user)
     except BaseException as exc:
         _send(status, error=f"container {spec.id}: {_describe(exc)}")
         os._exit(1)
-    command = os.fork()
-    if command == 0:
-        run_command(spec, status, stdio, user)
+    try:
+        program = _find_program(spec.command[0], env["PATH"])
+        command = _start_command(program, spec, env, stdio, tty)
+    except BaseException as exc:
+        _send(status, error=f"container {spec.id}: exec {spec.command[0]!r}: {_describe(exc)}")
+        os._exit(127)
     for fd in stdio:
         os.close(fd)
 
@@ -115,7 +107,7 @@ def run_pid1(spec: ContainerSpec, status: socket.socket, stdio: list[int]) -> No
         with contextlib.suppress(ProcessLookupError):
             os.kill(command, signum)
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+    for signum in _FORWARDED:
         signal.signal(signum, forward)
     while True:
         try:
@@ -127,46 +119,57 @@ def run_pid1(spec: ContainerSpec, status: socket.socket, stdio: list[int]) -> No
             os._exit(0)  # the kernel now kills every other process of the container
 
 
-def run_command(
-    spec: ContainerSpec, status: socket.socket, stdio: list[int], user: users.ResolvedUser
-) -> NoReturn:
-    """The job's process, from PID 1's fork to exec. Never returns."""
-    try:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        os.setsid()
-        for target, fd in enumerate(stdio):
-            os.dup2(fd, target)
-        for fd in stdio:
-            if fd > 2:
-                os.close(fd)
-        if os.isatty(0):
+def _find_program(name: str, path: str) -> str:
+    if "/" in name:
+        return name
+    found = shutil.which(name, path=path)
+    if found is None:
+        raise FileNotFoundError(f"not found in PATH {path}")
+    return found
+
+
+def _drop_privileges(spec: ContainerSpec, user: users.ResolvedUser) -> None:
+    """PID 1 takes the command's identity: the command inherits it through posix_spawn, and
+    PID 1 itself needs no privilege to wait, forward signals and report."""
+    if spec.seccomp and not spec.no_new_privs:
+        # without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load before dropping it
+        seccomp.load_default_profile()
+    capabilities.drop_bounding(spec.capabilities)
+    os.setgroups(list(user.groups))
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+    if user.uid == 0:
+        capabilities.apply_process_sets(spec.capabilities)
+    if spec.no_new_privs:
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+        if spec.seccomp:
+            seccomp.load_default_profile()
+
+
+def _start_command(
+    program: str, spec: ContainerSpec, env: dict[str, str], stdio: list[int], tty: bool
+) -> int:
+    if not tty:
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
+        return os.posix_spawn(
+            program, list(spec.command), env, file_actions=actions, setsid=True,
+            setsigdef=_DEFAULTED,
+        )  # fmt: skip
+    # a terminal must become the controlling one after setsid: posix_spawn cannot do that
+    pid = os.fork()
+    if pid == 0:
+        try:
             import fcntl
             import termios
 
+            os.setsid()
+            for target, fd in enumerate(stdio):
+                os.dup2(fd, target)
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-        os.chdir(spec.cwd)
-        if spec.seccomp and not spec.no_new_privs:
-            # without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load before dropping it
-            seccomp.load_default_profile()
-        capabilities.drop_bounding(spec.capabilities)
-        os.setgroups(list(user.groups))
-        os.setgid(user.gid)
-        os.setuid(user.uid)
-        if user.uid == 0:
-            capabilities.apply_process_sets(spec.capabilities)
-        if spec.no_new_privs:
-            syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
-        if spec.seccomp and spec.no_new_privs:
-            seccomp.load_default_profile()
-        env = dict(spec.env)
-        env.setdefault("HOME", user.home)
-        env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        os.execvpe(spec.command[0], list(spec.command), env)
-    except BaseException as exc:
-        _send(status, error=f"container {spec.id}: exec {spec.command[0]!r}: {_describe(exc)}")
-    os._exit(127)
+            os.execve(program, list(spec.command), env)
+        finally:
+            os._exit(127)
+    return pid
 
 
 def _receive(control: socket.socket) -> tuple[ContainerSpec, socket.socket, list[int]] | None:
@@ -180,16 +183,15 @@ def _receive(control: socket.socket) -> tuple[ContainerSpec, socket.socket, list
 
 
 def serve(control_fd: int, once: bool = False) -> None:
-    """Fork one keeper per request until the runtime closes the control socket."""
+    """Clone one PID 1 per request until the runtime closes the control socket."""
     os.set_inheritable(control_fd, False)
     control = socket.socket(fileno=control_fd)
-    # keepers are reaped by the kernel; the runtime learns their fate on the status socket
     if not once:
-        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps; PID 1s report
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is pyci's to handle, not ours
-    # no PDEATHSIG here: it fires when the *thread* that started us exits, and pyci is threaded.
-    # When pyci dies the control socket reaches EOF and we exit, which kills every keeper.
-    network.preload()
+    # no PDEATHSIG here: it fires when the *thread* that started us exits, and pyci is
+    # threaded. When pyci dies the control socket reaches EOF and we exit, and every PID 1
+    # (PDEATHSIG) with us.
     with contextlib.suppress(OSError):  # no libseccomp: a container asking for it will fail
         seccomp.preload()
     while True:
@@ -197,15 +199,24 @@ def serve(control_fd: int, once: bool = False) -> None:
         if request is None:
             return
         spec, status, stdio = request
-        keeper = os.fork()
-        if keeper == 0:
+        try:
+            pid1, pidfd = syscalls.clone_process(_namespace_flags(spec))
+        except OSError as exc:
+            _send(status, error=f"container {spec.id}: {exc}")
+            pid1 = pidfd = -1
+        if pid1 == 0:
             control.close()
-            run_keeper(spec, status, stdio)
+            run_pid1(spec, status, stdio)
+        if pidfd >= 0:
+            with contextlib.suppress(OSError):
+                socket.send_fds(status, [json.dumps({"pid1": pid1}).encode()], [pidfd])
+            os.close(pidfd)
         status.close()
         for fd in stdio:
             os.close(fd)
         if once:
-            os.waitpid(keeper, 0)  # the keeper dies with us (PDEATHSIG): outlive it
+            if pid1 > 0:
+                os.waitpid(pid1, 0)  # PID 1 dies with us (PDEATHSIG): outlive it
             return
 
 

@@ -2,10 +2,10 @@
 
 `bridge` is Docker's default shape built with pyroute2: one `pyci0` bridge on the host with the
 gateway address, NAT for traffic leaving the private range, and per container a veth pair whose
-inner end is `eth0` with an address from the range. The launcher's keeper creates the pair
-from inside the new network namespace (a netlink socket opened before `unshare` still speaks to
-the host's namespace), so the pair is destroyed by the kernel together with the namespace: a
-link cannot outlive its container, even after `kill -9`.
+inner end is `eth0` with an address from the range. The runtime creates the pair (pyroute2,
+in pyci's process) with its inner end born inside the container's network namespace; the
+container's PID 1 then sets address and route with classic ioctls. The kernel destroys the pair
+together with the namespace: a link cannot outlive its container, even after `kill -9`.
 
 Addresses are leased as files under `<state>/ipam/` created with O_EXCL and holding the owner's
 pid, so concurrent pyci runs never share an address and stale leases can be recovered.
@@ -14,6 +14,7 @@ pid, so concurrent pyci runs never share an address and stale leases can be reco
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import ipaddress
 import os
@@ -23,7 +24,6 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from executors.container.spec import NetworkSpec
 
@@ -32,42 +32,83 @@ DEFAULT_SUBNET = "10.213.0.0/24"
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
+_SIOCSIFADDR = 0x8916
+_SIOCSIFNETMASK = 0x891C
+_SIOCADDRT = 0x890B
 _IFF_UP = 0x1
+_RTF_UP = 0x1
+_RTF_GATEWAY = 0x2
 
 
-def preload() -> None:
-    """Import pyroute2 once in the fork server, so keepers do not pay ~150 ms each."""
-    import pyroute2  # noqa: F401
+def _ifreq(name: str, payload: bytes = b"") -> bytes:
+    return struct.pack("16s", name.encode()) + payload.ljust(24, b"\0")
+
+
+def _sockaddr_in(address: str) -> bytes:
+    return struct.pack("=H2s4s8x", socket.AF_INET, b"\0\0", socket.inet_aton(address))
+
+
+def link_up(sock: socket.socket, name: str) -> None:
+    flags = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, _ifreq(name)))[1]
+    fcntl.ioctl(sock, _SIOCSIFFLAGS, _ifreq(name, struct.pack("H", flags | _IFF_UP)))
 
 
 def loopback_up() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        request = struct.pack("16sH22x", b"lo", 0)
-        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
+        link_up(sock, "lo")
 
 
-def before_unshare(net: NetworkSpec) -> Any:
-    """In the keeper, before unshare: a netlink socket bound to the host's namespace."""
-    if net.mode != "bridge":
-        return None
-    from pyroute2 import IPRoute
+class _RtEntry(ctypes.Structure):
+    _fields_ = [
+        ("rt_pad1", ctypes.c_ulong),
+        ("rt_dst", ctypes.c_ubyte * 16),
+        ("rt_gateway", ctypes.c_ubyte * 16),
+        ("rt_genmask", ctypes.c_ubyte * 16),
+        ("rt_flags", ctypes.c_ushort),
+        ("rt_pad2", ctypes.c_short),
+        ("rt_pad3", ctypes.c_ulong),
+        ("rt_pad4", ctypes.c_void_p),
+        ("rt_metric", ctypes.c_short),
+        ("rt_dev", ctypes.c_char_p),
+        ("rt_mtu", ctypes.c_ulong),
+        ("rt_window", ctypes.c_ulong),
+        ("rt_irtt", ctypes.c_ushort),
+    ]
 
-    return IPRoute()
 
-
-def after_unshare(net: NetworkSpec, host: Any) -> None:
-    """In the keeper, inside the new network namespace: loopback, and the veth for bridge."""
+def configure_inside(net: NetworkSpec) -> None:
+    """In the container's new network namespace: loopback up, and for `bridge` the address,
+    link state and default route of eth0 (the runtime has moved it in by then). Classic
+    ioctls, so the launcher needs no netlink library and stays small (it forks per
+    container, and a fork costs in proportion to its memory)."""
     if net.mode == "host":
         return
-    loopback_up()
-    if net.mode != "bridge":
-        return
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        link_up(sock, "lo")
+        if net.mode != "bridge":
+            return
+        assert net.address and net.gateway
+        address, prefix = net.address.split("/")
+        mask = str(ipaddress.IPv4Network(f"0.0.0.0/{prefix}").netmask)
+        fcntl.ioctl(sock, _SIOCSIFADDR, _ifreq("eth0", _sockaddr_in(address)))
+        fcntl.ioctl(sock, _SIOCSIFNETMASK, _ifreq("eth0", _sockaddr_in(mask)))
+        link_up(sock, "eth0")
+        route = _RtEntry()
+        sockaddr = ctypes.c_ubyte * 16
+        route.rt_dst = sockaddr.from_buffer_copy(_sockaddr_in("0.0.0.0"))
+        route.rt_genmask = sockaddr.from_buffer_copy(_sockaddr_in("0.0.0.0"))
+        route.rt_gateway = sockaddr.from_buffer_copy(_sockaddr_in(net.gateway))
+        route.rt_flags = _RTF_UP | _RTF_GATEWAY
+        fcntl.ioctl(sock, _SIOCADDRT, bytes(route))
+
+
+def attach_veth(net: NetworkSpec, container_pid: int) -> None:
+    """On the host (in pyci, no fork): a veth pair whose inner end is created directly as
+    `eth0` in the network namespace of `container_pid`, outer end on the bridge."""
     from pyroute2 import IPRoute
 
-    assert net.address and net.gateway and net.bridge and net.host_link
-    inner = IPRoute()
-    try:
+    assert net.bridge and net.host_link
+    with IPRoute() as host:
         bridge_index = host.link_lookup(ifname=net.bridge)
         if not bridge_index:
             raise OSError(f"bridge {net.bridge} does not exist")
@@ -76,18 +117,10 @@ def after_unshare(net: NetworkSpec, host: Any) -> None:
             ifname=net.host_link,
             kind="veth",
             mtu=net.mtu,
-            peer={"ifname": "eth0", "net_ns_pid": os.getpid(), "mtu": net.mtu},
+            peer={"ifname": "eth0", "net_ns_pid": container_pid, "mtu": net.mtu},
         )
-        host_index = host.link_lookup(ifname=net.host_link)[0]
-        host.link("set", index=host_index, master=bridge_index[0], state="up")
-        eth0 = inner.link_lookup(ifname="eth0")[0]
-        address, prefix = net.address.split("/")
-        inner.addr("add", index=eth0, address=address, prefixlen=int(prefix))
-        inner.link("set", index=eth0, state="up")
-        inner.route("add", dst="0.0.0.0/0", gateway=net.gateway)
-    finally:
-        inner.close()
-        host.close()
+        index = host.link_lookup(ifname=net.host_link)[0]
+        host.link("set", index=index, master=bridge_index[0], state="up")
 
 
 # --- host side, used by the runtime ---------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Most state dies with its owner by construction: mounts live in the container's mount
 namespace, veth pairs in its network namespace, and container processes follow the launcher
-(its keepers and every PID 1 carry PDEATHSIG, and the launcher exits when pyci's end of its
-socket closes). What remains on disk is found by owner pid:
+(every PID 1 carries PDEATHSIG, and the launcher exits when pyci's end of its socket
+closes). What remains on disk is found by owner pid:
 - scratch dirs `<state>/containers/<id>/` (an `owner` file holds the pid),
 - cgroups named `pyci-<pid>-<hex>` below pyci's own cgroups,
 - address leases `<state>/ipam/<address>` (holding the pid).

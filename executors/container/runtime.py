@@ -2,8 +2,8 @@
 
 `Launcher` is the client of the single-threaded fork server (see launcher.py); it is safe to use
 from any thread. `launch` returns a `RunningContainer` once PID 1 exists; `RunningContainer.wait`
-returns when every process of the container is gone (the keeper closes the status socket only
-after PID 1, and with it the whole pid namespace, has been reaped).
+returns when every process of the container is gone: the status socket reaches EOF when PID 1
+exits, and an exiting PID 1 takes the whole pid namespace with it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from executors.container.launcher import ACK, MAX_MESSAGE
+from executors.container import network
+from executors.container.launcher import MAX_MESSAGE, NET_READY
 from executors.container.spec import ContainerSpec, validate
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -195,21 +196,46 @@ class Launcher:
         finally:
             theirs.close()
         try:
-            first = ours.recv(MAX_MESSAGE)
-            if once is not None:
-                once[0].close()
-            message = json.loads(first) if first else {"error": "the launcher exited"}
-            if "pid1" not in message:
-                raise ContainerError(message.get("error", f"unexpected message {message}"))
-            pid1 = message["pid1"]
-            pidfd = os.pidfd_open(pid1)
-            ours.send(ACK)
+            pid1, pidfd = self._await_start(spec, ours)
         except BaseException:
             ours.close()
             if once is not None:
                 once[1].wait()
             raise
+        finally:
+            if once is not None:
+                once[0].close()
         return RunningContainer(spec, ours, pid1, pidfd, once[1] if once else None)
+
+    @staticmethod
+    def _await_start(spec: ContainerSpec, status: socket.socket) -> tuple[int, int]:
+        """Until PID 1 exists (and, for `bridge`, has its veth): (host pid, pidfd)."""
+        pid1 = pidfd = -1
+        network_pending = spec.network.mode == "bridge"  # until the veth is in
+        netns_ready = False  # PID 1 asked for it (may arrive before the server's pid1 note)
+        while pid1 < 0 or network_pending:
+            data, fds, _flags, _addr = socket.recv_fds(status, MAX_MESSAGE, 1)
+            if not data:
+                raise ContainerError(f"container {spec.id}: the launcher exited")
+            message = json.loads(data)
+            if "pid1" in message:
+                pid1, pidfd = message["pid1"], fds[0]
+            elif message.get("netns"):
+                netns_ready = True
+            elif "error" in message:
+                if pidfd >= 0:
+                    os.close(pidfd)
+                raise ContainerError(message["error"])
+            if network_pending and netns_ready and pid1 > 0:
+                network_pending = False
+                try:
+                    network.attach_veth(spec.network, pid1)
+                except Exception as exc:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    os.close(pidfd)
+                    raise ContainerError(f"container {spec.id}: network: {exc}") from exc
+                status.send(NET_READY)
+        return pid1, pidfd
 
     def close(self) -> None:
         """Stop the fork server; it kills every container it still keeps."""

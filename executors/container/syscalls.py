@@ -50,9 +50,11 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSCALL_NUMBERS = {
-    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126},
-    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91},
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "clone": 56},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "clone": 220},
 }
+CLONE_PIDFD = 0x00001000
+_SIGCHLD = 17
 _NR = _SYSCALL_NUMBERS.get(platform.machine(), _SYSCALL_NUMBERS["x86_64"])
 
 
@@ -152,3 +154,36 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
     prm = data[0].permitted | (data[1].permitted << 32)
     inh = data[0].inheritable | (data[1].inheritable << 32)
     return eff, prm, inh
+
+
+# PyDLL keeps the GIL across the call, as os.fork() does around fork(2)
+_libc_gil = ctypes.PyDLL(None, use_errno=True)
+
+
+def clone_process(flags: int) -> tuple[int, int]:
+    """fork(2) with namespace `flags`: returns (pid, pidfd) in the parent, (0, -1) in the child.
+
+    The child starts in the new namespaces at once, so there is no intermediate process (and
+    no second fork of this Python process). CPython's own fork bookkeeping runs around the raw
+    system call exactly as in `os.fork()`.
+    """
+    pidfd = ctypes.c_int(-1)
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    # x86_64 and aarch64 argument order: flags, stack, parent_tid (pidfd), child_tid, tls
+    pid = _libc_gil.syscall(
+        ctypes.c_long(_NR["clone"]),
+        ctypes.c_ulong(flags | CLONE_PIDFD | _SIGCHLD),
+        ctypes.c_void_p(0),
+        ctypes.byref(pidfd),
+        ctypes.c_void_p(0),
+        ctypes.c_void_p(0),
+    )
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0, -1
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone(flags={hex(flags)}): {os.strerror(err)}")
+    return pid, pidfd.value

@@ -79,7 +79,7 @@ def test_within_the_memory_limit_no_oom_is_reported(launcher, make_spec):
 def test_pids_limit_stops_a_fork_bomb(launcher, make_spec):
     script = "for i in $(seq 30); do sleep 1 & echo $i; done"
     result, out, _ = run_limited(launcher, make_spec, script, Limits(pids_max=12))
-    # busybox sh gives up at the first refused fork; keeper, PID 1 and sh count too
+    # busybox sh gives up at the first refused fork; PID 1 and sh count too
     assert "can't fork" in out
     started = [line for line in out.splitlines() if line.isdigit()]
     assert 0 < len(started) < 12 and result.exit_code != 0
@@ -119,9 +119,9 @@ def test_kill_takes_every_process_and_remove_leaves_nothing(launcher, make_spec,
     thread.start()
     try:
         deadline = time.monotonic() + 10
-        while len(cgroup.processes()) < 5 and time.monotonic() < deadline:
+        while len(cgroup.processes()) < 4 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert len(cgroup.processes()) >= 5  # keeper, init, sh, two sleeps
+        assert len(cgroup.processes()) >= 4  # init, sh, two sleeps
         started = time.monotonic()
         cgroup.kill()
         thread.join(10)

@@ -70,7 +70,7 @@ def test_kill_9_leaves_no_process_and_recovery_removes_the_rest(
         assert b"READY" in seen, seen
         owned = _pyci_cgroups()
         members = {pid for d in owned for pid in cgroups.read_procs(d)}
-        assert len(owned) >= 2 and len(members) >= 4  # job and service: keepers, inits, sleeps
+        assert len(owned) >= 2 and len(members) >= 4  # job and service: inits, shells, sleeps
         leases = list((state_dir / "ipam").iterdir())
         assert len(leases) == 2
     finally:
@@ -78,7 +78,7 @@ def test_kill_9_leaves_no_process_and_recovery_removes_the_rest(
         child.wait()
         child.stdout.close()
 
-    # every container process dies with pyci: launcher EOF -> keepers and inits PDEATHSIG
+    # every container process dies with pyci: launcher EOF -> every PID 1 by PDEATHSIG
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{pid}").exists() for pid in members) and time.monotonic() < deadline:
         time.sleep(0.05)
