@@ -128,7 +128,7 @@ def run_command(args: argparse.Namespace) -> int:
         pipeline=pipeline.jobs if selection.partial else None,
     )
     try:
-        with cancel_on_signals(scheduler.cancel, console), view or contextlib.nullcontext():
+        with cancel_on_signals(scheduler.cancel), view or contextlib.nullcontext():
             result = scheduler.run()
     finally:
         logs.close()
@@ -159,16 +159,24 @@ def build_runner(project_dir: Path, state_dir: Path, kind: str, reporter: Report
 
 
 @contextlib.contextmanager
-def cancel_on_signals(cancel: threading.Event, console: Console) -> Iterator[None]:
+def cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
     """Ctrl-C (or SIGTERM) cancels the pipeline: running jobs stop, their after_script runs,
-    nothing new starts. Further signals only repeat that we are winding down."""
+    nothing new starts. Further signals only repeat that we are winding down.
+
+    The handler runs on the main thread between any two bytecodes, possibly while that thread
+    holds a reporter's or a stream's lock: so it only sets the event and writes with os.write.
+    """
 
     def on_signal(signum: int, frame: object) -> None:
-        if cancel.is_set():
-            console.print("[yellow]still canceling: waiting for after_script and cleanup[/]")
-        else:
-            console.print("[yellow]canceling the pipeline...[/]")
+        again = cancel.is_set()
         cancel.set()
+        message = (
+            "still canceling: waiting for after_script and cleanup"
+            if again
+            else ("canceling the pipeline...")
+        )
+        with contextlib.suppress(OSError):
+            os.write(sys.stderr.fileno(), f"\n{message}\n".encode())
 
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be installed from the main thread

@@ -91,7 +91,9 @@ class Scheduler:
         self._delayed: dict[str, float] = {}  # released `when: delayed` jobs -> due time
         self._running: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
-        self._finished: queue.SimpleQueue[tuple[str, JobOutcome]] = queue.SimpleQueue()
+        # Not a SimpleQueue: CPython 3.11's SimpleQueue.get(timeout) can block for good when a
+        # signal handler (Ctrl-C) runs past the timeout while it waits.
+        self._finished: queue.Queue[tuple[str, JobOutcome]] = queue.Queue()
         self._canceled = False
 
     # -- the loop ---------------------------------------------------------------------------

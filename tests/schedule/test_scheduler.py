@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -253,3 +255,23 @@ def test_a_job_that_fails_after_cancel_counts_as_canceled(recorder):
     result = scheduler.run()
     assert result.outcomes["a"].status == "canceled"
     assert result.status == "canceled"
+
+
+def test_a_slow_signal_handler_cannot_stall_the_loop(sh_runner, recorder):
+    # A Ctrl-C handler that runs longer than the loop's poll once hung CPython's SimpleQueue.
+    jobs = [job("long", "build", "sleep 30")]
+    scheduler = Scheduler(jobs, sh_runner, recorder, concurrency=1)
+
+    def slow_handler(signum, frame):
+        time.sleep(0.2)
+        scheduler.cancel.set()
+
+    previous = signal.signal(signal.SIGUSR1, slow_handler)
+    try:
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+        started = time.monotonic()
+        result = scheduler.run()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert result.status == "canceled"
+    assert time.monotonic() - started < 5
