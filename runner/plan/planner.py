@@ -289,6 +289,10 @@ class Planner:
                 )
                 where = self._location(planned.config_name, "needs")
                 problems.append(Problem(message, where, decision.name, "needs"))
+            cycle = _variable_cycle(decision.variables)
+            if cycle:
+                where = self._location(planned.config_name, "variables")
+                problems.append(Problem(f"{decision.name}: {cycle}", where, decision.name))
             final = replace(decision, needs=needs, dependencies=dependencies)
             specs.append(build_jobspec(self.config.jobs[planned.config_name], final))
         return specs, excluded, problems
@@ -391,6 +395,18 @@ def _needs_interpolate(needs: Any) -> bool:
 
 def _unique(problems: list[Problem]) -> list[Problem]:
     return list(dict.fromkeys(problems))
+
+
+def _variable_cycle(variables: tuple[Variable, ...]) -> str | None:
+    """GitLab's "circular variable reference detected: ..." for one job's variables, or None.
+
+    Only values that refer to something can be part of a cycle, so only those are looked at
+    (most of a job's ~80 variables are predefined plain values).
+    """
+    from runner.evaluate.variables import circular_references
+
+    referring = [v for v in variables if not v.raw and ("$" in v.value or "%" in v.value)]
+    return circular_references(referring) if len(referring) > 1 else None
 
 
 def _remote(need: Any) -> bool:
