@@ -37,11 +37,12 @@ class JobView:
     _partial: str = ""  # output after the last newline
 
     def elapsed(self, now: float) -> float | None:
-        if self.outcome is not None and self.outcome.status not in ("skipped", "manual"):
+        """Seconds it ran (so far); None for a job that never started."""
+        if self.started_at is None:
+            return None
+        if self.outcome is not None:
             return self.outcome.duration
-        if self.started_at is not None and self.outcome is None:
-            return now - self.started_at
-        return None
+        return now - self.started_at
 
 
 class RunState:

@@ -82,12 +82,13 @@ def _note(outcome: JobOutcome) -> str:
     parts = []
     if outcome.attempts > 1:
         parts.append(f"{outcome.attempts} attempts")
-    if outcome.failure_reason and outcome.failure_reason != "script_failure":
+    # a script failure's reason and message only repeat the exit code column, a canceled
+    # job's the status
+    if outcome.failure_reason not in (None, "script_failure", "canceled"):
         parts.append(outcome.failure_reason)
-    # a script failure's message only repeats the exit code column
     if outcome.message and outcome.failure_reason != "script_failure":
         parts.append(outcome.message)
-    return "; ".join(parts)
+    return "; ".join(dict.fromkeys(parts))
 
 
 def status_line(status: PipelineStatus, duration: float) -> Text:

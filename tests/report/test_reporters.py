@@ -92,19 +92,21 @@ def test_run_state_shows_the_latest_complete_line_of_a_running_job():
 
 
 def test_live_view_has_a_line_per_job_with_status_stage_time_and_output():
-    clock = iter([0.0, 100.0, 103.0]).__next__
+    clock = iter([0.0, 98.0, 100.0, 103.0]).__next__
     state = RunState(JOBS, clock=clock)
+    state.apply(JobStarted("compile", "build"))
     state.apply(JobStarted("unit", "test"))
     state.apply(LogChunk("unit", "running test_parse\n"))
     state.apply(JobFinished("compile", "build", OK))
     state.apply(JobFinished("deploy", "deploy", SKIPPED))
+    state.apply(JobFinished("lint", "test", JobOutcome("canceled", message="canceled")))
     now, views = state.snapshot()
     lines = render(render_jobs(views, now, 100)).splitlines()
     assert len(lines) == 4
     assert lines[0].split() == ["✔", "success", "compile", "build", "1.50s"]
     assert lines[1].split()[:5] == ["▶", "running", "unit", "test", "3.00s"]
     assert lines[1].rstrip().endswith("running test_parse")
-    assert lines[2].split() == ["·", "created", "lint", "test"]
+    assert lines[2].split() == ["⊘", "canceled", "lint", "test", "canceled"]  # no time: never ran
     assert "skipped" in lines[3] and "an earlier job failed" in lines[3]
 
 
@@ -254,6 +256,12 @@ def test_summary_table_and_status_line():
         ("compile", "build", OK),
         ("lint", "test", LINT_FAILED),
         ("deploy", "deploy", SKIPPED),
+        ("e2e", "test", JobOutcome("canceled", failure_reason="canceled", message="canceled")),
+        (
+            "slow",
+            "test",
+            JobOutcome("failed", failure_reason="job_execution_timeout", message="took over 1s"),
+        ),
     ]
     print_summary(con, rows, "success_with_warnings", 65.0)
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
@@ -262,4 +270,6 @@ def test_summary_table_and_status_line():
     assert lines[2].split()[:7] == ["lint", "test", "failed", "(allowed)", "0.25s", "3", "yes"]
     assert lines[3].split()[:3] == ["deploy", "deploy", "skipped"]
     assert "an earlier job failed" in lines[3]
+    assert lines[4].split() == ["e2e", "test", "canceled", "canceled"]
+    assert lines[5].rstrip().endswith("job_execution_timeout; took over 1s")
     assert lines[-1] == "Pipeline passed with warnings in 1m05s"
