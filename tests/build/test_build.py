@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -328,3 +330,25 @@ def test_submodules_are_not_set_up_and_say_so(builder: Builder, make_job):
     job = make_job("job", variables=(Variable("GIT_SUBMODULE_STRATEGY", "recursive"),))
     assert builder.run(job).status == "success"
     assert "GIT_SUBMODULE_STRATEGY=recursive is not supported locally" in builder.recorder.log()
+
+
+def test_job_log_golden(builder: Builder, make_job):
+    """The whole log of a job, in GitLab's trace format (times, paths and ids normalised)."""
+    job = make_job(
+        "golden job",
+        ("echo hello", "mkdir -p out && echo 1 > out/a"),
+        before_script=("echo before",),
+        after_script=("echo after",),
+        cache=(CacheSpec(key=CacheKey("gold"), paths=("out/",)),),
+        artifacts=ArtifactsSpec(paths=("out/",)),
+    )
+    assert builder.run(job).status == "success"
+    log = builder.recorder.log()
+    head = git(builder.project, "rev-parse", "HEAD").strip()
+    log = re.sub(r"section_(start|end):\d+:", r"section_\1:<TIME>:", log)
+    log = log.replace(str(builder.project), "<PROJECT>").replace(head[:8], "<HEAD>")
+    log = re.sub(r"artifacts/golden-job-[0-9a-f]{8}", "artifacts/golden-job-<HASH>", log)
+    path = Path(__file__).parent / "golden" / "job_log.txt"
+    if os.environ.get("PYCI_UPDATE_GOLDEN") == "1":
+        path.write_bytes(log.encode())
+    assert log == path.read_bytes().decode()  # bytes: the trace's \r must survive
