@@ -140,10 +140,16 @@ def run_command(args: argparse.Namespace) -> int:
 
 def build_runner(project_dir: Path, state_dir: Path, kind: str, reporter: Reporter) -> JobRunner:
     """One fresh executor and one build per attempt of a job."""
+    from executors import factory
     from executors.factory import ExecutorOptions, create_executor
     from runner.build.build import run_build
     from runner.build.context import BuildContext
 
+    available = getattr(factory, "EXECUTORS", EXECUTORS)
+    if kind not in available:  # say so now, not once per job
+        raise UsageError(
+            f"--executor {kind}: not available yet (available: {', '.join(available)})"
+        )
     options = ExecutorOptions()
 
     def run_job(
