@@ -6,9 +6,10 @@ A scenario folder holds a `.gitlab-ci.yml` (and whatever it includes) plus one e
 - `expected-errors.txt`: the exact stderr lines of that command, which must then exit 1;
 - optionally `expected-stderr.txt` (exact stderr of a successful run), `args.txt` (more
   arguments, one per line: `--all`, `-f other.yml`, ...), `variables.txt` (`KEY=VALUE` lines,
-  passed as `--variable`), `branch.txt` (the branch to commit on instead of `main`) and
+  passed as `--variable`), `branch.txt` (the branch to commit on instead of `main`),
   `changed.txt` (paths that a second commit on that branch creates or changes, for
-  `rules:changes`; the first commit is on `main`).
+  `rules:changes`; the first commit is on `main`) and `tag.txt` (a tag on the last commit,
+  checked out detached, as a tag pipeline sees it).
 
 Each scenario is copied into a fresh git repository in tmp_path (one commit of all its files on
 `main`), so predefined variables such as CI_COMMIT_BRANCH are the same on every machine, and is
@@ -36,6 +37,7 @@ CONTROL_FILES = {
     "variables.txt",
     "branch.txt",
     "changed.txt",
+    "tag.txt",
 }
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Corpus",
@@ -82,6 +84,10 @@ def make_repository(source: Path, repo: Path) -> None:
             path.write_text(path.read_text() + "changed\n" if path.exists() else "new\n")
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "change")
+    tag = lines_of(source / "tag.txt")
+    if tag:
+        git(repo, "tag", "-a", tag[0], "-m", f"release {tag[0]}")
+        git(repo, "checkout", "-q", "--detach", tag[0])
 
 
 @pytest.mark.parametrize("name", scenario_names())
