@@ -131,8 +131,17 @@ class RunningContainer:
             raise ContainerError(self._error)
         return ContainerExit(self._exit_code, timed_out, canceled)
 
+    def _await_pid1_exit(self, timeout: float = 10.0) -> None:
+        """The status socket closes while PID 1 exits, before the kernel has killed the rest of
+        the pid namespace and released its mounts; the pidfd turns readable only after that."""
+        if self._pidfd >= 0:
+            import select
+
+            select.select([self._pidfd], [], [], timeout)
+
     def _close(self) -> None:
         if not self._closed:
+            self._await_pid1_exit()
             self._closed = True
             self._status.close()
             if self._pidfd >= 0:
