@@ -245,11 +245,21 @@ class _Build:
 
     def step_script(self) -> _Result:
         text = scripts.step_script(self.script_env(), self.job.before_script, self.job.script)
+        timeout = max(self.remaining(), 0.001)
+        # gitlab-runner's RUNNER_SCRIPT_TIMEOUT: a shorter limit for the script alone
+        script_timeout = _parse_duration(self.env_value("RUNNER_SCRIPT_TIMEOUT"))
+        if script_timeout:
+            timeout = min(timeout, script_timeout)
         with self.section("step_script", 'Executing "step_script" stage of the job script'):
             res = self.executor.run(
-                StageCommand("step_script", text, timeout=max(self.remaining(), 0.001)),
-                self.log,
-                self.cancel,
+                StageCommand("step_script", text, timeout=timeout), self.log, self.cancel
+            )
+        if res.timed_out and script_timeout and timeout == script_timeout:
+            return _Result(
+                "timedout",
+                None,
+                "job_execution_timeout",
+                f"script timeout: execution took longer than {_fmt_seconds(timeout)}",
             )
         return self.classify(res)
 

@@ -352,3 +352,16 @@ def test_job_log_golden(builder: Builder, make_job):
     if os.environ.get("PYCI_UPDATE_GOLDEN") == "1":
         path.write_bytes(log.encode())
     assert log == path.read_bytes().decode()  # bytes: the trace's \r must survive
+
+
+def test_runner_script_timeout_limits_the_script_alone(builder: Builder, make_job):
+    job = make_job(
+        "job",
+        ("sleep 30",),
+        after_script=('echo "status=$CI_JOB_STATUS"',),
+        variables=(Variable("RUNNER_SCRIPT_TIMEOUT", "1s"),),
+    )
+    outcome = builder.run(job)
+    assert (outcome.status, outcome.failure_reason) == ("failed", "job_execution_timeout")
+    assert "status=timedout\n" in builder.recorder.log()
+    assert outcome.duration < 8
