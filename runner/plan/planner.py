@@ -83,7 +83,11 @@ class Planner:
             self.table.add(name, [each.name for each in created], index)
             self.instances += [PlannedInstance(name, each, stage, index, order) for each in created]
             ignored += [(name, key) for key in ignored_keys(job)]
-            ignored += [(name, "needs:project") for need in job.needs or () if _remote(need)]
+            ignored += [
+                (name, "needs:pipeline" if need.pipeline else "needs:project")
+                for need in job.needs or ()
+                if _remote(need)
+            ]
         self.ignored = tuple(ignored)
         self._predefined: list[Variable] | None = None
         self._changed: Any = None

@@ -234,3 +234,22 @@ def test_more_than_fifty_needs_is_gitlabs_error(repo):
         "t: one job can only need 50 others, but you have listed 51. "
         "See needs keyword documentation for more details"
     ]
+
+
+def test_needs_of_other_pipelines_are_dropped_and_reported(repo):
+    planner, _, jobs, _, problems = plan(
+        repo,
+        """
+stages: [build, test]
+b: {stage: build, script: echo}
+t:
+  script: echo
+  needs:
+    - b
+    - {pipeline: $PARENT_PIPELINE_ID, job: gen}
+    - {project: group/other, job: lib, ref: main}
+""",
+    )
+    assert problems == []
+    assert [need.job for need in jobs["t"].needs] == ["b"]
+    assert planner.ignored == (("t", "needs:pipeline"), ("t", "needs:project"))
