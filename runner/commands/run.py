@@ -14,11 +14,12 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 
-from runner.commands.common import add_project_options, project_options
+from runner.commands.common import add_project_options, parse_variables, project_options
 from runner.errors import UsageError
 from runner.events import JobOutcome, Reporter
 from runner.jobspec import JobSpec
@@ -72,6 +73,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"where jobs run (default: {DEFAULT_EXECUTOR})",
     )
     parser.add_argument("--plain", action="store_true", help="plain lines instead of the live view")
+    parser.add_argument(
+        "--masked-variable",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="like --variable, but masked: its value never appears in any output",
+    )
     parser.add_argument("--json-report", metavar="FILE", help="write a JSON report to FILE")
     parser.add_argument(
         "--junit-report", metavar="FILE", help="write a JUnit XML report of the jobs to FILE"
@@ -87,12 +95,19 @@ def run_command(args: argparse.Namespace) -> int:
     if args.needs and not (args.jobs or args.stage):
         raise UsageError("--needs: name the jobs (or --stage) whose needs to add")
     opts = project_options(args)
+    masked = parse_variables(args.masked_variable)
+    check_maskable(masked)
+    opts = replace(opts, variables={**opts.variables, **masked})
     try:
         pipeline = load_pipeline(opts)
     except NoPipeline as exc:  # GitLab creates no pipeline: nothing ran, nothing failed
         print(f"no pipeline: {exc}", file=sys.stderr)
         return 0
     report_ignored(pipeline)
+    if masked:
+        pipeline = replace(
+            pipeline, jobs=tuple(mask_variables(job, masked) for job in pipeline.jobs)
+        )
     selection = select_jobs(
         pipeline.jobs,
         {job.name: job.reason for job in pipeline.excluded},
@@ -136,6 +151,24 @@ def run_command(args: argparse.Namespace) -> int:
     print_summary(console, rows, result.status, result.duration)
     _hint_skipped_manual(console, selection, result.outcomes)
     return result.exit_code
+
+
+def check_maskable(masked: dict[str, str]) -> None:
+    """GitLab's rule for masked values: one line of at least 8 characters."""
+    for key, value in masked.items():
+        if len(value) < 8 or "\n" in value:
+            raise UsageError(
+                f"--masked-variable {key}: the value must be a single line of at least 8 "
+                "characters to be masked"
+            )
+
+
+def mask_variables(job: JobSpec, masked: dict[str, str]) -> JobSpec:
+    """Mark the job's definitions of the masked keys (the build masks their values)."""
+    variables = tuple(
+        replace(var, masked=True) if var.key in masked else var for var in job.variables
+    )
+    return replace(job, variables=variables)
 
 
 def build_runner(project_dir: Path, state_dir: Path, kind: str, reporter: Reporter) -> JobRunner:
