@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -184,26 +185,36 @@ def drop_caches() -> None:
     os.sync()
 
 
-def bench_skopeo_umoci(ref: str, work: Path) -> tuple[float, float]:
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_skopeo_umoci(ref: str, work: Path) -> tuple[float, float, float]:
+    """(copy wall s, unpack wall s, CPU s of both)"""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     drop_caches()
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     run("skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{work / 'oci'}:latest")
     copied = time.perf_counter()
     run("umoci", "unpack", "--image", f"{work / 'oci'}:latest", str(work / "bundle"))
     unpacked = time.perf_counter()
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
     shutil.rmtree(work)
-    return copied - began, unpacked - copied
+    return copied - began, unpacked - copied, cpu
 
 
-def bench_pyci(ref: str, home: Path) -> tuple[float, int]:
+def bench_pyci(ref: str, home: Path) -> tuple[float, int, float]:
+    """(wall s, requests, CPU s)"""
     shutil.rmtree(home, ignore_errors=True)
     drop_caches()
     counter = RequestCounter()
+    cpu = cpu_seconds(resource.RUSAGE_SELF)
     began = time.perf_counter()
     pull_image(ImageStore(home), ref, auth=CredentialStore([]), counter=counter)
-    return time.perf_counter() - began, counter.count
+    return time.perf_counter() - began, counter.count, cpu_seconds(resource.RUSAGE_SELF) - cpu
 
 
 def bench_warm(ref: str, home: Path) -> tuple[float, int, float]:
@@ -244,28 +255,35 @@ def main() -> int:
                 f"oci:{layout}:latest",
                 f"docker://{ref}",
             )
-            copy_times, unpack_times, pyci_times = [], [], []
+            samples: list[list[float]] = [[], [], [], [], []]
             requests = 0
             for _ in range(args.runs):
-                copy, unpack = bench_skopeo_umoci(ref, work / "skopeo")
-                copy_times.append(copy)
-                unpack_times.append(unpack)
-                elapsed, requests = bench_pyci(ref, work / "pyci-home")
-                pyci_times.append(elapsed)
+                copy, unpack, their_cpu = bench_skopeo_umoci(ref, work / "skopeo")
+                elapsed, requests, our_cpu = bench_pyci(ref, work / "pyci-home")
+                for series, value in zip(
+                    samples, (copy, unpack, their_cpu, elapsed, our_cpu), strict=True
+                ):
+                    series.append(value)
             warm, warm_requests, warm_cli = bench_warm(ref, work / "pyci-home")
-            medians = [statistics.median(t) for t in (copy_times, unpack_times, pyci_times)]
+            medians = [statistics.median(series) for series in samples]
             rows.append((name, *medians, requests, warm, warm_requests, warm_cli))
             shutil.rmtree(work / "pyci-home", ignore_errors=True)
     finally:
         registry.stop()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\nmedian of {args.runs} runs, cold pull + unpack from a loopback registry")
-    print(f"{'image':8} {'skopeo':>8} {'umoci':>8} {'sk+umoci':>9} {'pyci':>8} {'req':>4}   "
-          f"{'warm pyci (in-process)':>22} {'warm CLI':>9}")  # fmt: skip
-    for name, copy, unpack, pyci, req, warm, warm_req, warm_cli in rows:
+    print(
+        f"\nmedian of {args.runs} runs, cold pull + unpack from a loopback registry "
+        f"(wall time; CPU = user + system of all threads/processes)"
+    )
+    print(
+        f"{'image':8} {'skopeo':>7} {'umoci':>7} {'sk+umoci':>8} {'(CPU)':>7} {'pyci':>7} "
+        f"{'(CPU)':>7} {'req':>4} | {'warm pyci':>9} {'req':>3} {'warm CLI':>8}"
+    )
+    for name, copy, unpack, their_cpu, pyci, our_cpu, req, warm, warm_req, warm_cli in rows:
         print(
-            f"{name:8} {copy:7.2f}s {unpack:7.2f}s {copy + unpack:8.2f}s {pyci:7.2f}s {req:4}   "
-            f"{warm * 1000:10.1f} ms, {warm_req} req {warm_cli:8.2f}s"
+            f"{name:8} {copy:6.2f}s {unpack:6.2f}s {copy + unpack:7.2f}s {their_cpu:6.2f}s "
+            f"{pyci:6.2f}s {our_cpu:6.2f}s {req:4} | {warm * 1000:6.1f} ms {warm_req:3} "
+            f"{warm_cli:7.2f}s"
         )
     return 0
 

@@ -27,6 +27,7 @@ import httpx
 
 from executors.images.auth import Credentials, CredentialStore, TokenCache, parse_challenge
 from executors.images.errors import ImagePullError
+from executors.images.reference import is_loopback
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -51,22 +52,46 @@ class RequestCounter:
 
 
 _SSL_CONTEXT = None
+_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16)
 
 
 def _ssl_context():
-    """Loading the CA bundle costs ~0.1 s: once per process, not once per pull."""
+    """Loading the CA bundle costs ~0.1 s: once per process, and only if HTTPS is used."""
     global _SSL_CONTEXT
     if _SSL_CONTEXT is None:
         _SSL_CONTEXT = httpx.create_ssl_context()
     return _SSL_CONTEXT
 
 
+class _LazyHTTPS(httpx.BaseTransport):
+    """An HTTPS transport made on first use, so a pull from a plain-HTTP loopback registry
+    never pays for the CA bundle."""
+
+    def __init__(self) -> None:
+        self._transport: httpx.HTTPTransport | None = None
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            if self._transport is None:
+                self._transport = httpx.HTTPTransport(verify=_ssl_context(), limits=_LIMITS)
+        return self._transport.handle_request(request)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
 def new_http_client(counter: RequestCounter, timeout: float = 60.0) -> httpx.Client:
     return httpx.Client(
-        verify=_ssl_context(),
+        mounts={
+            # plain HTTP never does TLS: no CA bundle to load (redirects to https:// go to
+            # the verifying transport below)
+            "http://": httpx.HTTPTransport(verify=False, limits=_LIMITS),
+            "https://": _LazyHTTPS(),
+        },
         follow_redirects=True,
         timeout=httpx.Timeout(timeout, connect=10.0),
-        limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
         event_hooks={"request": [counter]},
         headers={"User-Agent": "pyci"},
         trust_env=False,  # a registry on loopback must never go through $HTTP_PROXY
@@ -180,6 +205,10 @@ class RegistryClient:
         if self.endpoint.allow_http:
             if self.endpoint.host in _PLAIN_HTTP_HOSTS:
                 return ["http"]
+            if is_loopback(self.endpoint.host):
+                # nothing on the wire leaves the machine: ask plain HTTP first, it is the
+                # common case for a local registry and saves a failed TLS handshake
+                return ["http", "https"]
             return ["https", "http"]
         return ["https"]
 
@@ -194,7 +223,9 @@ class RegistryClient:
             )
             try:
                 response = self._http.send(request, stream=stream)
-            except httpx.ConnectError:
+            except (httpx.ConnectError, httpx.RemoteProtocolError):
+                # TLS to a plain server fails to connect; plain HTTP to a TLS server gets
+                # a protocol error: either way, the other scheme is next
                 if index + 1 < len(schemes):
                     continue
                 raise
