@@ -45,10 +45,14 @@ class NoPipeline(PyciError):
     """`workflow:rules` (or rules leaving no job) decided that no pipeline is created.
 
     Not a failure: GitLab simply creates nothing, so the exit code is 0 and the message says
-    which rule decided.
+    which rule decided. `excluded` holds the jobs rules left out, when rules were evaluated.
     """
 
     exit_code = 0
+
+    def __init__(self, message: str, excluded: tuple[ExcludedJob, ...] = ()):
+        super().__init__(message)
+        self.excluded = excluded
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def load_pipeline(opts: ProjectOptions) -> Pipeline:
     problems.extend(creation_problems)
     problems.raise_if_any()
     if only_edge_stages(job.stage for job in jobs):  # also true when no job is left
-        raise NoPipeline(NO_JOBS_MESSAGE)
+        raise NoPipeline(NO_JOBS_MESSAGE, tuple(excluded))
     return Pipeline(
         jobs=tuple(jobs),
         stages=planner.stages,

@@ -39,8 +39,11 @@ def run(args: argparse.Namespace) -> int:
         pipeline = load_pipeline(opts)
     except NoPipeline as exc:
         print(f"no pipeline: {exc}", file=sys.stderr)
+        rows = [excluded_entry(job) for job in exc.excluded] if args.all else []
         if args.json:
-            print("[]")
+            print(json.dumps(rows, indent=2))
+        elif rows:
+            print_table(rows)
         return 0
     report_ignored(pipeline)
     rows = [job_entry(job) for job in pipeline.jobs]
