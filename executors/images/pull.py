@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from executors.images.auth import CredentialStore, TokenCache
 from executors.images.config import chain_ids, diff_ids, image_config_from_json
 from executors.images.errors import ImagePullError
 from executors.images.extract import extract_layer
+from executors.images.growing import DownloadAborted, GrowingBlob
 from executors.images.manifest import (
     INDEX_TYPES,
     Platform,
@@ -268,18 +270,15 @@ class _Puller:
             self.progress.layer_start(layer.digest, layer.size, cached=True)
             return self.store.layer_dir(layer.chain_id)
         self.progress.layer_start(layer.digest, layer.size, cached=False)
-        blob = self.store.add_blob(
-            layer.digest,
-            lambda out: client.download_blob(
-                layer.digest, layer.size, out, lambda n: self.progress.layer_bytes(layer.digest, n)
-            ),
-        )
-        self.progress.layer_extracting(layer.digest)
         what = f"{self.ref} layer {layer.digest}"
 
         def extract(target: Path) -> None:
-            with open(blob, "rb") as source:
-                actual = extract_layer(source, target, what)
+            if self.store.has_blob(layer.digest):
+                self.progress.layer_extracting(layer.digest)
+                with open(self.store.blob_path(layer.digest), "rb") as source:
+                    actual = extract_layer(source, target, what)
+            else:
+                actual = self.download_and_extract(client, layer, target, what)
             if actual != layer.diff_id:
                 raise ImagePullError(
                     f"{what}: diff_id mismatch, config says {layer.diff_id}, tar is {actual}"
@@ -288,6 +287,46 @@ class _Puller:
         path = self.store.add_layer(layer, extract)
         self.progress.layer_done(layer.digest)
         return path
+
+    def download_and_extract(
+        self, client: RegistryClient, layer: LayerRecord, target: Path, what: str
+    ) -> str:
+        """Extract while the blob downloads (the tar is read as it arrives); the layer is
+        only kept when the blob's digest checks out too. Returns the diff_id."""
+        feed = GrowingBlob()
+
+        def fill(out) -> None:
+            feed.attach(out.fileno())
+
+            def on_bytes(count: int) -> None:
+                out.flush()  # the reader uses its own descriptor: bytes must reach the file
+                feed.grew(count)
+                self.progress.layer_bytes(layer.digest, count)
+
+            client.download_blob(layer.digest, layer.size, out, on_bytes)
+
+        def download() -> None:
+            try:
+                path = self.store.add_blob(layer.digest, fill)
+            except BaseException as exc:
+                feed.finished(error=exc)
+            else:
+                feed.finished(path=str(path))
+
+        thread = threading.Thread(target=download, name="pyci-download", daemon=True)
+        thread.start()
+        try:
+            self.progress.layer_extracting(layer.digest)
+            return extract_layer(feed, target, what)
+        except BaseException:
+            feed.abort()
+            raise
+        finally:
+            thread.join()
+            error = feed.error
+            feed.close()
+            if error is not None and not isinstance(error, DownloadAborted):
+                raise error
 
 
 def image_summary(image: PulledImage) -> str:
