@@ -16,7 +16,14 @@ import re
 from functools import cache
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 # How deep GitLab lets script arrays nest (`script: [[a, b], c]`).
@@ -26,8 +33,9 @@ MAX_NESTING = 10
 class Model(BaseModel):
     """Base of every configuration model: strict, no unknown keys, names by alias or field.
 
-    A key written with no value (`image:`) is an error unless the model lists it in
-    `NULLABLE`, as in GitLab's schema, where only a few keywords may be null.
+    A key written with no value (`image:`) is, for GitLab's schema (the shape check), an error
+    unless the model lists it in `NULLABLE`; GitLab's processor (the full check) takes it as
+    not written at all.
     """
 
     model_config = ConfigDict(
@@ -39,14 +47,44 @@ class Model(BaseModel):
     )
     NULLABLE: ClassVar[frozenset[str]] = frozenset()
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _no_nulls(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if item is None and key not in cls.NULLABLE and key in _known_keys(cls):
-                    raise gitlab_error_at(key, "config can't be blank")
-        return value
+    def _blank_keys(cls, value: Any, handler: ModelWrapValidatorHandler, info: ValidationInfo):
+        if not isinstance(value, dict):
+            return handler(value)
+        known = _known_keys(cls) - cls.NULLABLE
+        blank = [key for key, item in value.items() if item is None and key in known]
+        if not blank:
+            return handler(value)
+        rest = {key: item for key, item in value.items() if key not in blank}
+        if not shape_only(info):
+            return handler(rest)
+        # Every blank key is reported, and so is every other problem of the same hash.
+        errors = [_blank_error(key) for key in blank]
+        try:
+            handler(rest)
+        except ValidationError as exc:
+            errors += _details(exc)
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+
+
+def _blank_error(key: Any) -> dict:
+    error = PydanticCustomError("gitlab", "config can't be blank")
+    return {"type": error, "loc": (key,), "input": None}
+
+
+def _details(exc: ValidationError) -> list[dict]:
+    """`exc`'s errors as input for a new ValidationError (messages kept as they are)."""
+    details = []
+    for error in exc.errors():
+        kind: Any = error["type"]
+        if kind.startswith("gitlab"):
+            kind = PydanticCustomError(kind, error["msg"], error.get("ctx"))
+        detail = {"type": kind, "loc": error["loc"], "input": error.get("input")}
+        if "ctx" in error and isinstance(kind, str):
+            detail["ctx"] = error["ctx"]
+        details.append(detail)
+    return details
 
 
 @cache

@@ -145,10 +145,13 @@ def variable_entry(value: Any, *, allowed: tuple[str, ...], strict: bool) -> dic
     """One variable's value: a scalar, or a hash of `allowed` keys (value, expand, ...).
 
     GitLab's schema lets booleans and decimals through; GitLab itself (`strict`) takes only
-    strings and integers (`VERSION: 1.10` must be quoted)."""
+    strings and integers (`VERSION: 1.10` must be quoted), but takes a missing value as empty,
+    which the schema refuses."""
     scalar = is_str(value) or is_int(value)
     if scalar or (not strict and (is_number(value) or isinstance(value, bool))):
         return {"value": scalar_text(value)}
+    if value is None and strict:
+        return {}  # GitLab's processor takes `NAME:` with no value as an empty variable
     if not isinstance(value, dict):
         raise gitlab_error("variable definition must be either a string or a hash")
     unknown = [str(k) for k in value if k not in allowed]

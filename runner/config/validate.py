@@ -51,6 +51,8 @@ _TYPE_MESSAGES = {
 def validate_job(name: str, job: YamlMap) -> tuple[JobConfig | None, list[Problem]]:
     """Check one expanded job: the model (None if a keyword is invalid) and every problem."""
     problems: list[Problem] = []
+    if job is None:  # `name:` with no value: GitLab takes it as an empty job
+        job = YamlMap()
     model = _validate(JobConfig, job, ("jobs", name), name, job, (), problems, False, job_name=name)
     if len(name) > MAX_JOB_NAME:
         problems.append(

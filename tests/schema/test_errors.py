@@ -385,3 +385,19 @@ j:
         "ci.yml:3:47: jobs:j:image:pull_policy config should be one of: always, never, "
         "if-not-present"
     ]
+
+
+def test_keys_without_value_are_unset_for_gitlabs_processor():
+    document = load_yaml("j:\n  script: x\n  image:\n  variables:\n    EMPTY:\n", "ci.yml")
+    assert [p.message for p in validate_shape(document, "ci.yml")] == [
+        "jobs:j:image config can't be blank",
+        "jobs:j:variables:EMPTY variable definition must be either a string or a hash",
+    ]
+    model, problems = validate_job("j", document["j"])
+    assert problems == []
+    assert model.image is None
+    assert model.variables["EMPTY"].value is None
+    _, problems = validate_job("empty", None)
+    assert [p.message for p in problems] == [
+        "jobs empty config should implement the script:, run:, or trigger: keyword"
+    ]
