@@ -167,6 +167,28 @@ class ContainerExecutor:
         code = 128 - code if code is not None and code < 0 else code
         return ExecResult(code, out_of_memory=oom)
 
+    def interactive_shell(
+        self, stdin: int = 0, stdout: int = 1, stderr: int = 2, command: tuple[str, ...] = ()
+    ) -> int:
+        """`pyci shell` / `--shell-on-failure`: a shell (or `command`) in a fresh container of
+        the prepared job (same image, user, variables, services and repository view), on the
+        caller's terminal. Returns its exit code."""
+        assert self._image is not None and self._scratch is not None
+        argv = command or (("bash", "-l") if self.shell_name == "bash" else ("sh", "-l"))
+        env = {**_env_list(self._image.config.env), **self._job_env()}
+        env.setdefault("TERM", os.environ.get("TERM", "xterm"))
+        exit_ = self._run_container((*self._entrypoint(), *argv), env, None, None, None,
+                                    stdio=(stdin, stdout, stderr))  # fmt: skip
+        code = exit_[0].exit_code
+        return 128 - code if code is not None and code < 0 else (code or 0)
+
+    def _job_env(self) -> dict[str, str]:
+        assert self._job is not None
+        env = {v.key: v.value for v in self._job.variables if not v.file}
+        env["CI_PROJECT_DIR"] = self._project_in_job
+        env["CI_BUILDS_DIR"] = "/builds"
+        return env
+
     def cleanup(self) -> None:
         for service in reversed(self._services):
             self._stop_service(service)
@@ -236,7 +258,7 @@ class ContainerExecutor:
     def _hosts(self, own: str | None, hostname: str) -> str:
         return hosts.hosts_file(own, hostname, self._hosts_entries)
 
-    def _run_container(self, argv, env, timeout, cancel, on_output):
+    def _run_container(self, argv, env, timeout, cancel, on_output, stdio=None):
         assert self._job and self._dirs and self._image and self._scratch and self._driver
         container_id = new_container_id()
         mounts = (
@@ -265,11 +287,13 @@ class ContainerExecutor:
         try:
             spec = dataclasses.replace(spec, cgroup_dirs=cgroup.dirs)
             try:
-                container = self.launcher.launch(spec, null, out_w, out_w)
+                fds = stdio or (null, out_w, out_w)
+                container = self.launcher.launch(spec, *fds)
             finally:
                 os.close(out_w)
                 os.close(null)
-            exit_ = container.wait(timeout, cancel, (out_r, on_output))
+            output = None if stdio else (out_r, on_output)
+            exit_ = container.wait(timeout, cancel, output)
             return exit_, cgroup.oom_killed()
         except ContainerError as exc:
             raise ExecutorError(str(exc)) from exc

@@ -25,17 +25,21 @@ attached (from the server), {"netns": true} (PID 1 waits for b"net-ok" back),
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import signal
 import socket
 import sys
+import termios
 import traceback
 from typing import NoReturn
 
 from executors.container import capabilities, network, rootfs, seccomp, syscalls, users
 from executors.container.spec import ContainerSpec, spec_from_dict
+
+# Everything PID 1 uses is imported above: after pivot_root the host's Python library is gone.
 
 MAX_MESSAGE = 1 << 20
 NET_READY = b"net-ok"
@@ -96,7 +100,7 @@ def run_pid1(spec: ContainerSpec, status: socket.socket, stdio: list[int]) -> No
         os._exit(1)
     try:
         program = _find_program(spec.command[0], env["PATH"])
-        command = _start_command(program, spec, env, stdio, tty)
+        command = _start_command(program, spec, env, stdio, tty, status)
     except BaseException as exc:
         _send(status, error=f"container {spec.id}: exec {spec.command[0]!r}: {_describe(exc)}")
         os._exit(127)
@@ -147,7 +151,12 @@ def _drop_privileges(spec: ContainerSpec, user: users.ResolvedUser) -> None:
 
 
 def _start_command(
-    program: str, spec: ContainerSpec, env: dict[str, str], stdio: list[int], tty: bool
+    program: str,
+    spec: ContainerSpec,
+    env: dict[str, str],
+    stdio: list[int],
+    tty: bool,
+    status: socket.socket,
 ) -> int:
     if not tty:
         actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
@@ -159,14 +168,13 @@ def _start_command(
     pid = os.fork()
     if pid == 0:
         try:
-            import fcntl
-            import termios
-
             os.setsid()
             for target, fd in enumerate(stdio):
                 os.dup2(fd, target)
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             os.execve(program, list(spec.command), env)
+        except BaseException as exc:
+            _send(status, error=f"container {spec.id}: exec {spec.command[0]!r}: {exc}")
         finally:
             os._exit(127)
     return pid

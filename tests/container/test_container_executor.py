@@ -209,3 +209,32 @@ def test_service_not_listening_is_a_warning(state_dir, launcher, dirs, image_hom
     result, text = run_job(executor, job, dirs, "echo job ran\n")
     assert "probably didn't start properly" in text and "6379" in text
     assert result.exit_code == 0 and "job ran" in text
+
+
+def test_interactive_shell_gets_a_terminal(state_dir, launcher, dirs, busybox_rootfs):
+    import os
+
+    executor = make_executor(state_dir, launcher)
+    job = job_of(image=ImageSpec(str(busybox_rootfs)), variables=(Variable("GREETING", "hi"),))
+    executor.prepare(job, dirs, Log())
+    primary, secondary = os.openpty()
+    try:
+        script = 'test -t 0 && echo "tty $GREETING $CI_PROJECT_DIR"; exit 5'
+        code = executor.interactive_shell(
+            secondary, secondary, secondary, command=("sh", "-c", script)
+        )
+        os.close(secondary)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the terminal has no writer left
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(primary)
+        executor.cleanup()
+    assert code == 5
+    assert output.decode().strip() == f"tty hi {executor.project_dir_in_job()}"
