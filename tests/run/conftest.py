@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class Run:
     stderr: str
     project: Path
     report: dict
+    junit: ET.Element | None = None
 
     def lines(self, job: str) -> list[str]:
         """The plain output lines of one job, without the `[job] ` prefix."""
@@ -124,13 +126,17 @@ def pyci(job_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
         from runner.cli import main
 
         report = project.parent / "report.json"
+        junit = project.parent / "junit.xml"
         report.unlink(missing_ok=True)
+        junit.unlink(missing_ok=True)
         monkeypatch.chdir(project)
         capsys.readouterr()
-        exit_code = main(["run", "--plain", "--json-report", str(report), *args])
+        reports = ["--json-report", str(report), "--junit-report", str(junit)]
+        exit_code = main(["run", "--plain", *reports, *args])
         out, err = capsys.readouterr()
         data = json.loads(report.read_text()) if report.exists() else {}
-        return Run(exit_code, out, err, project, data)
+        tree = ET.parse(junit).getroot() if junit.exists() else None
+        return Run(exit_code, out, err, project, data, tree)
 
     return run
 

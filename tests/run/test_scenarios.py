@@ -13,10 +13,13 @@ as the cache). Each run may give:
   `log`: per job, text its `.pyci/logs/<job>.log` must contain;
 - `artifacts`: per job, files its stored artifacts must hold;
 - `stderr`: text stderr must contain; `absent`: text that must appear in no output at all.
+
+Every run also writes a JUnit report, checked against the JSON one.
 """
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -65,9 +68,17 @@ def check_run(run: Run, expected: dict, context: str) -> None:
         stored = ArtifactStore(run.project / ".pyci").job_dir(job)
         for file in files:
             assert (stored / file).is_file(), f"{job}: no artifact {file} in {stored}"
+    if run.report:  # the JUnit report tells the same story as the JSON one
+        assert run.junit is not None
+        cases = {case.get("name"): case for case in run.junit.iter("testcase")}
+        assert sorted(cases) == sorted(run.jobs), context
+        for name, job in run.jobs.items():
+            assert (cases[name].find("failure") is not None) == (job["status"] == "failed")
+            assert cases[name].get("classname") == job["stage"]
     if "stderr" in expected:
         assert expected["stderr"] in run.stderr, context
-    everything = run.stdout + run.stderr + str(run.report) + all_logs(run.project)
+    junit = ET.tostring(run.junit, encoding="unicode") if run.junit is not None else ""
+    everything = run.stdout + run.stderr + str(run.report) + junit + all_logs(run.project)
     for text in expected.get("absent", []):
         assert text not in everything, context
 
