@@ -7,6 +7,7 @@ reported once as ignored (runner.config.validate.ignored_keys), never silently d
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, model_validator
@@ -67,7 +68,7 @@ def inputs_map(value: Any) -> dict[str, Any]:
     """`inputs:` passed to an included file or a downstream pipeline."""
     mapping = require_mapping(value)
     for name, item in mapping.items():
-        if not is_str(name) or not matches(name, INPUT_NAME, ""):
+        if not is_str(name) or not re.search(INPUT_NAME, name):
             raise gitlab_error(f"config contains an invalid input name: {name}")
         if is_str(item) and len(item) > 1024:
             raise gitlab_error(f"config input {name} is too long (maximum 1024 characters)")
@@ -323,7 +324,7 @@ class PagesConfig(Model):
 def _named(value: Any, what: str, values: bool) -> dict:
     mapping = require_mapping(value, f"config {what} should be a hash")
     for key, item in mapping.items():
-        if not is_str(key) or not matches(key, NAME, ""):
+        if not is_str(key) or not re.search(NAME, key):
             raise gitlab_error(f"config {what} has an invalid name: {key}")
         if not values and not is_str(item):
             raise gitlab_error(f"config {what} {key} should be a string")

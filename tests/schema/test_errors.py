@@ -401,3 +401,21 @@ def test_keys_without_value_are_unset_for_gitlabs_processor():
     assert [p.message for p in problems] == [
         "jobs empty config should implement the script:, run:, or trigger: keyword"
     ]
+
+
+def test_names_gitlab_refuses_in_inputs_and_steps():
+    assert lines(
+        """
+include:
+  - local: a.yml
+    inputs: {"bad/name": 1}
+j:
+  run:
+    - name: step
+      script: echo
+      env: {"1BAD": x}
+"""
+    ) == [
+        "ci.yml:4:5: include:inputs config contains an invalid input name: bad/name",
+        "ci.yml:9:7: jobs:j:run:env config env has an invalid name: 1BAD",
+    ]
