@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, model_validator
 from runner.config.models_base import (
     Model,
     gitlab_error,
+    gitlab_error_at,
     is_int,
     is_str,
     matches,
@@ -321,13 +322,14 @@ class PagesConfig(Model):
         return mapping
 
 
-def _named(value: Any, what: str, values: bool) -> dict:
-    mapping = require_mapping(value, f"config {what} should be a hash")
+def _named(value: Any, values: bool) -> dict:
+    """`env:` (names to strings) or `inputs:` (names to any value) of a CI step."""
+    mapping = require_mapping(value)
     for key, item in mapping.items():
         if not is_str(key) or not re.search(NAME, key):
-            raise gitlab_error(f"config {what} has an invalid name: {key}")
+            raise gitlab_error(f"config has an invalid name: {key}")
         if not values and not is_str(item):
-            raise gitlab_error(f"config {what} {key} should be a string")
+            raise gitlab_error_at(key, "config should be a string")
     return dict(mapping)
 
 
@@ -356,10 +358,8 @@ class StepConfig(Model):
     """One item of `run:` (GitLab CI steps): a step reference or a script."""
 
     name: Annotated[str, BeforeValidator(lambda v: matches(v, NAME, "config should be a name"))]
-    env: Annotated[dict[str, str] | None, BeforeValidator(lambda v: _named(v, "env", False))] = None
-    inputs: Annotated[
-        dict[str, Any] | None, BeforeValidator(lambda v: _named(v, "inputs", True))
-    ] = None
+    env: Annotated[dict[str, str] | None, BeforeValidator(lambda v: _named(v, False))] = None
+    inputs: Annotated[dict[str, Any] | None, BeforeValidator(lambda v: _named(v, True))] = None
     step: Annotated[Any, BeforeValidator(_step_reference)] = None
     func: Annotated[Any, BeforeValidator(_step_reference)] = None
     script: Annotated[str | None, BeforeValidator(nonempty_text)] = None

@@ -417,5 +417,5 @@ j:
 """
     ) == [
         "ci.yml:4:5: include:inputs config contains an invalid input name: bad/name",
-        "ci.yml:9:7: jobs:j:run:env config env has an invalid name: 1BAD",
+        "ci.yml:9:7: jobs:j:run:env config has an invalid name: 1BAD",
     ]
