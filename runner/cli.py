@@ -20,22 +20,39 @@ import runner.commands
 from runner.errors import ConfigError, PyciError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_modules() -> list[str]:
+    """Names of the subcommand modules, found without importing them."""
+    names = (m.name for m in pkgutil.iter_modules(runner.commands.__path__))
+    return sorted(n for n in names if not n.startswith("_") and n != "common")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, just that subcommand is imported and registered.
+
+    Importing every command costs hundreds of milliseconds (rich, pydantic, the scheduler), so
+    `pyci list` must not pay for `pyci run`: when the command is known from argv, only its
+    module is loaded. `pyci --help` and unknown commands still see all of them.
+    """
     parser = argparse.ArgumentParser(
         prog="pyci",
         description="Run GitLab CI pipelines locally, each job in its own container.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for info in sorted(pkgutil.iter_modules(runner.commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name == "common":
-            continue
-        module = importlib.import_module(f"runner.commands.{info.name}")
+    for name in [only] if only else command_modules():
+        module = importlib.import_module(f"runner.commands.{name}")
         module.register(subparsers)
     return parser
 
 
+def requested_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in argv, when it is one of ours (pyci has no global options)."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return first if first in command_modules() else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(requested_command(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
