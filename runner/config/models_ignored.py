@@ -72,9 +72,9 @@ def inputs_map(value: Any) -> dict[str, Any]:
         if not is_str(name) or not re.search(INPUT_NAME, name):
             raise gitlab_error(f"config contains an invalid input name: {name}")
         if is_str(item) and len(item) > 1024:
-            raise gitlab_error(f"config input {name} is too long (maximum 1024 characters)")
+            raise gitlab_error_at(name, "config is too long (maximum 1024 characters)")
         if not (item is None or is_str(item) or isinstance(item, (int, float, list, dict))):
-            raise gitlab_error(f"config input {name} has an invalid value")
+            raise gitlab_error_at(name, "config has an invalid value")
     return dict(mapping)
 
 

@@ -14,6 +14,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from runner.config.models_base import (
     Model,
     gitlab_error,
+    gitlab_error_at,
     is_number,
     is_str,
     matches,
@@ -47,7 +48,10 @@ def _scalar_options(value: Any, max_items: int | None = None) -> list:
     return list(value)
 
 
-def _default_matches(kind: str | None, default: Any, nullable: bool) -> bool:
+def _default_matches(kind: Any, default: Any, nullable: bool) -> bool:
+    """Whether `default` fits the input's `type` (an unknown type is reported on its own)."""
+    if kind is not None and kind not in INPUT_TYPES:
+        return True
     if default is None:
         return nullable
     if kind == "number":
@@ -89,15 +93,16 @@ def _spec_inputs(value: Any) -> dict:
     for name, definition in mapping.items():
         if definition is None:
             continue
-        definition = require_mapping(definition, f"config input {name} should be a hash")
+        if not isinstance(definition, dict):
+            raise gitlab_error_at(name, "config should be a hash")
         if "rules" in definition and ("options" in definition or "default" in definition):
-            raise gitlab_error(f"config input {name} can't combine rules with options or default")
+            raise gitlab_error_at(name, "config can't combine rules with options or default")
         if (
             "rules" not in definition
             and "default" in definition
             and not _default_matches(definition.get("type"), definition["default"], nullable=True)
         ):
-            raise gitlab_error(f"config input {name} default does not match its type")
+            raise gitlab_error_at(name, "config default does not match its type")
     return {str(name): definition or {} for name, definition in mapping.items()}
 
 
@@ -107,13 +112,14 @@ def job_inputs(value: Any) -> dict:
     if len(mapping) > 50:
         raise gitlab_error("config has too many inputs (maximum 50)")
     for name, definition in mapping.items():
-        definition = require_mapping(definition, f"config input {name} should be a hash")
+        if not isinstance(definition, dict):
+            raise gitlab_error_at(name, "config should be a hash")
         if "rules" in definition:
-            raise gitlab_error(f"config input {name} contains unknown keys: rules")
+            raise gitlab_error_at(name, "config contains unknown keys: rules")
         if "default" not in definition:
-            raise gitlab_error(f"config input {name} missing required keys: default")
+            raise gitlab_error_at(name, "config missing required keys: default")
         if not _default_matches(definition.get("type"), definition["default"], nullable=False):
-            raise gitlab_error(f"config input {name} default does not match its type")
+            raise gitlab_error_at(name, "config default does not match its type")
     return {str(name): definition for name, definition in mapping.items()}
 
 
