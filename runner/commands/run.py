@@ -125,7 +125,7 @@ def run_command(args: argparse.Namespace) -> int:
     listed = [(job.name, job.stage) for job in selection.jobs]
     logs = LogFiles(state_dir / "logs")
     reporters: list[Reporter] = [logs]
-    view = None if plain else LiveReporter(console, listed)
+    view = None if plain else LiveReporter(console, listed, title=pipeline.name)
     reporters.append(PlainReporter(sys.stdout, console.is_terminal) if view is None else view)
     if args.json_report:
         reporters.append(JsonReport(cwd / args.json_report, listed, state_dir / "logs"))

@@ -1,7 +1,8 @@
 """The rich live view: a line per job with its status, stage, elapsed time and, while it
-runs, the latest line of its output.
+runs, the latest line of its output; under it the pipeline's time and counts. When not every
+job fits on the terminal, the running and failed ones stay in view.
 
-It renders from `RunState` (folded from events) on rich's own refresh thread; it never asks
+It renders from `RunState` (folded from events) on its own refresh thread; it never asks
 the scheduler anything. When the run ends the view disappears and the summary takes its place.
 """
 
@@ -11,7 +12,7 @@ import threading
 from collections.abc import Iterable
 from types import TracebackType
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -50,6 +51,53 @@ def render_jobs(views: Iterable[JobView], now: float, width: int) -> Table:
     return table
 
 
+# Which jobs stay on screen when not all fit: what runs, then what went wrong, then what waits.
+_PRIORITY = {"running": 0, "failed": 1, "pending": 2, "canceled": 3}
+
+
+def visible_jobs(views: list[JobView], limit: int) -> list[JobView]:
+    """All jobs if they fit in `limit` rows, else the most interesting, in pipeline order."""
+    if len(views) <= limit:
+        return views
+    ranked = sorted(range(len(views)), key=lambda i: (_PRIORITY.get(views[i].status, 9), i))
+    return [views[i] for i in sorted(ranked[: max(limit, 1)])]
+
+
+def status_counts(views: Iterable[JobView]) -> Text:
+    counts: dict[str, int] = {}
+    for view in views:
+        key = view.status
+        if view.outcome is not None and view.outcome.allowed_failure:
+            key = "allowed to fail"
+        counts[key] = counts.get(key, 0) + 1
+    order = ["running", "pending", "created", "success", "failed", "allowed to fail"]
+    order += ["canceled", "skipped", "manual"]
+    words = {"created": "waiting", "success": "passed", "pending": "queued"}
+    text = Text()
+    for key in order:
+        if counts.get(key):
+            if text:
+                text.append(" · ", style="dim")
+            text.append(f"{counts[key]} {words.get(key, key)}", style=STATUS_STYLE.get(key, ""))
+    return text
+
+
+def render_view(
+    views: list[JobView], now: float, elapsed: float, width: int, height: int, title: str | None
+) -> RenderableType:
+    """The whole live view: a title, a line per job (as many as fit), and the counts."""
+    shown = visible_jobs(views, height - 3)
+    footer = Text(f"{format_duration(elapsed)}  ", style="bold")
+    footer.append_text(status_counts(views))
+    if len(shown) < len(views):
+        footer.append(f"  (+{len(views) - len(shown)} jobs not shown)", style="dim")
+    parts: list[RenderableType] = []
+    if title:
+        parts.append(Text(title, style="bold"))
+    parts += [render_jobs(shown, now, width), footer]
+    return Group(*parts)
+
+
 def _status_cell(view: JobView) -> Text:
     status = view.status
     style = STATUS_STYLE.get(status, "")
@@ -74,9 +122,14 @@ class LiveReporter:
     """Use as a context manager around the run; `handle` may be called from any thread."""
 
     def __init__(
-        self, console: Console, jobs: Iterable[tuple[str, str]], refresh_per_second: float = 8
+        self,
+        console: Console,
+        jobs: Iterable[tuple[str, str]],
+        refresh_per_second: float = 8,
+        title: str | None = None,
     ) -> None:
         self.console = console
+        self.title = title
         self.state = RunState(jobs)
         self.interval = 1 / refresh_per_second
         # Our own refresh thread rather than rich's, so that leaving the view joins it.
@@ -93,7 +146,9 @@ class LiveReporter:
 
     def renderable(self) -> RenderableType:
         now, views = self.state.snapshot()
-        return render_jobs(views, now, self.console.width)
+        elapsed = now - self.state.started_at
+        size = self.console.size
+        return render_view(views, now, elapsed, size.width, size.height, self.title)
 
     def handle(self, event: Event) -> None:
         self.state.apply(event)

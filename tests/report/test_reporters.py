@@ -22,7 +22,7 @@ from runner.events import (
 from runner.report import FanOut
 from runner.report.json_report import JsonReport
 from runner.report.junit import JunitReport
-from runner.report.live import LiveReporter, render_jobs
+from runner.report.live import LiveReporter, render_jobs, render_view
 from runner.report.logfiles import LogFiles, log_file_name, log_path
 from runner.report.plain import PlainReporter
 from runner.report.state import RunState
@@ -273,3 +273,21 @@ def test_summary_table_and_status_line():
     assert lines[4].split() == ["e2e", "test", "canceled", "canceled"]
     assert lines[5].rstrip().endswith("job_execution_timeout; took over 1s")
     assert lines[-1] == "Pipeline passed with warnings in 1m05s"
+
+
+def test_live_view_keeps_running_and_failed_jobs_in_sight_when_the_terminal_is_short():
+    state = RunState([(f"job-{i:02d}", "test") for i in range(30)], clock=lambda: 5.0)
+    state.apply(JobFinished("job-03", "test", UNIT_FAILED))
+    state.apply(JobStarted("job-20", "test"))
+    state.apply(JobStarted("job-29", "test"))
+    for i in range(5, 10):
+        state.apply(JobFinished(f"job-{i:02d}", "test", OK))
+    now, views = state.snapshot()
+    text = render(render_view(views, now, 12.0, 100, 8, "demo pipeline"))
+    lines = text.splitlines()
+    assert lines[0] == "demo pipeline"
+    shown = [line.split()[2] for line in lines[1:-1]]
+    assert shown == ["job-00", "job-01", "job-03", "job-20", "job-29"]
+    assert lines[-1] == (
+        "12.00s  2 running · 22 waiting · 5 passed · 1 failed  (+25 jobs not shown)"
+    )
