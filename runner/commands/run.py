@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -32,6 +33,9 @@ from runner.report.plain import PlainReporter
 from runner.report.summary import print_summary
 from runner.schedule.scheduler import JobRunner, Scheduler
 from runner.schedule.selection import Selection, select_jobs
+
+if TYPE_CHECKING:
+    from runner.pipeline import Pipeline
 
 # The executor used when `--executor` is not given; the one place that decides it.
 DEFAULT_EXECUTOR = "shell"
@@ -88,26 +92,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from runner.pipeline import NoPipeline, load_pipeline, report_ignored
-
-    if args.concurrency < 1:
-        raise UsageError(f"--concurrency {args.concurrency}: must be at least 1")
-    if args.needs and not (args.jobs or args.stage):
-        raise UsageError("--needs: name the jobs (or --stage) whose needs to add")
-    opts = project_options(args)
-    masked = parse_variables(args.masked_variable)
-    check_maskable(masked)
-    opts = replace(opts, variables={**opts.variables, **masked})
-    try:
-        pipeline = load_pipeline(opts)
-    except NoPipeline as exc:  # GitLab creates no pipeline: nothing ran, nothing failed
-        print(f"no pipeline: {exc}", file=sys.stderr)
+    check_arguments(args)
+    pipeline = load(args)
+    if pipeline is None:
         return 0
-    report_ignored(pipeline)
-    if masked:
-        pipeline = replace(
-            pipeline, jobs=tuple(mask_variables(job, masked) for job in pipeline.jobs)
-        )
     selection = select_jobs(
         pipeline.jobs,
         {job.name: job.reason for job in pipeline.excluded},
@@ -117,40 +105,95 @@ def run_command(args: argparse.Namespace) -> int:
         with_needs=args.needs,
     )
     state_dir = pipeline.project_dir / STATE_DIR_NAME
-    cwd = Path.cwd()
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 160  # a pipe or a file: keep summary rows on one line each
-    plain = args.plain or not console.is_terminal
+    console = make_console()
     listed = [(job.name, job.stage) for job in selection.jobs]
-    logs = LogFiles(state_dir / "logs")
-    reporters: list[Reporter] = [logs]
-    view = None if plain else LiveReporter(console, listed, title=pipeline.name)
-    reporters.append(PlainReporter(sys.stdout, console.is_terminal) if view is None else view)
-    if args.json_report:
-        reporters.append(JsonReport(cwd / args.json_report, listed, state_dir / "logs"))
-    if args.junit_report:
-        reporters.append(JunitReport(cwd / args.junit_report, listed, state_dir / "logs"))
-    reporter = FanOut(reporters)
-    run_job = build_runner(pipeline.project_dir, state_dir, args.executor, reporter)
+    output = Output(args, console, listed, state_dir, pipeline.name)
+    run_job = build_runner(pipeline.project_dir, state_dir, args.executor, output.reporter)
     scheduler = Scheduler(
         selection.jobs,
         run_job,
-        reporter,
+        output.reporter,
         concurrency=args.concurrency,
         played=selection.played,
         forced=selection.forced,
         pipeline=pipeline.jobs if selection.partial else None,
     )
-    try:
-        with cancel_on_signals(scheduler.cancel), view or contextlib.nullcontext():
-            result = scheduler.run()
-    finally:
-        logs.close()
+    with cancel_on_signals(scheduler.cancel), output.running():
+        result = scheduler.run()
     rows = [(job.name, job.stage, result.outcomes[job.name]) for job in selection.jobs]
     print_summary(console, rows, result.status, result.duration)
     _hint_skipped_manual(console, selection, result.outcomes)
     return result.exit_code
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency {args.concurrency}: must be at least 1")
+    if args.needs and not (args.jobs or args.stage):
+        raise UsageError("--needs: name the jobs (or --stage) whose needs to add")
+
+
+def load(args: argparse.Namespace) -> Pipeline | None:
+    """The planned pipeline, masked variables marked; None when GitLab would create none."""
+    from runner.pipeline import NoPipeline, load_pipeline, report_ignored
+
+    opts = project_options(args)
+    masked = parse_variables(args.masked_variable)
+    check_maskable(masked)
+    opts = replace(opts, variables={**opts.variables, **masked})
+    try:
+        pipeline = load_pipeline(opts)
+    except NoPipeline as exc:  # nothing ran, nothing failed
+        print(f"no pipeline: {exc}", file=sys.stderr)
+        return None
+    report_ignored(pipeline)
+    if masked:
+        jobs = tuple(mask_variables(job, masked) for job in pipeline.jobs)
+        pipeline = replace(pipeline, jobs=jobs)
+    return pipeline
+
+
+def make_console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160  # a pipe or a file: keep summary rows on one line each
+    return console
+
+
+class Output:
+    """The reporters of one run: log files, the live view or plain lines, the reports."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        console: Console,
+        jobs: list[tuple[str, str]],
+        state_dir: Path,
+        title: str | None,
+    ) -> None:
+        self.logs = LogFiles(state_dir / "logs")
+        reporters: list[Reporter] = [self.logs]  # first: the reports read the finished logs
+        self.view: LiveReporter | None = None
+        if args.plain or not console.is_terminal:
+            reporters.append(PlainReporter(sys.stdout, colors=console.is_terminal))
+        else:
+            self.view = LiveReporter(console, jobs, title=title)
+            reporters.append(self.view)
+        cwd = Path.cwd()
+        if args.json_report:
+            reporters.append(JsonReport(cwd / args.json_report, jobs, self.logs.logs_dir))
+        if args.junit_report:
+            reporters.append(JunitReport(cwd / args.junit_report, jobs, self.logs.logs_dir))
+        self.reporter = FanOut(reporters)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """While the pipeline runs: the live view (on a terminal); log files closed after."""
+        try:
+            with self.view or contextlib.nullcontext():
+                yield
+        finally:
+            self.logs.close()
 
 
 def check_maskable(masked: dict[str, str]) -> None:
