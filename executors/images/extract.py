@@ -149,13 +149,20 @@ def extract_layer(blob: BinaryIO, dest: Path, what: str = "layer") -> str:
     """
     pump = _Pump(open_decompressed(blob))
     try:
-        with tarfile.open(fileobj=io.BufferedReader(pump, _COPY_CHUNK), mode="r|") as archive:
-            _Extractor(dest, archive, what).run()
-        return pump.finish()
-    except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError) as exc:
-        if isinstance(exc, ImagePullError):
-            raise
-        raise UnsafeLayerError(f"{what}: cannot extract: {exc}") from exc
+        try:
+            with tarfile.open(fileobj=io.BufferedReader(pump, _COPY_CHUNK), mode="r|") as tar:
+                _Extractor(dest, tar, what).run()
+            return pump.finish()
+        except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError) as exc:
+            if isinstance(exc, ImagePullError):
+                raise
+            raise UnsafeLayerError(f"{what}: cannot extract: {exc}") from exc
+    except BaseException:
+        # a blob still downloading (growing.GrowingBlob) stops feeding the inflate thread
+        abort = getattr(blob, "abort", None)
+        if abort is not None:
+            abort()
+        raise
     finally:
         pump.close()
 

@@ -33,7 +33,8 @@ class GrowingBlob(io.RawIOBase):
     def attach(self, fd: int) -> None:
         """The temp file's descriptor; a duplicate survives the writer closing and renaming."""
         with self._cond:
-            self._fd = os.dup(fd)
+            if not self.closed:
+                self._fd = os.dup(fd)
             self._cond.notify_all()
 
     def grew(self, count: int) -> None:
@@ -46,7 +47,7 @@ class GrowingBlob(io.RawIOBase):
     def finished(self, error: BaseException | None = None, path: str | None = None) -> None:
         """The writer is done: complete (`path` when the blob was already there) or failed."""
         with self._cond:
-            if path is not None and self._fd is None:
+            if path is not None and self._fd is None and not self.closed:
                 self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 self._written = os.fstat(self._fd).st_size
             self._finished = True
@@ -82,8 +83,10 @@ class GrowingBlob(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         with self._cond:
-            while self._pos >= self._written and not self._finished:
+            while self._pos >= self._written and not self._finished and not self._aborted:
                 self._cond.wait()
+            if self._aborted:
+                raise OSError("extraction stopped")
             if self._error is not None:
                 raise OSError(f"download failed: {self._error}")
             available = self._written - self._pos

@@ -317,16 +317,22 @@ class _Puller:
         thread.start()
         try:
             self.progress.layer_extracting(layer.digest)
-            return extract_layer(feed, target, what)
-        except BaseException:
+            diff_id = extract_layer(feed, target, what)
+        except BaseException as exc:
+            # the download stops at its next chunk (it cleans up its temp file itself); a
+            # stalled connection is not waited for. Its own error says more, if it had one.
             feed.abort()
-            raise
-        finally:
-            thread.join()
             error = feed.error
             feed.close()
             if error is not None and not isinstance(error, DownloadAborted):
-                raise error
+                raise error from exc
+            raise
+        thread.join()
+        error = feed.error
+        feed.close()
+        if error is not None:
+            raise error
+        return diff_id
 
 
 def image_summary(image: PulledImage) -> str:

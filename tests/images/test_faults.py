@@ -4,6 +4,7 @@ that leaves nothing half-visible in the store."""
 
 import base64
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,18 @@ def test_unreachable_registry_is_one_line_error(store, anonymous):
     with pytest.raises(ImagePullError) as caught:
         pull_image(store, "127.0.0.1:9/x/y:z", auth=anonymous)
     assert "127.0.0.1:9" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_layer_rejected_mid_download_does_not_wait_for_the_rest(
+    registries, store, anonymous, proxy
+):
+    """The hostile entry comes first, the connection then stalls: the pull fails at once
+    instead of waiting for bytes that it will never use."""
+    hostile = make_tar([file("../escaped", b"evil"), file("filler", os.urandom(600_000))])
+    push(registries, "test/hostile-big", build_image([hostile], "none"))
+    proxy.stall_after = 100_000
+    began = time.monotonic()
+    with pytest.raises(ImagePullError, match="climbs out"):
+        pull_image(store, f"{proxy.host}/test/hostile-big:v1", auth=anonymous)
+    assert time.monotonic() - began < 10  # the stall lasts 30 s
+    proxy.released.set()
