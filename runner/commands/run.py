@@ -181,7 +181,8 @@ class Output:
             reporters.append(self.view)
         cwd = Path.cwd()
         if args.json_report:
-            reporters.append(JsonReport(cwd / args.json_report, jobs, self.logs.logs_dir))
+            path = cwd / args.json_report
+            reporters.append(JsonReport(path, jobs, self.logs.logs_dir, title))
         if args.junit_report:
             reporters.append(JunitReport(cwd / args.junit_report, jobs, self.logs.logs_dir))
         self.reporter = FanOut(reporters)

@@ -17,15 +17,18 @@ from runner.report.logfiles import log_path
 
 
 def report_document(
-    jobs: Iterable[tuple[str, str]], finished: PipelineFinished, logs_dir: Path | None
+    jobs: Iterable[tuple[str, str]],
+    finished: PipelineFinished,
+    logs_dir: Path | None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     rows = []
-    for name, stage in jobs:
-        outcome = finished.outcomes.get(name, JobOutcome("created"))
-        log = log_path(logs_dir, name) if logs_dir else None
+    for job, stage in jobs:
+        outcome = finished.outcomes.get(job, JobOutcome("created"))
+        log = log_path(logs_dir, job) if logs_dir else None
         rows.append(
             {
-                "name": name,
+                "name": job,
                 "stage": stage,
                 "status": outcome.status,
                 "exit_code": outcome.exit_code,
@@ -39,6 +42,7 @@ def report_document(
             }
         )
     return {
+        "name": name,
         "status": finished.status,
         "duration": round(finished.duration, 3),
         "jobs": rows,
@@ -53,12 +57,21 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 class JsonReport:
-    def __init__(self, path: Path, jobs: Iterable[tuple[str, str]], logs_dir: Path | None):
+    """`name`: the pipeline's name (`workflow:name`), if it has one."""
+
+    def __init__(
+        self,
+        path: Path,
+        jobs: Iterable[tuple[str, str]],
+        logs_dir: Path | None,
+        name: str | None = None,
+    ):
         self.path = path
         self.jobs = list(jobs)
         self.logs_dir = logs_dir
+        self.name = name
 
     def handle(self, event: Event) -> None:
         if isinstance(event, PipelineFinished):
-            document = report_document(self.jobs, event, self.logs_dir)
+            document = report_document(self.jobs, event, self.logs_dir, self.name)
             write_atomically(self.path, json.dumps(document, indent=2) + "\n")

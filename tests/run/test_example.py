@@ -16,6 +16,7 @@ def test_example_pipeline_passes(tmp_path, pyci):
     run = pyci(repo, "-f", "examples/.gitlab-ci.yml")
     assert run.exit_code == 0, run.stdout + run.stderr
     assert run.report["status"] == "success"
+    assert run.report["name"] == "calc pipeline on main"  # workflow:name, expanded
     statuses = {name: job["status"] for name, job in run.jobs.items()}
     assert statuses == {
         "deps": "success",
