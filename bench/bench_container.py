@@ -5,11 +5,14 @@ busybox (the `busybox-static` package) as the image, already on disk:
 
 - unshare (floor):   `unshare --fork --pid --mount --uts --ipc --net --mount-proc chroot ROOTFS
                      true`, timed inside one shell loop (no Python in the measurement);
-- crun:              `crun run` of an OCI bundle over the same rootfs, also in a shell loop;
+- crun:              `crun run` of an OCI bundle over the same rootfs, also in a shell loop
+                     (crun refuses a hybrid cgroup layout whose v2 side has a controller);
 - docker:            `docker run --rm busybox true`, only where a daemon and the image exist;
-- pyci launch:       pyci's runtime through its fork server: a fresh overlay upper layer, all
-                     namespaces, pivot_root, /proc, /dev, /sys, masked paths, capabilities and
-                     Docker's seccomp policy, network `none`; scratch dirs made and removed;
+- pyci launch:       pyci's runtime through its fork server: a fresh overlay upper layer (in a
+                     tmpfs of the container's own), all namespaces, pivot_root, /proc, /dev,
+                     /sys, masked paths, capabilities and Docker's seccomp policy, network none;
+- pyci disk upper:   the same with the upper layer in scratch dirs made and removed on disk, as
+                     the executor does once per job;
 - pyci + cgroup:     the same plus the container's own cgroup (memory, cpu, pids; created,
                      joined, removed), as the executor does for every stage;
 - pyci bridge:       the same plus a veth on the `pyci0` bridge with an address;
@@ -130,15 +133,22 @@ def main() -> int:
         state = work / "state"
         counter = iter(range(1_000_000))
 
-        def one(launch: Launcher, cgroup: bool = False, bridge: bool = False) -> None:
+        volatile = state / "volatile"
+        volatile.mkdir(parents=True)
+
+        def one(
+            launch: Launcher, cgroup: bool = False, bridge: bool = False, disk: bool = False
+        ) -> None:
             container_id = f"pyci-bench-{next(counter)}"
-            scratch = Scratch.create(state, container_id)
-            spec = ContainerSpec(
-                id=container_id,
-                command=("true",),
-                rootfs=Rootfs((str(rootfs),), scratch.upper, scratch.work, scratch.merged),
-                seccomp=True,
-            )
+            scratch = Scratch.create(state, container_id) if disk else None
+            if scratch is not None:
+                layers = Rootfs((str(rootfs),), scratch.upper, scratch.work, scratch.merged)
+            else:  # the upper layer in a tmpfs of the container's own: no disk, nothing left
+                base = str(volatile)
+                layers = Rootfs(
+                    (str(rootfs),), f"{base}/u", f"{base}/w", f"{base}/m", tmpfs_base=base
+                )
+            spec = ContainerSpec(id=container_id, command=("true",), rootfs=layers, seccomp=True)
             group = lease = None
             if cgroup:
                 limits = Limits(memory_bytes=256 << 20, cpus=1.0, pids_max=256)
@@ -165,12 +175,15 @@ def main() -> int:
                 if lease is not None:
                     network.remove_link(network.host_link_name(container_id))
                     pool.release(lease)
-                scratch.remove()
+                if scratch is not None:
+                    scratch.remove()
 
         driver = cgroups.open_driver()
         pool = network.AddressPool(network.ensure_bridge(), state / "ipam")
         pyci = median_of(lambda: one(launcher), count)
-        rows.append(("pyci launch", pyci, "fork server, network none"))
+        rows.append(("pyci launch", pyci, "fork server, network none, upper layer on tmpfs"))
+        on_disk = median_of(lambda: one(launcher, disk=True), count)
+        rows.append(("pyci disk upper", on_disk, "upper/work dirs made and removed on disk"))
         rows.append(("pyci + cgroup", median_of(lambda: one(launcher, cgroup=True), count), ""))
         rows.append(("pyci bridge", median_of(lambda: one(launcher, bridge=True), count), ""))
         once = Launcher("once")

@@ -42,6 +42,10 @@ def setup_rootfs(spec: ContainerSpec) -> None:
     """Build the container's root and pivot into it. Runs in the container's PID 1."""
     syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
     root = spec.rootfs.merged_dir
+    if spec.rootfs.tmpfs_base:
+        syscalls.mount("tmpfs", spec.rootfs.tmpfs_base, "tmpfs", MS_NOSUID, "mode=755")
+        for path in (spec.rootfs.upper_dir, spec.rootfs.work_dir, root):
+            os.makedirs(path, exist_ok=True)
     if spec.rootfs.lower_cwd:
         os.chdir(spec.rootfs.lower_cwd)  # relative lower dirs keep the options within a page
     syscalls.mount("overlay", root, "overlay", 0, overlay_options(spec))

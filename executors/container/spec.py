@@ -67,6 +67,9 @@ class Rootfs:
     merged_dir: str
     hidden_paths: tuple[str, ...] = ()
     lower_cwd: str | None = None  # lower dirs are relative to it (short links of long lists)
+    # when set: a tmpfs is mounted here (in the container's own mount namespace) to hold
+    # upper, work and merged dirs, so a one-off container touches no disk and leaves nothing
+    tmpfs_base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,11 @@ def validate(spec: ContainerSpec) -> ContainerSpec:
         problems.append(f"hostname {spec.hostname!r} is not a valid host name")
     if not spec.rootfs.lower_dirs:
         problems.append("rootfs has no lower layer")
+    base = spec.rootfs.tmpfs_base
+    if base is not None:
+        for name in ("upper_dir", "work_dir", "merged_dir"):
+            if not getattr(spec.rootfs, name).startswith(base.rstrip("/") + "/"):
+                problems.append(f"rootfs {name} must be inside tmpfs_base {base!r}")
     for name, path in [
         ("upper_dir", spec.rootfs.upper_dir),
         ("work_dir", spec.rootfs.work_dir),

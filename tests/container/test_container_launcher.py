@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from executors.container.capabilities import DOCKER_DEFAULT_CAPABILITIES, mask_of
 from executors.container.runtime import ContainerError, Launcher, run_container
-from executors.container.spec import Mount
+from executors.container.spec import Mount, Rootfs
 
 
 def sh(launcher, spec_factory, script: str, expect: int = 0, **fields) -> str:
@@ -244,3 +245,21 @@ def test_seccomp_keeps_ordinary_work_working(launcher, make_spec):
         "ping -c1 -W1 127.0.0.1 >/dev/null && echo ok"
     )
     assert sh(launcher, make_spec, script, seccomp=True).split() == ["y", "ok"]
+
+
+def test_tmpfs_upper_layer_touches_no_disk(launcher, make_spec, state_dir, busybox_rootfs):
+    base = state_dir / "volatile"
+    base.mkdir()
+    rootfs = Rootfs(
+        (str(busybox_rootfs),),
+        f"{base}/upper",
+        f"{base}/work",
+        f"{base}/merged",
+        tmpfs_base=str(base),
+    )
+    spec = dataclasses.replace(
+        make_spec("sh", "-c", "echo data > /etc/new; cat /etc/new"), rootfs=rootfs
+    )
+    result, out = run_container(launcher, spec, timeout=20)
+    assert (result.exit_code, out) == (0, b"data\n")
+    assert list(base.iterdir()) == []  # the tmpfs went with the container's mount namespace
