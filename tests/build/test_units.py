@@ -179,3 +179,28 @@ def test_coverage_regex(regex: str, log: str, expected: str | None):
         scanner.feed(ch)
     scanner.close()
     assert scanner.value == expected
+
+
+def test_environment_precedence_and_secrets():
+    from runner.build.environment import build_environment
+    from runner.jobspec import Variable
+
+    env = build_environment(
+        [
+            Variable("CI_PROJECT_DIR", "/builds/group/project"),  # what the planner assumed
+            Variable("OUT", "$CI_PROJECT_DIR/out"),
+            Variable("SHARED", "job"),
+            Variable("TOKEN", "tok-$SHARED", masked=True),
+            Variable("CERT", "pem", file=True),
+        ],
+        [Variable("SHARED", "dotenv")],
+        "/real/project",
+        "/real",
+    )
+    assert env.values["CI_PROJECT_DIR"] == "/real/project"
+    assert env.values["OUT"] == "/real/project/out"
+    assert env.values["SHARED"] == "dotenv"
+    assert env.values["RUNNER_TEMP_PROJECT_DIR"] == "/real/project.tmp"
+    assert env.file_keys == {"CERT"}
+    assert set(env.secrets) == {"tok-$SHARED", "tok-dotenv"}
+    assert env.expand("$CI_PROJECT_DIR/x") == "/real/project/x"
