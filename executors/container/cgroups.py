@@ -155,14 +155,14 @@ def read_procs(directory: Path) -> list[int]:
 
 def kill_all(directory: Path, attempts: int = 50) -> None:
     """SIGKILL every process in `directory` until it is empty (forks may race the loop)."""
-    for _ in range(attempts):
+    for attempt in range(attempts):
         pids = read_procs(directory)
         if not pids:
             return
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
-        time.sleep(0.01)
+        time.sleep(min(0.02, 0.0005 * 2**attempt))  # dying processes leave within a ms
 
 
 def remove_dir(directory: Path, timeout: float = 2.0) -> None:
@@ -172,6 +172,7 @@ def remove_dir(directory: Path, timeout: float = 2.0) -> None:
     for child in sorted((p for p in directory.iterdir() if p.is_dir()), reverse=True):
         remove_dir(child, timeout)
     deadline = time.monotonic() + timeout
+    pause = 0.0005
     while True:
         try:
             directory.rmdir()
@@ -182,7 +183,8 @@ def remove_dir(directory: Path, timeout: float = 2.0) -> None:
             if time.monotonic() > deadline:
                 raise CgroupError(exc.errno, f"rmdir {directory}: {exc.strerror}") from exc
             kill_all(directory, attempts=1)
-            time.sleep(0.01)
+            time.sleep(pause)
+            pause = min(0.02, pause * 2)
 
 
 def event_count(path: Path, key: str) -> int:

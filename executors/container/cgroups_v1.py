@@ -1,8 +1,9 @@
 """cgroup v1 driver: one directory per container in each controller's hierarchy.
 
-Only the hierarchies pyci needs are used: memory, cpu and pids (pids also tracks every process,
-so killing a container means emptying its pids cgroup). In the hybrid layout a controller-less
-v2 `tracker` cgroup is added, which gives an atomic `cgroup.kill`.
+Only the hierarchies a container's limits need are used: memory, cpu, pids. Without a v2
+tracker, pids is always used too: it is how v1 finds every process of a container (killing a
+container means emptying its pids cgroup). In the hybrid layout a controller-less v2 `tracker`
+cgroup is added to every container, which gives an atomic `cgroup.kill`.
 """
 
 from __future__ import annotations
@@ -75,10 +76,13 @@ class V1Driver:
         self.layout = "hybrid" if tracker is not None else "v1"
 
     def create(self, name: str, limits: Limits) -> V1Cgroup:
+        # Joining a cgroup costs an RCU grace period per hierarchy (milliseconds): join only
+        # the hierarchies a limit needs, plus pids when there is no v2 tracker to find every
+        # process of the container with.
         wanted = {
             "memory": limits.memory_bytes is not None,
             "cpu": limits.cpus is not None,
-            "pids": True,  # always: it is how v1 finds every process of a container
+            "pids": limits.pids_max is not None or self.tracker is None,
         }
         for controller, needed in wanted.items():
             if needed and controller not in self.parents:
@@ -86,6 +90,8 @@ class V1Driver:
         cgroup = V1Cgroup({})
         try:
             for controller, parent in self.parents.items():
+                if not wanted[controller]:
+                    continue
                 directory = parent / name
                 directory.mkdir()
                 cgroup.directories[controller] = directory
