@@ -24,6 +24,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from executors.container.spec import NetworkSpec
 
@@ -102,25 +103,39 @@ def configure_inside(net: NetworkSpec) -> None:
         fcntl.ioctl(sock, _SIOCADDRT, bytes(route))
 
 
+_host_netlink: Any = None
+_host_netlink_lock = threading.Lock()
+
+
 def attach_veth(net: NetworkSpec, container_pid: int) -> None:
     """On the host (in pyci, no fork): a veth pair whose inner end is created directly as
-    `eth0` in the network namespace of `container_pid`, outer end on the bridge."""
+    `eth0` in the network namespace of `container_pid`, outer end on the bridge. One netlink
+    socket serves every container (opening one costs milliseconds)."""
+    global _host_netlink
     from pyroute2 import IPRoute
 
     assert net.bridge and net.host_link
-    with IPRoute() as host:
-        bridge_index = host.link_lookup(ifname=net.bridge)
-        if not bridge_index:
-            raise OSError(f"bridge {net.bridge} does not exist")
-        host.link(
-            "add",
-            ifname=net.host_link,
-            kind="veth",
-            mtu=net.mtu,
-            peer={"ifname": "eth0", "net_ns_pid": container_pid, "mtu": net.mtu},
-        )
-        index = host.link_lookup(ifname=net.host_link)[0]
-        host.link("set", index=index, master=bridge_index[0], state="up")
+    with _host_netlink_lock:
+        if _host_netlink is None:
+            _host_netlink = IPRoute()
+        host = _host_netlink
+        try:
+            bridge_index = host.link_lookup(ifname=net.bridge)
+            if not bridge_index:
+                raise OSError(f"bridge {net.bridge} does not exist")
+            host.link(
+                "add",
+                ifname=net.host_link,
+                kind="veth",
+                mtu=net.mtu,
+                master=bridge_index[0],
+                state="up",
+                peer={"ifname": "eth0", "net_ns_pid": container_pid, "mtu": net.mtu},
+            )
+        except Exception:
+            _host_netlink = None  # a broken socket is not reused
+            host.close()
+            raise
 
 
 # --- host side, used by the runtime ---------------------------------------------------------
@@ -238,11 +253,14 @@ def host_link_name(container_id: str) -> str:
 def remove_link(name: str) -> None:
     """Delete a host-side veth now instead of waiting for the kernel's asynchronous netns
     teardown; missing is fine."""
+    global _host_netlink
     if not os.path.exists(f"/sys/class/net/{name}"):
         return
     from pyroute2 import IPRoute
 
-    with IPRoute() as ipr:
-        for index in ipr.link_lookup(ifname=name):
+    with _host_netlink_lock:
+        if _host_netlink is None:
+            _host_netlink = IPRoute()
+        for index in _host_netlink.link_lookup(ifname=name):
             with contextlib.suppress(Exception):  # raced with the kernel removing it
-                ipr.link("del", index=index)
+                _host_netlink.link("del", index=index)
