@@ -305,7 +305,11 @@ class Scratch:
         return str(self.root / "merged")
 
     def write_file(self, name: str, text: str) -> str:
+        """Write a generated file (skipped when unchanged: every stage asks for the same)."""
         path = self.root / "etc" / name
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text() == text:
+                return str(path)
         path.write_text(text)
         return str(path)
 
