@@ -192,7 +192,7 @@ def parse_challenge(header: str) -> Challenge | None:
 @dataclass
 class Token:
     value: str
-    expires_at: float  # time.monotonic() after which it is not used any more
+    expires_at: float  # clock time after which it is not used any more
 
 
 class TokenCache:
@@ -201,14 +201,15 @@ class TokenCache:
     MARGIN = 10.0
     DEFAULT_LIFETIME = 60.0  # the token spec's default when `expires_in` is missing
 
-    def __init__(self) -> None:
+    def __init__(self, clock=time.monotonic) -> None:
         self._tokens: dict[tuple[str, str, str], Token] = {}
         self._lock = threading.Lock()
+        self._clock = clock
 
     def get(self, key: tuple[str, str, str]) -> str | None:
         with self._lock:
             token = self._tokens.get(key)
-            if token and time.monotonic() < token.expires_at:
+            if token and self._clock() < token.expires_at:
                 return token.value
             self._tokens.pop(key, None)
             return None
@@ -221,7 +222,7 @@ class TokenCache:
         if not isinstance(lifetime, int | float) or lifetime <= 0:
             lifetime = self.DEFAULT_LIFETIME
         # short-lived tokens keep half their life rather than none
-        expires = time.monotonic() + lifetime - min(self.MARGIN, lifetime / 2)
+        expires = self._clock() + lifetime - min(self.MARGIN, lifetime / 2)
         with self._lock:
             self._tokens[key] = Token(value, expires)
         return value

@@ -4,7 +4,6 @@ WWW-Authenticate parser and the bearer token cache."""
 import base64
 import json
 import os
-import time
 
 import pytest
 
@@ -133,13 +132,23 @@ def test_parse_bearer_and_basic_challenges():
 
 
 def test_token_cache_expires_tokens():
-    cache = TokenCache()
+    now = [1000.0]
+    cache = TokenCache(clock=lambda: now[0])
     key = ("realm", "service", "scope")
-    assert cache.put(key, {"access_token": "abc", "expires_in": 0.4}) == "abc"
+    assert cache.put(key, {"access_token": "abc", "expires_in": 300}) == "abc"
+    now[0] += 289
     assert cache.get(key) == "abc"
-    time.sleep(0.25)  # half the lifetime is the safety margin for short tokens
+    now[0] += 2  # within 10 s of expiry: not used any more
+    assert cache.get(key) is None
+    cache.put(key, {"token": "short", "expires_in": 4})  # short-lived: half its life is kept
+    now[0] += 1.9
+    assert cache.get(key) == "short"
+    now[0] += 0.2
     assert cache.get(key) is None
     cache.put(key, {"token": "def"})  # no expires_in: the spec's 60 s default
+    now[0] += 49
     assert cache.get(key) == "def"
+    now[0] += 2
+    assert cache.get(key) is None
     with pytest.raises(ImagePullError, match="without a token"):
         cache.put(key, {"expires_in": 5})
