@@ -11,7 +11,6 @@ and downloads only what is missing; `never` uses the store or fails.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -333,14 +332,3 @@ class _Puller:
         if error is not None:
             raise error
         return diff_id
-
-
-def image_summary(image: PulledImage) -> str:
-    return json.dumps(
-        {
-            "reference": image.reference,
-            "digest": image.digest,
-            "layers": [str(d) for d in image.layer_dirs],
-            "config": image.config.to_json(),
-        }
-    )

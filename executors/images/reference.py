@@ -124,8 +124,11 @@ def normalize(text: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    """Docker lets loopback registries speak plain HTTP; so do we."""
-    hostname = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0][1:]
-    if host.startswith("[") is False and host.count(":") > 1:
+    """Docker lets loopback registries speak plain HTTP; so do we. `host` may carry a port."""
+    if host.startswith("["):
+        hostname = host[1 : host.find("]")]
+    elif host.count(":") == 1:
+        hostname = host.split(":", 1)[0]
+    else:
         hostname = host
     return hostname == "localhost" or hostname.startswith("127.") or hostname == "::1"

@@ -93,7 +93,8 @@ def new_http_client(counter: RequestCounter, timeout: float = 60.0) -> httpx.Cli
         follow_redirects=True,
         timeout=httpx.Timeout(timeout, connect=10.0),
         event_hooks={"request": [counter]},
-        headers={"User-Agent": "pyci"},
+        # blobs are hashed as they arrive: no transfer encoding may change their bytes
+        headers={"User-Agent": "pyci", "Accept-Encoding": "identity"},
         trust_env=False,  # a registry on loopback must never go through $HTTP_PROXY
     )
 
