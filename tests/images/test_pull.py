@@ -267,3 +267,37 @@ def test_rich_progress_renders_a_bar_per_layer(registries, store, anonymous):
     ]
     for size in layer_sizes:
         assert f"{size}/{size} bytes" in text  # every byte of every layer was counted
+
+
+def test_tag_and_digest_pulls_the_digest(registries, store, anonymous):
+    name = registries.refs["busybox"].rsplit(":", 1)[0]
+    image = pull_image(store, f"{name}:no-such-tag@{registries.digests['busybox']}", auth=anonymous)
+    assert image.digest == registries.digests["busybox"]
+    wrong = "sha256:" + "0" * 64
+    with pytest.raises(ImagePullError, match="HTTP 404"):
+        pull_image(store, f"{name}@{wrong}", auth=anonymous)
+
+
+def test_docker_manifest_list_selects_the_platform(registries, store, anonymous):
+    from .imagelib import Pusher, build_image, build_index, file, make_tar
+
+    def arch_image(arch: str, variant: str = ""):
+        layer = make_tar([file("arch", f"docker-{arch}{variant}".encode())])
+        return build_image([layer], "gzip", arch=arch, variant=variant, flavor="docker")
+
+    amd64, arm64 = arch_image("amd64"), arch_image("arm64", "v8")
+    index = build_index(
+        [
+            (arm64, {"os": "linux", "architecture": "arm64", "variant": "v8"}, None),
+            (amd64, {"os": "linux", "architecture": "amd64"}, None),
+        ],
+        flavor="docker",
+    )
+    pusher = Pusher(registries.plain.url)
+    try:
+        pusher.push_index("test/dockerlist", "v1", [amd64, arm64], index, flavor="docker")
+    finally:
+        pusher.close()
+    image = pull_image(store, f"{registries.plain.host}/test/dockerlist:v1", auth=anonymous)
+    assert image.manifest_digest == amd64.digest
+    assert (image.layer_dirs[0] / "arch").read_text() == "docker-amd64"
