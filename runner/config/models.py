@@ -13,7 +13,8 @@ Two modes, chosen with the validation context `{"shape": True}`:
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import importlib
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
 
@@ -25,6 +26,7 @@ from runner.config.models_artifacts import (
     CoverageReportConfig,
 )
 from runner.config.models_base import (
+    Deferred,
     Model,
     gitlab_error,
     is_str,
@@ -34,24 +36,6 @@ from runner.config.models_base import (
     shape_only,
     string_list,
     text,
-)
-from runner.config.models_ignored import (
-    DastConfig,
-    EnvironmentConfig,
-    IdTokenConfig,
-    PagesConfig,
-    ReleaseConfig,
-    SecretConfig,
-    StepConfig,
-    Steps,
-    TriggerConfig,
-)
-from runner.config.models_include import (
-    IncludeConfig,
-    Includes,
-    InputConfig,
-    JobInputs,
-    SpecConfig,
 )
 from runner.config.models_job import (
     AllowFailureConfig,
@@ -82,6 +66,19 @@ from runner.config.models_rules import (
     WorkflowConfig,
     WorkflowRuleConfig,
 )
+
+if TYPE_CHECKING:  # at run time these come through `__getattr__` below, on first use
+    from runner.config.models_ignored import (
+        DastConfig,
+        EnvironmentConfig,
+        IdTokenConfig,
+        PagesConfig,
+        ReleaseConfig,
+        SecretConfig,
+        StepConfig,
+        TriggerConfig,
+    )
+    from runner.config.models_include import IncludeConfig, InputConfig, SpecConfig
 
 __all__ = [
     "AllowFailureConfig",
@@ -120,6 +117,35 @@ __all__ = [
     "WorkflowRuleConfig",
     "parse_duration",
 ]
+
+_IGNORED = "runner.config.models_ignored"
+_INCLUDE = "runner.config.models_include"
+_JOB = "runner.config.models_job"
+# Models of rarely written keywords, imported (and built) only when asked for: see `Deferred`.
+_DEFERRED_EXPORTS = {
+    **dict.fromkeys(
+        (
+            "DastConfig",
+            "EnvironmentConfig",
+            "IdTokenConfig",
+            "PagesConfig",
+            "ReleaseConfig",
+            "SecretConfig",
+            "StepConfig",
+            "TriggerConfig",
+        ),
+        _IGNORED,
+    ),
+    **dict.fromkeys(("IncludeConfig", "InputConfig", "SpecConfig"), _INCLUDE),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _DEFERRED_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 DEFAULT_STAGES = ("build", "test", "deploy")
 # Keywords a job may carry that change nothing when pyci runs it locally.
@@ -181,41 +207,43 @@ class JobConfig(Model):
     script: Script | None = None
     before_script: OptionalScript | None = None
     after_script: OptionalScript | None = None
-    hooks: HooksConfig | None = None
-    image: ImageConfig | None = None
-    services: Services | None = None
+    hooks: Annotated[HooksConfig | None, Deferred(HooksConfig)] = None
+    image: Annotated[ImageConfig | None, Deferred(ImageConfig)] = None
+    services: Annotated[Services | None, Deferred(Services)] = None
     stage: Annotated[str | None, BeforeValidator(_stage)] = None
     extends: Annotated[list[str] | None, BeforeValidator(_extends)] = None
-    variables: JobVariables = {}
-    rules: Rules | None = None
-    only: OnlyExceptConfig | None = None
-    except_: Annotated[OnlyExceptConfig | None, Field(alias="except")] = None
-    needs: Needs | None = None
+    variables: Annotated[JobVariables, Deferred(JobVariables)] = {}
+    rules: Annotated[Rules | None, Deferred(Rules)] = None
+    only: Annotated[OnlyExceptConfig | None, Deferred(OnlyExceptConfig)] = None
+    except_: Annotated[
+        OnlyExceptConfig | None, Deferred(OnlyExceptConfig), Field(alias="except")
+    ] = None
+    needs: Annotated[Needs | None, Deferred(Needs)] = None
     dependencies: Annotated[list[str] | None, BeforeValidator(_dependencies)] = None
     when: Annotated[str | None, BeforeValidator(job_when)] = None
     start_in: Annotated[str | None, BeforeValidator(nonempty_text)] = None
     manual_confirmation: Annotated[str | None, BeforeValidator(text)] = None
-    allow_failure: AllowFailureConfig | None = None
+    allow_failure: Annotated[AllowFailureConfig | None, Deferred(AllowFailureConfig)] = None
     timeout: Annotated[str | None, BeforeValidator(nonempty_text)] = None
-    retry: RetryConfig | None = None
-    parallel: ParallelConfig | None = None
-    cache: Caches | None = None
-    artifacts: ArtifactsConfig | None = None
+    retry: Annotated[RetryConfig | None, Deferred(RetryConfig)] = None
+    parallel: Annotated[ParallelConfig | None, Deferred(ParallelConfig)] = None
+    cache: Annotated[Caches | None, Deferred(Caches)] = None
+    artifacts: Annotated[ArtifactsConfig | None, Deferred(ArtifactsConfig)] = None
     coverage: Annotated[str | None, BeforeValidator(_coverage)] = None
-    inherit: InheritConfig | None = None
+    inherit: Annotated[InheritConfig | None, Deferred(InheritConfig)] = None
     interruptible: bool | None = None
     tags: Tags | None = None
     resource_group: Annotated[str | None, BeforeValidator(text)] = None
-    environment: EnvironmentConfig | None = None
-    release: ReleaseConfig | None = None
-    trigger: TriggerConfig | None = None
-    run: Steps | None = None
-    secrets: dict[str, SecretConfig] | None = None
-    id_tokens: dict[str, IdTokenConfig] | None = None
+    environment: Annotated[Any, Deferred(_IGNORED + ":EnvironmentConfig")] = None
+    release: Annotated[Any, Deferred(_IGNORED + ":ReleaseConfig")] = None
+    trigger: Annotated[Any, Deferred(_IGNORED + ":TriggerConfig")] = None
+    run: Annotated[Any, Deferred(_IGNORED + ":Steps")] = None
+    secrets: Annotated[Any, Deferred(_IGNORED + ":Secrets")] = None
+    id_tokens: Annotated[Any, Deferred(_IGNORED + ":IdTokens")] = None
     identity: Annotated[str | None, BeforeValidator(_identity)] = None
-    inputs: JobInputs | None = None
-    dast_configuration: DastConfig | None = None
-    pages: PagesConfig | None = None
+    inputs: Annotated[Any, Deferred(_INCLUDE + ":JobInputs")] = None
+    dast_configuration: Annotated[Any, Deferred(_IGNORED + ":DastConfig")] = None
+    pages: Annotated[Any, Deferred(_IGNORED + ":PagesConfig")] = None
     publish: Annotated[str | None, BeforeValidator(text)] = None
 
     @model_validator(mode="before")
@@ -251,15 +279,15 @@ class DefaultConfig(Model):
 
     after_script: OptionalScript | None = None
     before_script: OptionalScript | None = None
-    artifacts: ArtifactsConfig | None = None
-    hooks: HooksConfig | None = None
-    cache: Caches | None = None
-    image: ImageConfig | None = None
+    artifacts: Annotated[ArtifactsConfig | None, Deferred(ArtifactsConfig)] = None
+    hooks: Annotated[HooksConfig | None, Deferred(HooksConfig)] = None
+    cache: Annotated[Caches | None, Deferred(Caches)] = None
+    image: Annotated[ImageConfig | None, Deferred(ImageConfig)] = None
     interruptible: bool | None = None
-    id_tokens: dict[str, IdTokenConfig] | None = None
+    id_tokens: Annotated[Any, Deferred(_IGNORED + ":IdTokens")] = None
     identity: Annotated[str | None, BeforeValidator(_identity)] = None
-    retry: RetryConfig | None = None
-    services: Services | None = None
+    retry: Annotated[RetryConfig | None, Deferred(RetryConfig)] = None
+    services: Annotated[Services | None, Deferred(Services)] = None
     tags: Tags | None = None
     timeout: Annotated[str | None, BeforeValidator(nonempty_text)] = None
 
@@ -284,25 +312,27 @@ class PipelineConfig(Model):
     """A whole pipeline: global keywords (including the deprecated global job defaults) + jobs."""
 
     stages: Annotated[list[str], BeforeValidator(_stages)] = list(DEFAULT_STAGES)
-    variables: GlobalVariables = {}
-    workflow: WorkflowConfig | None = None
-    default: DefaultConfig | None = None
-    include: Includes | None = None
-    spec: SpecConfig | None = None
+    variables: Annotated[GlobalVariables, Deferred(GlobalVariables)] = {}
+    workflow: Annotated[WorkflowConfig | None, Deferred(WorkflowConfig)] = None
+    default: Annotated[DefaultConfig | None, Deferred(DefaultConfig)] = None
+    include: Annotated[Any, Deferred(_INCLUDE + ":Includes")] = None
+    spec: Annotated[Any, Deferred(_INCLUDE + ":SpecConfig")] = None
     schema_url: Annotated[str | None, BeforeValidator(text), Field(alias="$schema")] = None
     # Deprecated global forms of `default:` keys, still honoured by GitLab.
-    image: ImageConfig | None = None
-    services: Services | None = None
+    image: Annotated[ImageConfig | None, Deferred(ImageConfig)] = None
+    services: Annotated[Services | None, Deferred(Services)] = None
     before_script: OptionalScript | None = None
     after_script: OptionalScript | None = None
-    cache: Caches | None = None
-    jobs: dict[str, JobConfig] = {}
+    cache: Annotated[Caches | None, Deferred(Caches)] = None
+    jobs: Annotated[dict[str, JobConfig], Deferred(f"{__name__}:Jobs")] = {}
 
     def all_stages(self) -> list[str]:
         """Stages in order, with GitLab's implicit `.pre` first and `.post` last."""
         middle = [name for name in self.stages if name not in (".pre", ".post")]
         return [".pre", *middle, ".post"]
 
+
+Jobs = dict[str, JobConfig]
 
 GLOBAL_KEYWORDS = tuple(
     field.alias or name for name, field in PipelineConfig.model_fields.items() if name != "jobs"

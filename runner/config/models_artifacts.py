@@ -9,6 +9,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from runner.config.models_base import (
+    Deferred,
     Model,
     gitlab_error,
     gitlab_error_at,
@@ -193,7 +194,9 @@ def _policy(value: Any) -> str:
 
 
 class CacheConfig(Model):
-    key: CacheKeyConfig = Field(default_factory=lambda: CacheKeyConfig.model_validate("default"))
+    key: Annotated[CacheKeyConfig, Deferred(CacheKeyConfig)] = Field(
+        default_factory=lambda: CacheKeyConfig.model_validate("default")
+    )
     paths: Annotated[list[str], BeforeValidator(lambda v: string_list(v, allow_string=False))] = []
     untracked: bool = False
     policy: Annotated[str, BeforeValidator(_policy)] = "pull-push"

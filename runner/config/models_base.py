@@ -12,9 +12,10 @@ being checked and `runner.config.validate` prefixes it with the GitLab path of t
 
 from __future__ import annotations
 
+import importlib
 import re
 from functools import cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -24,7 +25,7 @@ from pydantic import (
     ValidationInfo,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, core_schema
 
 # How deep GitLab lets script arrays nest (`script: [[a, b], c]`).
 MAX_NESTING = 10
@@ -44,6 +45,8 @@ class Model(BaseModel):
         populate_by_name=True,
         frozen=True,
         arbitrary_types_allowed=True,
+        # built on first use: see `Deferred`
+        defer_build=True,
     )
     NULLABLE: ClassVar[frozenset[str]] = frozenset()
 
@@ -85,6 +88,64 @@ def _details(exc: ValidationError) -> list[dict]:
             detail["ctx"] = error["ctx"]
         details.append(detail)
     return details
+
+
+class Deferred:
+    """A field whose type is built into a validator only when a file first writes the key.
+
+    pydantic builds a validator for every model class, and a parent's validator holds a copy
+    of each model below it: eagerly, `JobConfig` alone compiled most of the tree again, and
+    `pyci list` paid for ~47 models at import. A field declared
+    `Annotated[ImageConfig | None, Deferred(ImageConfig)]` keeps its type for readers, but
+    pydantic sees a plain function; the target's validator is built on first use and shared by
+    every field deferring to it. A target given as "module:Name" is also imported on first use
+    (the models of keywords with no local effect). Errors keep their place: a ValidationError
+    raised here is merged into the caller's, under this field's key.
+    """
+
+    def __init__(self, target: Any):
+        self.target = target
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        # `handler(source)` is deliberately not called: that is what builds the target.
+        return core_schema.with_info_plain_validator_function(self._validate)
+
+    def _validate(self, value: Any, info: ValidationInfo) -> Any:
+        if value is None:  # a blank key the model lets through (see `Model.NULLABLE`)
+            return None
+        return _validator_of(self.target)(value, context=info.context)
+
+
+_VALIDATORS: dict[Any, Any] = {}
+
+
+def _validator_of(target: Any) -> Any:
+    key = target if isinstance(target, str) else id(target)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        resolved = target
+        if isinstance(target, str):
+            module, _, name = target.partition(":")
+            resolved = getattr(importlib.import_module(module), name)
+        if isinstance(resolved, type) and issubclass(resolved, BaseModel):
+            validator = resolved.model_validate
+        else:
+            from pydantic import TypeAdapter
+
+            # Models inside a list or dict are built first: a deferred field's value is
+            # serialised (`model_dump`) by each model's own serialiser, which must exist.
+            for model in _models_in(resolved):
+                model.model_rebuild()
+            validator = TypeAdapter(resolved, config=ConfigDict(strict=True)).validate_python
+        _VALIDATORS[key] = validator
+    return validator
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The model classes an annotation names (`list[X]`, `dict[str, X]`, `Annotated[...]`)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
 
 
 @cache

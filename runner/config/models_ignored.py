@@ -383,3 +383,7 @@ def steps(value: Any) -> list:
 
 
 Steps = Annotated[list[StepConfig], BeforeValidator(steps)]
+
+
+Secrets = dict[str, SecretConfig]
+IdTokens = dict[str, IdTokenConfig]

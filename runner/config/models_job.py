@@ -14,6 +14,7 @@ from pydantic import BeforeValidator, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from runner.config.models_base import (
+    Deferred,
     Model,
     flatten_script,
     gitlab_error,
@@ -116,8 +117,8 @@ class ImageConfig(Model):
     name: Annotated[str, BeforeValidator(nonempty_text)]
     entrypoint: Annotated[list[str] | None, BeforeValidator(_entrypoint)] = None
     pull_policy: Annotated[list[str], BeforeValidator(_pull_policy)] = []
-    docker: DockerOptions | None = None
-    kubernetes: KubernetesOptions | None = None
+    docker: Annotated[DockerOptions | None, Deferred(DockerOptions)] = None
+    kubernetes: Annotated[KubernetesOptions | None, Deferred(KubernetesOptions)] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -206,10 +207,10 @@ class ServiceConfig(Model):
     alias: Annotated[list[str], BeforeValidator(_alias)] = []
     entrypoint: Annotated[list[str] | None, BeforeValidator(_service_entrypoint)] = None
     command: Annotated[list[str] | None, BeforeValidator(_command)] = None
-    variables: JobVariables = {}
+    variables: Annotated[JobVariables, Deferred(JobVariables)] = {}
     pull_policy: Annotated[list[str], BeforeValidator(_pull_policy)] = []
-    docker: DockerOptions | None = None
-    kubernetes: KubernetesOptions | None = None
+    docker: Annotated[DockerOptions | None, Deferred(DockerOptions)] = None
+    kubernetes: Annotated[KubernetesOptions | None, Deferred(KubernetesOptions)] = None
 
     @model_validator(mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
 
 from runner.config.models_base import (
+    Deferred,
     Model,
     gitlab_error,
     is_number,
@@ -186,8 +187,8 @@ class AutoCancelConfig(Model):
 
 class _RuleBase(Model):
     if_: Annotated[str | None, BeforeValidator(text), Field(alias="if")] = None
-    changes: ChangesConfig | None = None
-    exists: ExistsConfig | None = None
+    changes: Annotated[ChangesConfig | None, Deferred(ChangesConfig)] = None
+    exists: Annotated[ExistsConfig | None, Deferred(ExistsConfig)] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -205,7 +206,7 @@ class RuleConfig(_RuleBase):
     when: Annotated[str | None, BeforeValidator(_rule_when)] = None
     allow_failure: bool | None = None
     variables: Annotated[dict[str, str] | None, BeforeValidator(_scalar_map)] = None
-    needs: RuleNeeds | None = None
+    needs: Annotated[RuleNeeds | None, Deferred(RuleNeeds)] = None
     start_in: Annotated[str | None, BeforeValidator(text)] = None
     interruptible: bool | None = None
 
@@ -224,7 +225,7 @@ class WorkflowRuleConfig(_RuleBase):
         BeforeValidator(lambda v: one_of_attribute(v, WORKFLOW_RULE_WHEN, f"unknown value: {v}")),
     ] = None
     variables: Annotated[dict[str, str] | None, BeforeValidator(_scalar_map)] = None
-    auto_cancel: AutoCancelConfig | None = None
+    auto_cancel: Annotated[AutoCancelConfig | None, Deferred(AutoCancelConfig)] = None
 
 
 class IncludeRuleConfig(_RuleBase):
@@ -279,5 +280,5 @@ class WorkflowConfig(Model):
             lambda v: matches(v, r"^.{1,255}$", "config should be 1 to 255 characters")
         ),
     ] = None
-    rules: WorkflowRules | None = None
-    auto_cancel: AutoCancelConfig | None = None
+    rules: Annotated[WorkflowRules | None, Deferred(WorkflowRules)] = None
+    auto_cancel: Annotated[AutoCancelConfig | None, Deferred(AutoCancelConfig)] = None
