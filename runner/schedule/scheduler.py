@@ -95,6 +95,7 @@ class Scheduler:
         # signal handler (Ctrl-C) runs past the timeout while it waits.
         self._finished: queue.Queue[tuple[str, JobOutcome]] = queue.Queue()
         self._canceled = False
+        self._changed = True
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -105,7 +106,9 @@ class Scheduler:
                 if self.cancel.is_set() and not self._canceled:
                     self._cancel_everything()
                 if not self._canceled:
-                    self._release_ready()
+                    if self._changed:  # re-decide only after a job finished
+                        self._changed = False
+                        self._release_ready()
                     self._start_due_delayed()
                     self._start_pending()
                 if not (self._running or self._pending or self._delayed):
@@ -129,19 +132,26 @@ class Scheduler:
         changed = True
         while changed:
             changed = False
+            # jobs without needs share their prerequisites with their whole stage: fold once
+            by_stage: dict[int, release.Composite] = {}
             for job in self.graph.jobs:
                 if self._status[job.name] == "created" and job.name not in self._delayed:
-                    changed |= self._consider(job)
+                    changed |= self._consider(job, by_stage)
 
-    def _consider(self, job: JobSpec) -> bool:
+    def _consider(self, job: JobSpec, by_stage: dict[int, release.Composite]) -> bool:
         prereqs = self.graph.prerequisites[job.name]
         dag = job.needs is not None
         if job.name in self.forced and not prereqs:
             decision: release.Decision = "run" if job.when != "never" else "skip"
             state: release.Composite = "success"
         else:
-            priors = [self._prior(name) for name in prereqs]
-            state = release.composite(priors, dag)
+            if dag:
+                state = release.composite([self._prior(name) for name in prereqs], dag)
+            elif job.stage_index in by_stage:
+                state = by_stage[job.stage_index]
+            else:
+                state = release.composite([self._prior(name) for name in prereqs], dag)
+                by_stage[job.stage_index] = state
             decision = release.decide(job, state, job.name in self.played, dag)
         if decision in ("wait", "blocked"):
             return False
@@ -217,6 +227,7 @@ class Scheduler:
                 return
 
     def _finish(self, job: JobSpec, outcome: JobOutcome) -> None:
+        self._changed = True
         self._status[job.name] = outcome.status
         self._outcomes[job.name] = outcome
         self.reporter.handle(JobFinished(job.name, job.stage, outcome))

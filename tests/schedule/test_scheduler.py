@@ -275,3 +275,29 @@ def test_a_slow_signal_handler_cannot_stall_the_loop(sh_runner, recorder):
         signal.signal(signal.SIGUSR1, previous)
     assert result.status == "canceled"
     assert time.monotonic() - started < 5
+
+
+def test_a_large_pipeline_keeps_stage_order(recorder):
+    finished: set[str] = set()
+    lock = threading.Lock()
+    violations: list[str] = []
+    stages = ("build", "test", "deploy")
+    jobs = [job(f"j{i:03d}", stages[i * 3 // 600]) for i in range(600)]
+    jobs += [job("dag", "deploy", needs=["j000"])]
+
+    def runner(job_spec, attempt, upstream, cancel):
+        if job_spec.needs is not None:
+            waits_for = [need.job for need in job_spec.needs]
+        else:
+            waits_for = [j.name for j in jobs if j.stage_index < job_spec.stage_index]
+        with lock:
+            early = [name for name in waits_for if name not in finished]
+            if early:
+                violations.append(f"{job_spec.name} started before {early[0]}")
+            finished.add(job_spec.name)
+        return JobOutcome("success", exit_code=0)
+
+    result = run(jobs, runner, recorder, concurrency=8)
+    assert result.status == "success"
+    assert violations == []
+    assert len(recorder.of(JobFinished)) == 601
