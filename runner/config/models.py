@@ -11,10 +11,8 @@ Two modes, chosen with the validation context `{"shape": True}`:
   is required, `start_in` only with `when: delayed`, `timeout` must be a duration, ...).
 """
 
-from __future__ import annotations
-
 import importlib
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
 
@@ -257,7 +255,7 @@ class JobConfig(Model):
         return mapping
 
     @model_validator(mode="after")
-    def _job_rules(self, info: ValidationInfo) -> JobConfig:
+    def _job_rules(self, info: ValidationInfo) -> Self:
         # A job that extends another may get its start_in from there: only the full check,
         # after expansion, can tell.
         lenient = shape_only(info) and self.extends is not None

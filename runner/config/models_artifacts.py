@@ -1,7 +1,5 @@
 """Models of what a job keeps: `artifacts:` and `cache:` (one or a list of caches)."""
 
-from __future__ import annotations
-
 import re
 from typing import Annotated, Any
 
@@ -154,6 +152,12 @@ def _cache_key_value(value: Any) -> str:
     return value
 
 
+def _symbol(value: Any) -> str:
+    if not is_str(value):
+        raise gitlab_error("config should be a string or symbol")
+    return value
+
+
 class CacheKeyConfig(Model):
     """`cache:key`: a fixed `value`, or the hash of `files` (or of their last commits)."""
 
@@ -179,12 +183,6 @@ class CacheKeyConfig(Model):
         if not ("files" in mapping or "files_commits" in mapping):
             raise gitlab_error("config missing required keys: files")
         return mapping
-
-
-def _symbol(value: Any) -> str:
-    if not is_str(value):
-        raise gitlab_error("config should be a string or symbol")
-    return value
 
 
 def _policy(value: Any) -> str:

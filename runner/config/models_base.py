@@ -10,8 +10,6 @@ being checked and `runner.config.validate` prefixes it with the GitLab path of t
 (`jobs:build:cache:key config cannot contain the "/" character`).
 """
 
-from __future__ import annotations
-
 import importlib
 import re
 from functools import cache

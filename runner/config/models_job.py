@@ -5,10 +5,8 @@ Short forms become one long form here (`image: alpine` -> ImageConfig(name="alpi
 at the YAML shape again.
 """
 
-from __future__ import annotations
-
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import BeforeValidator, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
@@ -308,7 +306,7 @@ class ParallelConfig(Model):
         return mapping
 
     @model_validator(mode="after")
-    def _matrix_size(self, info: ValidationInfo) -> ParallelConfig:
+    def _matrix_size(self, info: ValidationInfo) -> Self:
         # GitLab's processor (not its schema) caps the jobs one matrix may create.
         if self.matrix is not None and not shape_only(info):
             jobs = sum(math.prod(len(values) for values in entry.values()) for entry in self.matrix)

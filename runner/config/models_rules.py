@@ -5,9 +5,7 @@ and `needs:parallel:matrix`. Expressions (`rules:if`) are kept as text: their sy
 by runner.evaluate, which evaluates them.
 """
 
-from __future__ import annotations
-
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
 
@@ -211,7 +209,7 @@ class RuleConfig(_RuleBase):
     interruptible: bool | None = None
 
     @model_validator(mode="after")
-    def _delay(self) -> RuleConfig:
+    def _delay(self) -> Self:
         if self.when == "delayed" and not self.start_in:
             raise gitlab_error("config start_in should be a duration when `when` is delayed")
         if self.start_in is not None and self.when != "delayed":
