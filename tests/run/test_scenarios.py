@@ -12,6 +12,7 @@ as the cache). Each run may give:
 - `output`: per job, plain output lines that must appear in that order;
   `log`: per job, text its `.pyci/logs/<job>.log` must contain;
 - `artifacts`: per job, files its stored artifacts must hold;
+  `cache`: per cache key, files (and their exact content) its archive must hold;
 - `stderr`: text stderr must contain; `absent`: text that must appear in no output at all.
 
 Every run also writes a JUnit report, checked against the JSON one.
@@ -19,6 +20,7 @@ Every run also writes a JUnit report, checked against the JSON one.
 
 from __future__ import annotations
 
+import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -68,6 +70,16 @@ def check_run(run: Run, expected: dict, context: str) -> None:
         stored = ArtifactStore(run.project / ".pyci").job_dir(job)
         for file in files:
             assert (stored / file).is_file(), f"{job}: no artifact {file} in {stored}"
+    for key, files in expected.get("cache", {}).items():
+        from runner.build.cache import CacheStore
+
+        archive = CacheStore(run.project / ".pyci" / "cache").archive_path(key)
+        with tarfile.open(archive) as tar:
+            contents = {member.name: member for member in tar.getmembers()}
+            for file, text in files.items():
+                assert file in contents, f"cache {key}: no {file} in {sorted(contents)}"
+                data = tar.extractfile(contents[file])
+                assert data is not None and data.read().decode() == text, f"cache {key}: {file}"
     if run.report:  # the JUnit report tells the same story as the JSON one
         assert run.junit is not None
         cases = {case.get("name"): case for case in run.junit.iter("testcase")}
