@@ -44,6 +44,19 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 _COPY_CHUNK = 1 << 20
 
 
+def _read_umask() -> int:
+    """The process umask, read without changing it (os.umask would, for a moment, in every
+    thread); 0o777 (meaning: always chmod) when /proc does not say."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o777
+
+
 class UnsafeLayerError(ImagePullError):
     """The layer tries to write outside its directory or is otherwise not a valid tar."""
 
@@ -193,6 +206,11 @@ class _Extractor:
         self.batch: list = []
         self.batch_bytes = 0
         self.pool = concurrent.futures.ThreadPoolExecutor(self.WORKERS, "pyci-extract")
+        # who owns a new file: us, unless the layer dir is setgid (its group then)
+        root_stat = os.stat(self.root)
+        group = root_stat.st_gid if root_stat.st_mode & stat.S_ISGID else os.getegid()
+        self.creator = (os.geteuid(), group)
+        self.umask = _read_umask()  # per layer: code elsewhere may change it between pulls
 
     def run(self) -> None:
         try:
@@ -360,12 +378,19 @@ class _Extractor:
         self.dirs.append((path, member))
 
     def make_file(self, path: str, member: tarfile.TarInfo, data: bytes | None) -> None:
-        """`data`: the content, or None to stream it from the archive (this thread only)."""
+        """`data`: the content, or None to stream it from the archive (this thread only).
+
+        Most files belong to root and have plain permissions: created with those already,
+        they skip the chown and chmod calls (a third of the system calls per file)."""
+        mode = member.mode & 0o7777
+        plain = mode == mode & 0o777 & ~self.umask
+        same_owner = (member.uid, member.gid) == self.creator
+        create_mode = mode if plain else 0o600
         try:
-            fd = os.open(path, _OPEN_FLAGS, 0o600)
+            fd = os.open(path, _OPEN_FLAGS, create_mode)
         except FileExistsError:
             self.remove(path)
-            fd = os.open(path, _OPEN_FLAGS, 0o600)
+            fd = os.open(path, _OPEN_FLAGS, create_mode)
         try:
             if data is not None:
                 view = memoryview(data)
@@ -376,8 +401,10 @@ class _Extractor:
                 assert source is not None
                 while chunk := source.read(_COPY_CHUNK):
                     os.write(fd, chunk)
-            os.fchown(fd, member.uid, member.gid)
-            os.fchmod(fd, member.mode & 0o7777)  # after chown, which clears setuid
+            if not same_owner:
+                os.fchown(fd, member.uid, member.gid)
+            if not (plain and same_owner):
+                os.fchmod(fd, mode)  # after chown, which clears setuid
             self.set_xattrs(None, member, fd=fd)
             os.utime(fd, ns=(_ns(member.mtime), _ns(member.mtime)))
         finally:

@@ -50,10 +50,19 @@ def test_modes_owners_times_and_special_files_are_kept(tmp_path):
             symlink("bin/sym", "../etc/elsewhere"),
             chardev("bin/null", 1, 3, mode=0o666),
             fifo("bin/fifo", mode=0o620),
+            file("bin/world-writable", b"w", mode=0o666),  # wider than the usual umask
+            file("bin/read-only", b"still written", mode=0o400),
         ]
     )
     out = tmp_path / "out"
-    extract(tar, out)
+    old_umask = os.umask(0o022)
+    try:
+        extract(tar, out)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(os.lstat(out / "bin/world-writable").st_mode) == 0o666
+    assert stat.S_IMODE(os.lstat(out / "bin/read-only").st_mode) == 0o400
+    assert (out / "bin/read-only").read_bytes() == b"still written"
     suid = os.lstat(out / "bin/suid")
     assert stat.S_IMODE(suid.st_mode) == 0o4755 and suid.st_mtime == 1_500_000_000
     sgid = os.lstat(out / "bin/sgid")
