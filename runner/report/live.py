@@ -113,6 +113,8 @@ def _status_cell(view: JobView) -> Text:
 def _detail(view: JobView) -> str:
     if view.status == "running":
         return view.last_line.strip()
+    if view.status == "created" and view.section == "delayed":
+        return "delayed"
     if view.outcome is not None and view.outcome.message and view.status != "success":
         return view.outcome.message
     return ""

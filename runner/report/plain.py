@@ -43,6 +43,8 @@ class PlainReporter:
             if rest is not None:
                 self._output(event.job, rest)
             self._line(event.job, f"--- {finished_words(event.outcome)}")
+        elif isinstance(event, SectionStarted) and event.section == "delayed":
+            self._line(event.job, f"--- {event.header}")  # the scheduler's, not in the trace
         elif isinstance(event, JobQueued | PipelineFinished | SectionStarted):
             return
         self.stream.flush()

@@ -30,6 +30,7 @@ from runner.events import (
     PipelineFinished,
     PipelineStatus,
     Reporter,
+    SectionStarted,
 )
 from runner.jobspec import JobSpec
 from runner.schedule import release
@@ -162,6 +163,8 @@ class Scheduler:
             self._finish(job, JobOutcome("manual", message="manual job: run it with --manual"))
         elif job.when == "delayed" and job.start_in:
             self._delayed[job.name] = time.monotonic() + job.start_in
+            header = f"Delayed: starts in {job.start_in:g}s (when: delayed)"
+            self.reporter.handle(SectionStarted(job.name, "delayed", header))
         else:
             self._queue(job)
         return True
