@@ -14,3 +14,7 @@ class ImagePullError(PyciError):
 
     def __init__(self, message: str):
         super().__init__(" ".join(message.split()))
+
+
+class UnsafeLayerError(ImagePullError):
+    """A layer tries to write outside its directory, or is not a valid (compressed) tar."""

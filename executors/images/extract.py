@@ -19,29 +19,27 @@ the caller compares with the image config before the layer becomes visible.
 from __future__ import annotations
 
 import base64
-import collections
 import concurrent.futures
-import gzip
-import hashlib
 import io
 import os
 import shutil
 import stat
 import tarfile
-import threading
 import urllib.parse
 from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
 
-from executors.images.errors import ImagePullError
+from executors.images.decompress import COPY_CHUNK, InflatePump, open_decompressed
+from executors.images.errors import ImagePullError, UnsafeLayerError
+
+__all__ = ["OPAQUE_XATTR", "UnsafeLayerError", "extract_layer"]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_COPY_CHUNK = 1 << 20
 
 
 def _read_umask() -> int:
@@ -57,113 +55,16 @@ def _read_umask() -> int:
     return 0o777
 
 
-class UnsafeLayerError(ImagePullError):
-    """The layer tries to write outside its directory or is otherwise not a valid tar."""
-
-
-class _Pump(io.RawIOBase):
-    """Decompresses and hashes in a background thread (zlib, zstd and hashlib release the
-    GIL), so inflating and hashing the next megabytes overlaps with creating files. A raw
-    stream of the decompressed bytes; wrap it in `io.BufferedReader` for small reads.
-    `finish()` reads to the end (the hash covers padding after the tar's end blocks)."""
-
-    def __init__(self, source: BinaryIO, depth: int = 16):
-        self._source = source
-        self.hasher = hashlib.sha256()
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._cond = threading.Condition()
-        self._depth = depth
-        self._done = False
-        self._stop = False
-        self._error: BaseException | None = None
-        self._current = memoryview(b"")
-        self._thread = threading.Thread(target=self._run, name="pyci-inflate", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while True:
-                data = self._source.read(_COPY_CHUNK)
-                if not data:
-                    break
-                self.hasher.update(data)
-                with self._cond:
-                    while len(self._chunks) >= self._depth and not self._stop:
-                        self._cond.wait()
-                    if self._stop:
-                        return
-                    self._chunks.append(data)
-                    self._cond.notify_all()
-        except BaseException as exc:  # handed over to the reading thread
-            self._error = exc
-        finally:
-            with self._cond:
-                self._done = True
-                self._cond.notify_all()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        if not self._current:
-            with self._cond:
-                while not self._chunks and not self._done:
-                    self._cond.wait()
-                if self._chunks:
-                    self._current = memoryview(self._chunks.popleft())
-                    self._cond.notify_all()
-                elif self._error is not None:
-                    raise UnsafeLayerError(f"layer stream is corrupt: {self._error}")
-                else:
-                    return 0
-        count = min(len(buffer), len(self._current))
-        buffer[:count] = self._current[:count]
-        self._current = self._current[count:]
-        return count
-
-    def finish(self) -> str:
-        """Consume the rest and return the digest of everything decompressed."""
-        while True:
-            with self._cond:
-                self._chunks.clear()
-                self._cond.notify_all()
-                if self._done:
-                    break
-                self._cond.wait(0.1)
-        self._thread.join()
-        if self._error is not None:
-            raise UnsafeLayerError(f"layer stream is corrupt: {self._error}")
-        return "sha256:" + self.hasher.hexdigest()
-
-    def close(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        self._thread.join()
-        super().close()
-
-
-def open_decompressed(blob: BinaryIO) -> BinaryIO:
-    """gzip, zstd or plain tar, told apart by their magic bytes rather than the media type."""
-    head = blob.read(4)
-    blob.seek(0)
-    if head[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=blob, mode="rb")
-    if head == b"\x28\xb5\x2f\xfd":
-        return zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True)
-    return blob
-
-
 def extract_layer(blob: BinaryIO, dest: Path, what: str = "layer") -> str:
     """Extract the (possibly compressed) layer `blob` into the empty directory `dest`.
 
     Returns the diff_id (`sha256:` of the uncompressed tar). Raises `UnsafeLayerError` for a
     hostile or broken tar; the caller removes `dest` then.
     """
-    pump = _Pump(open_decompressed(blob))
+    pump = InflatePump(open_decompressed(blob))
     try:
         try:
-            with tarfile.open(fileobj=io.BufferedReader(pump, _COPY_CHUNK), mode="r|") as tar:
+            with tarfile.open(fileobj=io.BufferedReader(pump, COPY_CHUNK), mode="r|") as tar:
                 _Extractor(dest, tar, what).run()
             return pump.finish()
         except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError) as exc:
@@ -399,7 +300,7 @@ class _Extractor:
             elif member.size:
                 source = self.archive.extractfile(member)
                 assert source is not None
-                while chunk := source.read(_COPY_CHUNK):
+                while chunk := source.read(COPY_CHUNK):
                     os.write(fd, chunk)
             if not same_owner:
                 os.fchown(fd, member.uid, member.gid)
