@@ -135,4 +135,10 @@ def cache_spec(cache: Any) -> CacheSpec:
 def retry_spec(retry: Any) -> RetrySpec:
     if retry is None:
         return RetrySpec()
-    return RetrySpec(max=retry.max, when=tuple(retry.when), exit_codes=tuple(retry.exit_codes))
+    # GitLab retries on any failure by default, but once `exit_codes` is given an absent
+    # `when` means "no reason" (Ci::RetryJobService#options_retry_when).
+    if "when" in retry.model_fields_set or not retry.exit_codes:
+        when = tuple(retry.when)
+    else:
+        when = ()
+    return RetrySpec(max=retry.max, when=when, exit_codes=tuple(retry.exit_codes))
