@@ -301,3 +301,21 @@ def test_docker_manifest_list_selects_the_platform(registries, store, anonymous)
     image = pull_image(store, f"{registries.plain.host}/test/dockerlist:v1", auth=anonymous)
     assert image.manifest_digest == amd64.digest
     assert (image.layer_dirs[0] / "arch").read_text() == "docker-amd64"
+
+
+def test_repeated_and_empty_layers(registries, store, anonymous):
+    """Docker images often carry the same (empty) layer twice: one blob, two chain ids."""
+    from .imagelib import Pusher, build_image, file, make_tar
+
+    empty = make_tar([])
+    layers = [make_tar([file("a", b"1")]), empty, make_tar([file("b", b"2")]), empty]
+    image = build_image(layers, "gzip")
+    assert len(set(image.layer_digests)) == 3
+    pusher = Pusher(registries.plain.url)
+    try:
+        pusher.push_image("test/repeated", "v1", image)
+    finally:
+        pusher.close()
+    pulled = pull_image(store, f"{registries.plain.host}/test/repeated:v1", auth=anonymous)
+    assert len(set(pulled.chain_ids)) == 4
+    assert [sorted(os.listdir(d)) for d in pulled.layer_dirs] == [["a"], [], ["b"], []]
