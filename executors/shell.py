@@ -4,13 +4,20 @@ Each stage script is written to the job's scratch dir and run with the host's en
 `StageCommand.env`, stdin from /dev/null, stdout and stderr merged into the job log.
 
 A job must not outlive its stage, whatever it started (`sleep 600 &`, a daemon that called
-setsid). Where the host allows it (root, or unprivileged user namespaces are not needed: we ask
-for a PID namespace only), every stage runs as PID 1 of a fresh PID namespace:
-`setpriv --pdeathsig KILL -- unshare --pid --fork --kill-child=KILL -- <shell> <script>`. When
-that shell ends, or is killed on timeout or cancel, the kernel kills every process left in the
-namespace, and no process can leave it. If pyci itself dies, `pdeathsig` kills `unshare`, whose
-`--kill-child` kills the namespace's init, which takes the rest with it. Without that ability
-the fallback kills the shell's session (everything started under it that did not call setsid).
+setsid). Where the host allows it (root: we ask for a PID namespace only), every stage runs as
+PID 1 of a fresh PID namespace. The thread that starts the stage calls `unshare(CLONE_NEWPID)`
+(which only decides where that thread's next child goes), spawns
+`setpriv --pdeathsig KILL -- /bin/sh -c '"$@"' pyci-init <shell> <script>` and at once returns to
+its own namespace with `setns`. When that init ends, or is killed on timeout or cancel, the
+kernel kills every process left in the namespace before the init's exit is reported, and no
+process can leave it. If pyci itself dies, `pdeathsig` kills the init and so the namespace.
+(Earlier versions wrapped this in `unshare --fork --kill-child`: two more programs per stage,
+and util-linux's unshare printed `sigprocmask unblock failed` into the log when its child was
+killed.) Without that ability the fallback kills the shell's session (everything started under
+it that did not call setsid).
+
+Waiting costs no polling: a pidfd of the stage's process becomes readable when it exits; the
+cancel event is looked at every `_CANCEL_CHECK` seconds while the stage runs.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -27,29 +35,50 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from executors.base import BuildDirs, ExecResult, ExecutorError, JobLog, StageCommand
+from executors.container import syscalls
 from runner.jobspec import JobSpec
 
-_POLL = 0.02
+_CANCEL_CHECK = 0.05  # seconds between looks at the cancel event while a stage runs
 _READ_SIZE = 65536
 
 _pid_namespace_ok: bool | None = None
+_own_pid_namespace: int | None = None  # fd of pyci's PID namespace, to return to after a spawn
+_probe_lock = threading.Lock()
 
 
 def pid_namespaces_available() -> bool:
     """Whether this process may run stages in their own PID namespace (probed once)."""
-    global _pid_namespace_ok
-    if _pid_namespace_ok is None:
-        tools = shutil.which("unshare") and shutil.which("setpriv")
-        if not tools:
+    global _pid_namespace_ok, _own_pid_namespace
+    with _probe_lock:
+        if _pid_namespace_ok is None:
             _pid_namespace_ok = False
-        else:
-            probe = subprocess.run(
-                ["unshare", "--pid", "--fork", "--kill-child=KILL", "--", "true"],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-            )
-            _pid_namespace_ok = probe.returncode == 0
-    return _pid_namespace_ok
+            if shutil.which("setpriv") and hasattr(os, "pidfd_open"):
+                try:
+                    own = os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    return False
+                try:
+                    syscalls.unshare(syscalls.CLONE_NEWPID)
+                    syscalls.setns(own, syscalls.CLONE_NEWPID)
+                except OSError:
+                    os.close(own)
+                else:
+                    _own_pid_namespace = own
+                    _pid_namespace_ok = True
+        return _pid_namespace_ok
+
+
+@contextlib.contextmanager
+def _children_in_new_pid_namespace():
+    """This thread's next child is PID 1 of a new PID namespace; the thread itself, and every
+    other thread, stay where they are."""
+    assert _own_pid_namespace is not None
+    syscalls.unshare(syscalls.CLONE_NEWPID)
+    try:
+        yield
+    finally:
+        # back, so the next child of this thread (git, a hook) is an ordinary process again
+        syscalls.setns(_own_pid_namespace, syscalls.CLONE_NEWPID)
 
 
 def find_shell(preferred: str | None = None) -> tuple[str, str]:
@@ -127,7 +156,6 @@ class ShellExecutor:
             # must not be PID 1 (`kill $$` has to work): a plain sh is init and waits for it
             argv = [
                 *("setpriv", "--pdeathsig", "KILL", "--"),
-                *("unshare", "--pid", "--fork", "--kill-child=KILL", "--"),
                 *("/bin/sh", "-c", '"$@"; exit $?', "pyci-init"),
                 *argv,
             ]
@@ -137,33 +165,26 @@ class ShellExecutor:
         self, script: Path, cmd: StageCommand, log: JobLog, cancel: threading.Event
     ) -> ExecResult:
         cwd = self.dirs.project_dir if self.dirs.project_dir.is_dir() else self.dirs.scratch
+        namespace = _children_in_new_pid_namespace() if self.isolate else contextlib.nullcontext()
         try:
-            proc = subprocess.Popen(
-                self._argv(script),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env={**os.environ, **cmd.env},
-                start_new_session=True,
-            )
+            with namespace:
+                proc = subprocess.Popen(
+                    self._argv(script),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    cwd=cwd,
+                    env={**os.environ, **cmd.env},
+                    start_new_session=True,
+                )
         except OSError as exc:
             raise ExecutorError(f"cannot start {self.shell_path}: {exc}") from exc
         assert proc.stdout is not None
         failures: list[BaseException] = []
         reader = threading.Thread(target=_pump, args=(proc.stdout, log, failures), daemon=True)
         reader.start()
-        deadline = None if cmd.timeout is None else time.monotonic() + cmd.timeout
-        timed_out = canceled = False
-        while proc.poll() is None:
-            if cancel.is_set():
-                canceled = True
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                timed_out = True
-                break
-            cancel.wait(_POLL)
-        if timed_out or canceled:
+        ended = _wait_for_exit(proc, cmd.timeout, cancel)
+        if ended != "exited":
             self._kill(proc)
         proc.wait()
         if not self.isolate:
@@ -172,21 +193,49 @@ class ShellExecutor:
         if failures:
             raise failures[0]
         code = proc.returncode
-        if timed_out or canceled:
-            return ExecResult(None, timed_out=timed_out, canceled=canceled)
+        if ended != "exited":
+            return ExecResult(None, timed_out=ended == "timeout", canceled=ended == "cancel")
         return ExecResult(code if code >= 0 else 128 - code)
 
     def _kill(self, proc: subprocess.Popen[bytes]) -> None:
         if self.isolate:
-            # kill the namespace's init (unshare's child): the kernel then kills and reaps the
-            # whole namespace before unshare sees its child exit, so when proc.wait() returns
-            # nothing of the job is left
-            init = _children(proc.pid)
-            for pid in init or [proc.pid]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            # the namespace's init: the kernel kills and reaps the rest of the namespace before
+            # the init's own exit is reported, so when proc.wait() returns nothing is left
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
         else:
             _kill_session(proc.pid)
+
+
+def _wait_for_exit(proc: subprocess.Popen[bytes], timeout: float | None, cancel) -> str:
+    """ "exited", "timeout" or "cancel", whichever comes first. Sleeps on the process's pidfd,
+    so an exit is seen at once (no polling interval added to every stage)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:
+        pidfd = -1  # already reaped, or an old kernel: fall back to short sleeps
+    try:
+        poller = select.poll()
+        if pidfd >= 0:
+            poller.register(pidfd, select.POLLIN)
+        while proc.poll() is None:
+            if cancel.is_set():
+                return "cancel"
+            wait = _CANCEL_CHECK
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return "timeout"
+                wait = min(wait, left)
+            if pidfd >= 0:
+                poller.poll(max(1, int(wait * 1000 + 0.999)))
+            else:
+                time.sleep(min(wait, 0.005))
+        return "exited"
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
 
 
 def _pump(stream, log: JobLog, failures: list[BaseException]) -> None:
@@ -209,14 +258,6 @@ def _pump(stream, log: JobLog, failures: list[BaseException]) -> None:
         deliver(decoder.decode(chunk))
     deliver(decoder.decode(b"", final=True))
     stream.close()
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
 
 
 def session_members(sid: int) -> list[int]:

@@ -240,7 +240,7 @@ class _Build:
             "timedout",
             None,
             "job_execution_timeout",
-            f"execution took longer than {_fmt_seconds(self.timeout)} seconds",
+            f"execution took longer than {_fmt_seconds(self.timeout)}",
         )
 
     def step_script(self) -> _Result:
