@@ -142,6 +142,7 @@ class TokenService:
         ).stdout
         self.x5c = base64.b64encode(der).decode()
         self.users = users
+        self.refresh_tokens = {f"refresh-{name}": name for name in users}  # identity tokens
         self.issued: list[dict] = []  # one entry per token: {"user":..., "scope":...}
         self.expired_first = False
         self.expires_in = 300
@@ -183,6 +184,13 @@ class TokenService:
     def handle(self, request: http.server.BaseHTTPRequestHandler) -> None:
         query = urllib.parse.parse_qs(urllib.parse.urlparse(request.path).query)
         user = None
+        if request.command == "POST":  # the OAuth2 form: grant_type=refresh_token
+            length = int(request.headers.get("Content-Length", "0"))
+            query = urllib.parse.parse_qs(request.rfile.read(length).decode())
+            user = self.refresh_tokens.get(query.get("refresh_token", [""])[0])
+            if query.get("grant_type") != ["refresh_token"] or user is None:
+                self._reply(request, 401, {"details": "bad refresh token"})
+                return
         header = request.headers.get("Authorization", "")
         if header.startswith("Basic "):
             name, _, password = base64.b64decode(header[6:]).decode().partition(":")
@@ -210,7 +218,9 @@ class TokenService:
             "jti": f"t{len(self.issued)}-{now}",
             "access": access,
         }
-        self.issued.append({"user": user, "scope": query.get("scope", [])})
+        self.issued.append(
+            {"user": user, "scope": query.get("scope", []), "method": request.command}
+        )
         token = self.sign(claims)
         self._reply(request, 200, {"token": token, "expires_in": self.expires_in})
 

@@ -165,7 +165,9 @@ def test_token_auth_anonymous_and_with_credentials(registries, store, anonymous)
     tokens.issued.clear()
     public = pull_image(store, registries.refs["token-public"], auth=anonymous)
     assert (public.layer_dirs[0] / "zstd-file").is_file()
-    assert tokens.issued == [{"user": None, "scope": ["repository:public/open:pull"]}]
+    assert tokens.issued == [
+        {"user": None, "scope": ["repository:public/open:pull"], "method": "GET"}
+    ]
     with pytest.raises(Exception, match="HTTP 401"):
         pull_image(store, registries.refs["token-private"], auth=anonymous)
     tokens.issued.clear()
@@ -174,7 +176,9 @@ def test_token_auth_anonymous_and_with_credentials(registries, store, anonymous)
     )
     assert (private.layer_dirs[0] / "bin/busybox").is_file()
     # one token served the manifest, the config and the layer
-    assert tokens.issued == [{"user": "alice", "scope": ["repository:private/locked:pull"]}]
+    assert tokens.issued == [
+        {"user": "alice", "scope": ["repository:private/locked:pull"], "method": "GET"}
+    ]
     bad = CredentialStore(
         [{"auths": {registries.token.host: {"username": "alice", "password": "no"}}}]
     )
@@ -319,3 +323,37 @@ def test_repeated_and_empty_layers(registries, store, anonymous):
     pulled = pull_image(store, f"{registries.plain.host}/test/repeated:v1", auth=anonymous)
     assert len(set(pulled.chain_ids)) == 4
     assert [sorted(os.listdir(d)) for d in pulled.layer_dirs] == [["a"], [], ["b"], []]
+
+
+def test_identity_token_is_exchanged_with_the_oauth_form(registries, store):
+    """`docker login` with OAuth leaves an identity token: it is POSTed as a refresh token."""
+    tokens = registries.tokens
+    tokens.issued.clear()
+    host = registries.token.host
+    creds = CredentialStore([{"auths": {host: {"identitytoken": "refresh-alice"}}}])
+    image = pull_image(store, registries.refs["token-private"], auth=creds)
+    assert (image.layer_dirs[0] / "bin/busybox").is_file()
+    assert tokens.issued == [
+        {"user": "alice", "scope": ["repository:private/locked:pull"], "method": "POST"}
+    ]
+
+
+def test_credentials_from_a_helper_program(registries, tmp_path, monkeypatch):
+    """`credsStore` in ~/.docker/config.json: the real lookup through a docker-credential-*
+    program on PATH, against the htpasswd registry."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    helper = bindir / "docker-credential-pycitest"
+    helper.write_text(
+        "#!/bin/sh\nread server\n"
+        f'[ "$server" = "{registries.basic.host}" ] || exit 1\n'
+        f'echo \'{{"Username":"alice","Secret":"{USERS["alice"]}"}}\'\n'
+    )
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    config_dir = tmp_path / "docker"
+    config_dir.mkdir()
+    (config_dir / "config.json").write_text('{"credsStore": "pycitest"}')
+    monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
+    image = pull_image(ImageStore(tmp_path / "home"), registries.refs["basic"])
+    assert (image.layer_dirs[0] / "bin/busybox").is_file()
