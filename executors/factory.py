@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from executors.base import Executor
 from runner.errors import UsageError
 
-EXECUTORS = ("shell",)
+EXECUTORS = ("shell", "container")
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,18 @@ class ExecutorOptions:
 
     shell: str | None = None  # shell executor: bash (default, else sh) or a named shell
     isolate_pids: bool | None = None  # shell executor: own PID namespace per stage (None: auto)
+    # container executor (see docs/container.md); None: the runtime's default
+    default_image: str | None = None  # None: the host root as a read-only lower layer
+    network: str = "bridge"  # none | host | bridge
+    memory: int | None = None  # bytes
+    cpus: float | None = None
+    pids_limit: int | None = None
+    no_new_privs: bool = False
+    pull_policy: str = "if-not-present"
+    registry_mirrors: tuple[str, ...] = ()
+    insecure_registries: tuple[str, ...] = ()
+    service_log_dir: Path | None = None  # .pyci/logs/ of the project
+    image_home: Path | None = None  # None: $PYCI_HOME or its default
 
 
 def create_executor(kind: str, options: ExecutorOptions) -> Executor:
@@ -23,4 +36,49 @@ def create_executor(kind: str, options: ExecutorOptions) -> Executor:
         from executors.shell import ShellExecutor, ShellSettings
 
         return ShellExecutor(ShellSettings(shell=options.shell, isolate_pids=options.isolate_pids))
+    if kind == "container":
+        from executors.container.executor import ContainerExecutor
+
+        return ContainerExecutor(container_settings(options), shared_launcher())
     raise UsageError(f"--executor {kind}: unknown executor (choose from {', '.join(EXECUTORS)})")
+
+
+def container_settings(options: ExecutorOptions):
+    """The `ContainerSettings` the options describe (one place maps CLI to runtime)."""
+    from executors.container.executor import ContainerSettings
+
+    return ContainerSettings(
+        image_home=options.image_home,
+        default_image=options.default_image,
+        network=options.network,  # type: ignore[arg-type]  # checked by the CLI's choices
+        memory=options.memory,
+        cpus=options.cpus,
+        pids_limit=options.pids_limit,
+        no_new_privs=options.no_new_privs,
+        pull_policy=options.pull_policy,
+        registry_mirrors=options.registry_mirrors,
+        insecure_registries=options.insecure_registries,
+        service_log_dir=options.service_log_dir,
+    )
+
+
+def shared_launcher():
+    """The one fork server of this pyci process (see executors/container/launcher.py).
+
+    `pyci run` starts it before the scheduler's threads exist (`start_launcher`) and closes
+    it at exit; a caller that did not start it gets it started on first use."""
+    from executors.container.runtime import shared_launcher as runtime_shared_launcher
+
+    return runtime_shared_launcher()
+
+
+def start_launcher() -> None:
+    """Spawn the container fork server now, while this process has a single thread."""
+    shared_launcher().start()
+
+
+def stop_launcher() -> None:
+    """Stop the fork server if it was started (it kills every container it still keeps)."""
+    from executors.container.runtime import close_shared_launcher
+
+    close_shared_launcher()
