@@ -54,6 +54,8 @@ class ContainerSettings:
     no_new_privs: bool = False
     seccomp: bool = True  # Docker's default profile
     pull_policy: str = "if-not-present"
+    registry_mirrors: tuple[str, ...] = ()  # Docker Hub mirrors, tried in order
+    insecure_registries: tuple[str, ...] = ()  # hosts that may be reached over plain HTTP
     service_log_dir: Path | None = None  # where service logs are kept (.pyci/ of the project)
     services_timeout: float = 30.0
     cgroup_layout: str | None = None  # None: detect
@@ -122,7 +124,12 @@ class ContainerExecutor:
         policy = job.image.pull_policy[0] if job.image and job.image.pull_policy else None
         hidden = (settings.state_dir, settings.image_home or _default_image_home())
         self._image = resolve_image(
-            image_name, settings.image_home, policy or settings.pull_policy, hidden
+            image_name,
+            settings.image_home,
+            policy or settings.pull_policy,
+            hidden,
+            settings.registry_mirrors,
+            settings.insecure_registries,
         )
         self.shell_name = "bash" if has_bash(self._image) else "sh"
         shown = self._image.name or "the host's root file system (read-only)"
@@ -332,7 +339,13 @@ class ContainerExecutor:
         entry = _Service(service, names)
         self._services.append(entry)
         policy = service.pull_policy[0] if service.pull_policy else self.settings.pull_policy
-        image = resolve_image(service.name, self.settings.image_home, policy)
+        image = resolve_image(
+            service.name,
+            self.settings.image_home,
+            policy,
+            mirrors=self.settings.registry_mirrors,
+            insecure=self.settings.insecure_registries,
+        )
         container_id = new_container_id()
         entry.scratch = Scratch.create(self.settings.state_dir, container_id)
         if self._pool is not None:

@@ -42,15 +42,22 @@ def directory_image(path: str) -> RootImage:
     return RootImage(path, (path,))
 
 
-def store_image(name: str, home: Path | None, policy: str) -> RootImage:
-    """Pull (per `policy`) and return a store image; failures are image_pull_failure."""
+def store_image(
+    name: str,
+    home: Path | None,
+    policy: str,
+    mirrors: tuple[str, ...] = (),
+    insecure: tuple[str, ...] = (),
+) -> RootImage:
+    """Pull (per `policy`; through `mirrors` first, plain HTTP allowed to `insecure` hosts)
+    and return a store image; failures are image_pull_failure."""
     from executors.images.lowerdirs import lowerdir_option
     from executors.images.pull import pull_image
     from executors.images.store import ImageStore
 
     store = ImageStore(home)
     try:
-        pulled = pull_image(store, name, policy=policy)
+        pulled = pull_image(store, name, policy=policy, mirrors=mirrors, insecure=insecure)
         lower = lowerdir_option(store, pulled, other_options="upperdir=" + "x" * 200)
     except ExecutorError:
         raise
@@ -62,14 +69,19 @@ def store_image(name: str, home: Path | None, policy: str) -> RootImage:
 
 
 def resolve_image(
-    name: str | None, home: Path | None, policy: str, host_hidden: tuple[Path, ...] = ()
+    name: str | None,
+    home: Path | None,
+    policy: str,
+    host_hidden: tuple[Path, ...] = (),
+    mirrors: tuple[str, ...] = (),
+    insecure: tuple[str, ...] = (),
 ) -> RootImage:
     """No name: the host root. An absolute path: that directory. Else: the image store."""
     if not name:
         return host_root(host_hidden)
     if name.startswith("/"):
         return directory_image(name)
-    return store_image(name, home, policy)
+    return store_image(name, home, policy, mirrors, insecure)
 
 
 def has_bash(image: RootImage) -> bool:

@@ -187,6 +187,14 @@ class Launcher:
             )
         return ours, process
 
+    def start(self) -> None:
+        """Spawn the fork server now (`serve` mode): pyci calls this before its scheduler
+        starts threads, so the server is never forked from a threaded process."""
+        if self.mode == "serve":
+            with self._lock:
+                if self._server is None or self._server[1].poll() is not None:
+                    self._server = self._spawn("serve")
+
     def launch(self, spec: ContainerSpec, stdin: int, stdout: int, stderr: int) -> RunningContainer:
         validate(spec)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -271,6 +279,13 @@ def shared_launcher() -> Launcher:
         if _shared is None:
             _shared = Launcher("serve")
         return _shared
+
+
+def close_shared_launcher() -> None:
+    """Stop the process-wide fork server if it was started (at pyci's exit)."""
+    with _shared_lock:
+        if _shared is not None:
+            _shared.close()
 
 
 DEFAULT_STATE_DIR = Path(os.environ.get("PYCI_RUN_DIR", "/run/pyci"))
