@@ -23,6 +23,11 @@ from rich.console import Console
 from runner.commands.common import add_project_options, parse_variables, project_options
 from runner.errors import UsageError
 from runner.events import JobOutcome, Reporter
+from runner.executor_options import (
+    add_executor_options,
+    chosen_executor,
+    executor_options,
+)
 from runner.jobspec import JobSpec
 from runner.report import FanOut
 from runner.report.json_report import JsonReport
@@ -37,9 +42,6 @@ from runner.schedule.selection import Selection, select_jobs
 if TYPE_CHECKING:
     from runner.pipeline import Pipeline
 
-# The executor used when `--executor` is not given; the one place that decides it.
-DEFAULT_EXECUTOR = "shell"
-EXECUTORS = ("shell", "container")
 STATE_DIR_NAME = ".pyci"
 
 
@@ -71,10 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run up to N jobs at once (default: the number of CPUs)",
     )
     parser.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default=DEFAULT_EXECUTOR,
-        help=f"where jobs run (default: {DEFAULT_EXECUTOR})",
+        "--shell-on-failure",
+        action="store_true",
+        help="when a job's script fails, open a shell in its container (stdin must be a "
+        "terminal; implies --plain)",
     )
     parser.add_argument("--plain", action="store_true", help="plain lines instead of the live view")
     parser.add_argument(
@@ -88,11 +90,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--junit-report", metavar="FILE", help="write a JUnit XML report of the jobs to FILE"
     )
+    add_executor_options(parser)
     parser.set_defaults(handler=run_command, config_error_exit=2)
 
 
 def run_command(args: argparse.Namespace) -> int:
     check_arguments(args)
+    with executor_process(chosen_executor(args)):
+        return run_pipeline(args)
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
     pipeline = load(args)
     if pipeline is None:
         return 0
@@ -108,7 +116,7 @@ def run_command(args: argparse.Namespace) -> int:
     console = make_console()
     listed = [(job.name, job.stage) for job in selection.jobs]
     output = Output(args, console, listed, state_dir, pipeline.name)
-    run_job = build_runner(pipeline.project_dir, state_dir, args.executor, output.reporter)
+    run_job = build_runner(pipeline.project_dir, state_dir, args, output.reporter)
     scheduler = Scheduler(
         selection.jobs,
         run_job,
@@ -131,6 +139,29 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--concurrency {args.concurrency}: must be at least 1")
     if args.needs and not (args.jobs or args.stage):
         raise UsageError("--needs: name the jobs (or --stage) whose needs to add")
+    if args.shell_on_failure:
+        args.plain = True  # the live view would draw over the shell
+
+
+@contextlib.contextmanager
+def executor_process(kind: str) -> Iterator[None]:
+    """What the executor needs for the whole run. For containers: the fork server, spawned
+    now while pyci still has one thread (the scheduler's threads must never fork), and
+    stopped at the end, however the run ends (Ctrl-C included)."""
+    if kind != "container":
+        yield
+        return
+    from executors.container.probe import container_unavailable_reason
+    from executors.factory import start_launcher, stop_launcher
+
+    reason = container_unavailable_reason()
+    if reason is not None:
+        raise UsageError(f"--executor container: containers cannot run here ({reason})")
+    start_launcher()
+    try:
+        yield
+    finally:
+        stop_launcher()
 
 
 def load(args: argparse.Namespace) -> Pipeline | None:
@@ -215,24 +246,24 @@ def mask_variables(job: JobSpec, masked: dict[str, str]) -> JobSpec:
     return replace(job, variables=variables)
 
 
-def build_runner(project_dir: Path, state_dir: Path, kind: str, reporter: Reporter) -> JobRunner:
+def build_runner(
+    project_dir: Path, state_dir: Path, args: argparse.Namespace, reporter: Reporter
+) -> JobRunner:
     """One fresh executor and one build per attempt of a job."""
-    from executors import factory
-    from executors.factory import ExecutorOptions, create_executor
+    from executors.factory import create_executor
     from runner.build.build import run_build
     from runner.build.context import BuildContext
+    from runner.debug_shell import ShellOnFailure
 
-    available = getattr(factory, "EXECUTORS", EXECUTORS)
-    if kind not in available:  # say so now, not once per job
-        raise UsageError(
-            f"--executor {kind}: not available yet (available: {', '.join(available)})"
-        )
-    options = ExecutorOptions()
+    kind = chosen_executor(args)
+    options = executor_options(args, state_dir)
 
     def run_job(
         job: JobSpec, attempt: int, upstream: tuple[str, ...], cancel: threading.Event
     ) -> JobOutcome:
         executor = create_executor(kind, options)
+        if args.shell_on_failure:
+            executor = ShellOnFailure(executor)
         context = BuildContext(
             project_dir=project_dir, state_dir=state_dir, upstream=upstream, attempt=attempt
         )

@@ -1,0 +1,108 @@
+"""The executor options of `pyci run` and `pyci shell`: flags, defaults, and their mapping to
+`executors.factory.ExecutorOptions` (one place, so both commands accept the same)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from pathlib import Path
+
+from runner.errors import UsageError
+
+EXECUTORS = ("shell", "container")
+NETWORKS = ("bridge", "host", "none")
+PULL_POLICIES = ("always", "if-not-present", "never")
+
+
+@functools.cache
+def default_executor() -> tuple[str, str]:
+    """(`container` or `shell`, why): containers when this process may make them."""
+    from executors.container.probe import container_unavailable_reason
+
+    reason = container_unavailable_reason()
+    if reason is None:
+        return "container", "root, namespaces and overlayfs available"
+    return "shell", reason
+
+
+def add_executor_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("executor")
+    group.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default=None,
+        help="where jobs run (default: container when pyci runs as root and the kernel "
+        "allows namespaces and overlayfs, else shell)",
+    )
+    group.add_argument(
+        "--default-image",
+        metavar="REF",
+        help="image of jobs without image: (default: the host's root, read-only)",
+    )
+    group.add_argument(
+        "--network", choices=NETWORKS, default="bridge", help="container network (default: bridge)"
+    )
+    group.add_argument("--memory", metavar="SIZE", help="memory limit per container, e.g. 512m")
+    group.add_argument("--cpus", type=float, metavar="N", help="CPU limit per container, e.g. 1.5")
+    group.add_argument("--pids-limit", type=int, metavar="N", help="process limit per container")
+    group.add_argument(
+        "--no-new-privileges",
+        action="store_true",
+        help="containers cannot gain privileges (setuid, file capabilities)",
+    )
+    group.add_argument(
+        "--pull-policy",
+        choices=PULL_POLICIES,
+        default="if-not-present",
+        help="when to pull images without pull_policy: (default: if-not-present)",
+    )
+    group.add_argument(
+        "--registry-mirror",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="Docker Hub mirror, tried first (repeatable; default: $PYCI_REGISTRY_MIRROR)",
+    )
+    group.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="registry that may be reached over plain HTTP (repeatable; loopback always may)",
+    )
+
+
+def chosen_executor(args: argparse.Namespace) -> str:
+    return args.executor or default_executor()[0]
+
+
+def executor_options(args: argparse.Namespace, state_dir: Path):
+    """`ExecutorOptions` from the parsed flags; a bad value is a one-line usage error."""
+    from executors.factory import ExecutorOptions
+    from executors.images.pull import mirrors_from_env
+
+    memory = None
+    if args.memory:
+        from executors.container.executor import parse_memory
+
+        try:
+            memory = parse_memory(args.memory)
+        except ValueError as exc:
+            raise UsageError(f"--memory {args.memory}: {exc}") from None
+    if args.cpus is not None and args.cpus <= 0:
+        raise UsageError(f"--cpus {args.cpus:g}: must be more than 0")
+    if args.pids_limit is not None and args.pids_limit < 1:
+        raise UsageError(f"--pids-limit {args.pids_limit}: must be at least 1")
+    mirrors = tuple(args.registry_mirror) or mirrors_from_env()
+    return ExecutorOptions(
+        default_image=args.default_image or None,
+        network=args.network,
+        memory=memory,
+        cpus=args.cpus,
+        pids_limit=args.pids_limit,
+        no_new_privs=args.no_new_privileges,
+        pull_policy=args.pull_policy,
+        registry_mirrors=mirrors,
+        insecure_registries=tuple(args.insecure_registry),
+        service_log_dir=state_dir / "logs",
+    )
