@@ -122,7 +122,8 @@ class _Extractor:
             self.pool.shutdown(wait=True, cancel_futures=True)
         # deepest first, so setting a parent's mtime is the last change inside it
         for path, member in reversed(self.dirs):
-            os.lchown(path, member.uid, member.gid)
+            if (member.uid, member.gid) != self.creator:
+                os.lchown(path, member.uid, member.gid)
             os.chmod(path, member.mode & 0o7777)
             os.utime(path, ns=(_ns(member.mtime), _ns(member.mtime)), follow_symlinks=False)
 
@@ -312,7 +313,8 @@ class _Extractor:
             os.close(fd)
 
     def finish(self, path: str, member: tarfile.TarInfo, chmod: bool = True) -> None:
-        os.lchown(path, member.uid, member.gid)
+        if (member.uid, member.gid) != self.creator:  # new inodes are the creator's already
+            os.lchown(path, member.uid, member.gid)
         if chmod:
             os.chmod(path, member.mode & 0o7777, follow_symlinks=False)
         self.set_xattrs(path, member, fd=None)

@@ -48,6 +48,7 @@ def test_modes_owners_times_and_special_files_are_kept(tmp_path):
             file("bin/orig", b"same inode"),
             hardlink("bin/link", "bin/orig"),
             symlink("bin/sym", "../etc/elsewhere"),
+            symlink("bin/owned-link", "sym", uid=7, gid=8),
             chardev("bin/null", 1, 3, mode=0o666),
             fifo("bin/fifo", mode=0o620),
             file("bin/world-writable", b"w", mode=0o666),  # wider than the usual umask
@@ -76,6 +77,8 @@ def test_modes_owners_times_and_special_files_are_kept(tmp_path):
     assert os.getxattr(out / "bin/user", "user.comment") == b"\xff\x00binary"
     assert os.lstat(out / "bin/link").st_ino == os.lstat(out / "bin/orig").st_ino
     assert os.readlink(out / "bin/sym") == "../etc/elsewhere"
+    owned_link = os.lstat(out / "bin/owned-link")
+    assert (owned_link.st_uid, owned_link.st_gid) == (7, 8)
     null = os.lstat(out / "bin/null")
     assert (
         stat.S_ISCHR(null.st_mode) and os.major(null.st_rdev) == 1 and os.minor(null.st_rdev) == 3
