@@ -147,7 +147,9 @@ class _Build:
         finally:
             self.executor.cleanup()
             if self.workspace is not None:
-                self.workspace.remove()
+                self.workspace.remove()  # unmounts the job's view of the sources first
+            if self.source is not None and self.source.snapshot is not None:
+                self.source.snapshot.release()
         self.final_line(result)
         return self.outcome(result)
 
@@ -164,6 +166,7 @@ class _Build:
                 strategy=self.env_value("GIT_STRATEGY") or "clone",
                 checkout=(self.env_value("GIT_CHECKOUT") or "true").lower() != "false",
                 submodules=self.env_value("GIT_SUBMODULE_STRATEGY") or "none",
+                workspace=self.workspace,
             )
         result = self.before_script_stages()
         if result is None:

@@ -3,9 +3,13 @@
 A job must see what the user is about to commit, yet never touch the user's tree. So the copy
 is a `git clone --shared` of the repository (objects borrowed through alternates, nothing
 copied; only the checkout writes files), checked out detached at HEAD, then overlaid with the
-uncommitted changes of tracked files (`git diff HEAD`: modified and staged files copied over,
-deleted ones removed, new ones marked intent-to-add so they count as tracked). Untracked files
-stay behind, as on GitLab. The copy is a real repository, so `git` inside the job works.
+uncommitted changes of tracked files (modified and staged files copied over, deleted ones
+removed, new ones marked intent-to-add so they count as tracked). Untracked files stay behind,
+as on GitLab. The copy is a real repository, so `git` inside the job works.
+
+In a build (`workspace` given) that clone is made once per run and shared: see snapshot.py.
+One `git status` per job tells whether the shared one still matches the work tree; the job
+then gets a copy-on-write overlay (root) or a copy of it.
 
 A folder that is no git repository is copied whole (except `.pyci/`).
 `GIT_STRATEGY`: `clone` and `fetch` both give this fresh copy (a local clone costs no more than
@@ -18,10 +22,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.build import snapshot as snapshots
 from runner.build.joblog import BuildLog
+from runner.build.workspace import Workspace
 
 STATE_DIR_NAME = ".pyci"
 
@@ -37,18 +44,23 @@ class SourceCopy:
     overlaid: int = 0  # uncommitted changes applied
     # for non-git copies: the files the job started with, to tell which ones it made
     baseline: frozenset[str] | None = None
+    # the run's shared checkout this copy is a view of; released when the job's dir is gone
+    snapshot: snapshots.Snapshot | None = None
+
+
+def _git_env() -> dict[str, str]:
+    # no optional locks: git must not refresh (write) the index of the user's repository
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
+    for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        env.pop(key, None)
+    return env
 
 
 def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    # no optional locks: git must not refresh (write) the index of the user's repository
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
-    env.pop("GIT_DIR", None)
-    env.pop("GIT_WORK_TREE", None)
-    env.pop("GIT_INDEX_FILE", None)
     result = subprocess.run(
         ["git", "-C", str(cwd), *args],
         capture_output=True,
-        env=env,
+        env=_git_env(),
         stdin=subprocess.DEVNULL,
     )
     # `git checkout` can report unreadable objects on stderr and still exit 0
@@ -80,6 +92,61 @@ def _root_and_head(project: Path) -> tuple[Path | None, str | None]:
     return repository_root(project), None
 
 
+_roots: dict[Path, Path | None] = {}  # project dir -> top of its work tree (None: no git)
+_roots_lock = threading.Lock()
+
+
+def _cached_root(project: Path) -> Path | None:
+    # where a work tree's top is does not change while pyci runs: asked once per project
+    with _roots_lock:
+        if project not in _roots:
+            _roots[project] = repository_root(project)
+        return _roots[project]
+
+
+@dataclass(frozen=True)
+class _TreeState:
+    """HEAD and the uncommitted changes of tracked files, from one `git status`."""
+
+    head: str | None
+    changed: tuple[str, ...]  # paths that differ from HEAD (index or work tree)
+    added: frozenset[str]  # new in the index (staged or intent-to-add)
+    raw: bytes
+
+    def key(self, root: Path) -> tuple[object, ...]:
+        # the status line of a file the user edits again stays the same: its stat does not
+        stats = []
+        for rel in self.changed:
+            try:
+                st = os.lstat(root / rel)
+                stats.append((st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_mode))
+            except OSError:
+                stats.append(None)
+        return (str(root), self.head, self.raw, tuple(stats))
+
+
+def _tree_state(root: Path) -> _TreeState:
+    out = _git(
+        root,
+        *("status", "--porcelain=v2", "-z", "--branch", "--untracked-files=no", "--no-renames"),
+    ).stdout
+    head: str | None = None
+    changed: list[str] = []
+    added: set[str] = set()
+    for item in out.split(b"\0"):
+        if item.startswith(b"# branch.oid "):
+            oid = item[len(b"# branch.oid ") :].decode()
+            head = None if oid == "(initial)" else oid
+        elif item[:2] in (b"1 ", b"u "):
+            # "1 XY sub mH mI mW hH hI path", "u XY sub m1 m2 m3 mW h1 h2 h3 path"
+            fields = item.split(b" ", 8 if item[:1] == b"1" else 10)
+            path = os.fsdecode(fields[-1])
+            changed.append(path)
+            if b"A" in fields[1]:
+                added.add(path)
+    return _TreeState(head, tuple(changed), frozenset(added), out)
+
+
 def get_sources(
     project: Path,
     dest: Path,
@@ -87,7 +154,10 @@ def get_sources(
     strategy: str = "clone",
     checkout: bool = True,
     submodules: str = "none",
+    workspace: Workspace | None = None,
 ) -> SourceCopy:
+    """The job's copy of `project` at `dest`. With `workspace` (whose project dir `dest` is),
+    a view of the run's shared checkout; without, a clone of its own."""
     strategy = (strategy or "clone").lower()
     if strategy in ("none", "empty"):
         dest.mkdir(parents=True, exist_ok=True)
@@ -95,6 +165,14 @@ def get_sources(
         return SourceCopy("none", baseline=frozenset())
     if strategy not in ("clone", "fetch"):
         log.warning(f"GIT_STRATEGY {strategy!r} is not known; using clone")
+    if workspace is not None and checkout and shutil.which("git") is not None:
+        root = _cached_root(project)
+        if root is not None:
+            state = _tree_state(root)
+            if state.head:
+                copy = _shared_copy(root, state, workspace, log)
+                _note_submodules(submodules, log)
+                return copy
     root, head = _root_and_head(project)
     if root is None:
         return _copy_plain(project, dest, log)
@@ -109,25 +187,60 @@ def get_sources(
         return SourceCopy("git", head=head)
     log.notice(f"Checking out {head[:8]} as detached HEAD...")
     _git(dest, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", head)
-    overlaid = _overlay_changes(root, dest)
+    overlaid = _overlay_changes(root, dest, _tree_state(root))
     if overlaid:
         log.notice(f"Copying {overlaid} uncommitted change(s) of tracked files...")
+    _note_submodules(submodules, log)
+    return SourceCopy("git", head=head, overlaid=overlaid)
+
+
+def _shared_copy(root: Path, state: _TreeState, ws: Workspace, log: BuildLog) -> SourceCopy:
+    assert state.head is not None
+    head = state.head
+
+    def build(holder: Path) -> tuple[Path, str, int]:
+        tree = holder / "tree"
+        log.notice(f"Cloning repository from {root}...")
+        _git(holder, "clone", "--quiet", "--shared", "--no-checkout", str(root), str(tree))
+        log.notice(f"Checking out {head[:8]} as detached HEAD...")
+        _git(tree, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", head)
+        overlaid = _overlay_changes(root, tree, state)
+        if overlaid:
+            log.notice(f"Copying {overlaid} uncommitted change(s) of tracked files...")
+        return tree, head, overlaid
+
+    project_builds = ws.job_dir.parent
+    built = []
+    shared = snapshots.acquire(
+        project_builds, state.key(root), lambda holder: built.append(1) or build(holder)
+    )
+    if not built:
+        log.notice(f"Reusing this run's checkout of {head[:8]} from {root}")
+    try:
+        how = snapshots.private_view(shared, ws)
+    except BaseException:
+        shared.release()
+        raise
+    if how == "overlay":
+        log.notice("Using a copy-on-write overlay of the checkout")
+    else:
+        log.notice("Using a copy of the checkout")
+    return SourceCopy("git", head=head, overlaid=shared.overlaid, snapshot=shared)
+
+
+def _note_submodules(submodules: str, log: BuildLog) -> None:
     if submodules.lower() in ("normal", "recursive"):
         log.warning(f"GIT_SUBMODULE_STRATEGY={submodules} is not supported locally; skipped")
     else:
         log.notice("Skipping Git submodules setup")
-    return SourceCopy("git", head=head, overlaid=overlaid)
 
 
 def _split_z(data: bytes) -> list[str]:
     return [os.fsdecode(p) for p in data.split(b"\0") if p]
 
 
-def _overlay_changes(root: Path, dest: Path) -> int:
-    # -z --name-status: "<letter>\0<path>\0" for each change against HEAD
-    fields = _split_z(_git(root, "diff", "HEAD", "--name-status", "--no-renames", "-z").stdout)
-    changed = fields[1::2]
-    added = {path for letter, path in zip(fields[::2], fields[1::2], strict=True) if letter == "A"}
+def _overlay_changes(root: Path, dest: Path, state: _TreeState) -> int:
+    changed, added = state.changed, state.added
     for rel in changed:
         source, target = root / rel, dest / rel
         if source.is_dir() and not source.is_symlink():

@@ -11,8 +11,10 @@ use the user's files and pass locally while failing on GitLab. The root is
 `$PYCI_BUILDS_DIR`, else `$XDG_CACHE_HOME/pyci/builds` (`~/.cache/pyci/builds`): on disk, not
 a RAM-backed /tmp.
 
-A build holds an exclusive `flock` on its job directory while it runs. A run that crashed left
-its directory unlocked, so the next build of the same project removes every unlocked sibling.
+A build holds an exclusive `flock` on its job directory while it runs (and a run on its
+snapshot of the sources, see snapshot.py). A run that crashed left its directories unlocked, so
+the next build of the same project removes every unlocked sibling, unmounting first what is
+mounted inside (a job's overlay of the sources is mounted at its project dir).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from executors.base import BuildDirs
@@ -50,19 +52,65 @@ def project_builds_dir(root: Path, project_dir: Path) -> Path:
 
 
 @dataclass
-class Workspace:
-    job_dir: Path
-    dirs: BuildDirs
+class LockedDir:
+    """A new directory this process holds an exclusive flock on while it exists."""
+
+    path: Path
     _lock_fd: int
+    mounts: list[Path] = field(default_factory=list)  # unmounted before removal
+
+    @property
+    def job_dir(self) -> Path:
+        return self.path
 
     def remove(self) -> None:
-        """Delete everything of this build; safe to call twice."""
-        shutil.rmtree(self.job_dir, ignore_errors=True)
+        """Unmount what we mounted inside, delete everything; safe to call twice."""
+        while self.mounts:
+            _unmount(self.mounts.pop())
+        shutil.rmtree(self.path, ignore_errors=True)
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
         with contextlib.suppress(OSError):
-            self.job_dir.parent.rmdir()  # only when no other build of the project remains
+            self.path.parent.rmdir()  # only when no other build of the project remains
+
+
+@dataclass
+class Workspace(LockedDir):
+    """A job's directory: its project dir (the sources) and scratch dir inside."""
+
+    dirs: BuildDirs = field(kw_only=True)
+
+
+def _unmount(point: Path) -> None:
+    from executors.container import syscalls
+
+    with contextlib.suppress(OSError):
+        # lazy: even a process of the job still inside could not keep it (none should be)
+        syscalls.umount2(str(point), syscalls.MNT_DETACH)
+
+
+def unmount_all_under(directory: Path) -> None:
+    """Unmount whatever is mounted at or below `directory` (a crashed run's overlays)."""
+    inside = str(directory).rstrip("/") + "/"
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return
+    points = []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) > 4 and _unescape(fields[4]).startswith(inside):
+            points.append(_unescape(fields[4]))
+    for point in sorted(points, key=len, reverse=True):
+        _unmount(Path(point))
+
+
+def _unescape(text: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        text = text.replace(code, char)
+    return text
 
 
 def sweep_stale(project_builds: Path) -> list[Path]:
@@ -83,6 +131,7 @@ def sweep_stale(project_builds: Path) -> list[Path]:
             os.close(fd)
             continue  # a live build holds it
         try:
+            unmount_all_under(entry)
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
         finally:
@@ -90,17 +139,15 @@ def sweep_stale(project_builds: Path) -> list[Path]:
     return removed
 
 
-def create(root: Path, project_dir: Path, job: str) -> Workspace:
-    project_builds = project_builds_dir(root, project_dir)
-    project_builds.mkdir(parents=True, exist_ok=True)
-    sweep_stale(project_builds)
+def lock_new_dir(project_builds: Path, prefix: str) -> LockedDir:
+    """A fresh directory `<project_builds>/<prefix>XXXX`, locked against sweeps."""
     while True:
         # another build may sweep our new directory before we lock it, or remove the (then
         # empty) project directory: both only mean "try again"
         try:
             project_builds.mkdir(parents=True, exist_ok=True)
-            job_dir = Path(tempfile.mkdtemp(prefix=f"{_safe(job)}-", dir=project_builds))
-            fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY)
+            path = Path(tempfile.mkdtemp(prefix=prefix, dir=project_builds))
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             continue
         try:
@@ -108,10 +155,19 @@ def create(root: Path, project_dir: Path, job: str) -> Workspace:
         except OSError:
             os.close(fd)
             continue
-        if job_dir.exists():
-            break
+        if path.exists():
+            return LockedDir(path, fd)
         os.close(fd)
+
+
+def create(root: Path, project_dir: Path, job: str) -> Workspace:
+    project_builds = project_builds_dir(root, project_dir)
+    project_builds.mkdir(parents=True, exist_ok=True)
+    sweep_stale(project_builds)
+    locked = lock_new_dir(project_builds, f"{_safe(job)}-")
+    job_dir = locked.path
     name = _safe(project_dir.resolve().name, 80)
     scratch = job_dir / f"{name}.tmp"
     scratch.mkdir(mode=0o700)
-    return Workspace(job_dir, BuildDirs(project_dir=job_dir / name, scratch=scratch), fd)
+    dirs = BuildDirs(project_dir=job_dir / name, scratch=scratch)
+    return Workspace(job_dir, locked._lock_fd, dirs=dirs)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from executors.factory import ExecutorOptions
+from runner.build import snapshot as snapshots
 from runner.build.artifacts import ArtifactStore
 from runner.jobspec import AllowFailure, ArtifactsSpec, CacheKey, CacheSpec, Variable
 
@@ -18,6 +19,7 @@ from .conftest import Builder, git, snapshot
 @pytest.fixture(autouse=True)
 def nothing_left_in_builds(builder: Builder):
     yield
+    snapshots.release_all()  # what pyci does at its exit: the run's shared checkouts go
     leftovers = list(builder.builds_root.rglob("*")) if builder.builds_root.exists() else []
     assert leftovers == [], f"build directories left behind: {leftovers[:5]}"
 

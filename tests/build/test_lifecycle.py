@@ -15,6 +15,7 @@ import pytest
 
 from executors.factory import ExecutorOptions
 from executors.shell import pid_namespaces_available
+from runner.build import snapshot as snapshots
 from runner.build import workspace
 
 from .conftest import Builder
@@ -34,8 +35,21 @@ def options(isolate: bool) -> ExecutorOptions:
     return ExecutorOptions(isolate_pids=isolate)
 
 
+def sources_mounts(builder: Builder) -> list[str]:
+    """Mounts (a job's overlay of the sources) under the builds root."""
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return [line for line in lines if f" {builder.builds_root}/" in line]
+
+
 def no_build_dirs(builder: Builder) -> bool:
-    return not builder.builds_root.exists() or not any(builder.builds_root.rglob("*"))
+    """Right after the build: only the run's shared checkout may remain, and no mount; after
+    the end of the run (release_all, at pyci's exit) nothing at all."""
+    root = builder.builds_root
+    left = [p for p in root.glob("*/*") if not p.name.startswith(snapshots.SNAPSHOT_PREFIX)]
+    if left or sources_mounts(builder):
+        return False
+    snapshots.release_all()
+    return not root.exists() or not any(root.rglob("*"))
 
 
 @pytest.mark.parametrize("isolate", ISOLATION)
@@ -151,6 +165,8 @@ def test_a_crashed_pyci_leaves_no_process_and_the_next_build_sweeps_its_dirs(
     assert wait_for(lambda: marked_processes(marker) == [], 5)
     project_builds = workspace.project_builds_dir(builder.builds_root, builder.project)
     assert any(project_builds.iterdir())  # the crashed run could not remove its directory
+    if os.geteuid() == 0:
+        assert sources_mounts(builder)  # nor unmount the job's view of the sources
     assert builder.run(make_job("next", ("true",))).status == "success"
     assert no_build_dirs(builder)
 
