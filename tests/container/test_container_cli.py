@@ -246,9 +246,21 @@ def test_ctrl_c_stops_the_jobs_and_the_fork_server(tmp_path, env):
     assert list(Path(env["PYCI_RUN_DIR"]).glob("containers/*")) == []
 
 
-def drive_on_pty(args: list[str], cwd: Path, env: dict[str, str], answer_after: bytes,
+def all_in_order(output: bytes, markers: tuple[bytes, ...]) -> bool:
+    position = 0
+    for marker in markers:
+        position = output.find(marker, position)
+        if position < 0:
+            return False
+        position += len(marker)
+    return True
+
+
+def drive_on_pty(args: list[str], cwd: Path, env: dict[str, str], answer_after: tuple[bytes, ...],
                  keys: bytes, timeout: float = 30) -> tuple[int, str]:  # fmt: skip
-    """Run pyci on a new pseudo-terminal; type `keys` once `answer_after` appeared."""
+    """Run pyci on a new pseudo-terminal; type `keys` once the `answer_after` markers appeared
+    in that order (wait for the shell's prompt: a line typed earlier is flushed when the shell
+    sets up line editing)."""
     primary, secondary = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "runner.cli", *args],
@@ -273,15 +285,19 @@ def drive_on_pty(args: list[str], cwd: Path, env: dict[str, str], answer_after: 
                 if not chunk:
                     break
                 output += chunk
-            if not typed and answer_after in output:
+            if not typed and all_in_order(output, answer_after):
                 os.write(primary, keys)
                 typed = True
         code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         os.close(primary)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # a failed test: let pyci clean up before it goes
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     return code, output.decode(errors="replace")
 
 
@@ -303,7 +319,7 @@ def test_pyci_shell_runs_a_command_typed_on_a_terminal(tmp_path, env, busybox_re
         ["shell", "job"],
         repo,
         env,
-        b"# ",  # the prompt: a line typed earlier is flushed when the shell sets up editing
+        (b"step_script", b"# "),
         b'test -t 0 && echo "tty $GREETING in $(pwd)"; echo x > made.txt; exit 3\n',
     )
     assert code == 3, output
@@ -316,7 +332,7 @@ def test_pyci_shell_runs_a_command_typed_on_a_terminal(tmp_path, env, busybox_re
 def test_pyci_shell_runs_the_command_after_the_dashes(tmp_path, env, busybox_ref):
     repo = make_project(tmp_path, SHELL_PIPELINE.format(image=busybox_ref))
     code, output = drive_on_pty(
-        ["shell", "job", "--", "sh", "-c", "echo $FROM_IMAGE; exit 4"], repo, env, b"\0", b""
+        ["shell", "job", "--", "sh", "-c", "echo $FROM_IMAGE; exit 4"], repo, env, (b"\0",), b""
     )
     assert code == 4, output
     assert "busybox" in output.splitlines()[-2] or "busybox\r" in output
@@ -339,7 +355,7 @@ def test_shell_on_failure_opens_a_shell_where_the_script_failed(tmp_path, env, b
         ["run", "--shell-on-failure"],
         repo,
         env,
-        b"exit to go on",
+        (b"exit to go on", b"# "),
         b'echo "found $(cat state.txt)"; exit\n',
     )
     assert code == 1, output
