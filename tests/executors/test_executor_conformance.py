@@ -110,3 +110,10 @@ def test_a_broken_log_neither_hangs_the_stage_nor_goes_unnoticed(prepared: Prepa
         raise AssertionError("the log's failure was swallowed")
     assert time.monotonic() - started < 8
     assert marked_processes(marker) == []
+
+
+def test_files_the_job_writes_land_in_the_project_directory(prepared: Prepared):
+    project = prepared.executor.project_dir_in_job()
+    result = run(prepared, script(f"cd '{project}'", "echo made > output.txt"))
+    assert result.exit_code == 0
+    assert (prepared.dirs.project_dir / "output.txt").read_text() == "made\n"
