@@ -180,18 +180,19 @@ class ShellExecutor:
         except OSError as exc:
             raise ExecutorError(f"cannot start {self.shell_path}: {exc}") from exc
         assert proc.stdout is not None
-        failures: list[BaseException] = []
-        reader = threading.Thread(target=_pump, args=(proc.stdout, log, failures), daemon=True)
-        reader.start()
-        ended = _wait_for_exit(proc, cmd.timeout, cancel)
-        if ended != "exited":
-            self._kill(proc)
-        proc.wait()
-        if not self.isolate:
-            _kill_session(proc.pid)  # leftovers of a finished script, too
-        reader.join()
-        if failures:
-            raise failures[0]
+        output = _Output(proc.stdout, log)
+        try:
+            ended = _wait_for_exit(proc, cmd.timeout, cancel, output)
+            if ended != "exited":
+                self._kill(proc)
+            proc.wait()
+            if not self.isolate:
+                _kill_session(proc.pid)  # leftovers of a finished script, too
+            output.drain()
+        finally:
+            output.close()
+        if output.failures:
+            raise output.failures[0]
         code = proc.returncode
         if ended != "exited":
             return ExecResult(None, timed_out=ended == "timeout", canceled=ended == "cancel")
@@ -207,9 +208,12 @@ class ShellExecutor:
             _kill_session(proc.pid)
 
 
-def _wait_for_exit(proc: subprocess.Popen[bytes], timeout: float | None, cancel) -> str:
-    """ "exited", "timeout" or "cancel", whichever comes first. Sleeps on the process's pidfd,
-    so an exit is seen at once (no polling interval added to every stage)."""
+def _wait_for_exit(
+    proc: subprocess.Popen[bytes], timeout: float | None, cancel, output: _Output
+) -> str:
+    """ "exited", "timeout" or "cancel", whichever comes first, copying output meanwhile.
+    Sleeps on the process's pidfd and the output pipe in one poll, so an exit is seen at once
+    (no polling interval added to every stage) and no reader thread has to be started."""
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         pidfd = os.pidfd_open(proc.pid)
@@ -219,45 +223,62 @@ def _wait_for_exit(proc: subprocess.Popen[bytes], timeout: float | None, cancel)
         poller = select.poll()
         if pidfd >= 0:
             poller.register(pidfd, select.POLLIN)
+        poller.register(output.fd, select.POLLIN)
         while proc.poll() is None:
             if cancel.is_set():
                 return "cancel"
-            wait = _CANCEL_CHECK
+            wait = _CANCEL_CHECK if pidfd >= 0 else 0.005
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return "timeout"
                 wait = min(wait, left)
-            if pidfd >= 0:
-                poller.poll(max(1, int(wait * 1000 + 0.999)))
-            else:
-                time.sleep(min(wait, 0.005))
+            for fd, _events in poller.poll(max(1, int(wait * 1000 + 0.999))):
+                if fd == output.fd and not output.read_once():
+                    poller.unregister(output.fd)  # EOF: only the exit is left to wait for
         return "exited"
     finally:
         if pidfd >= 0:
             os.close(pidfd)
 
 
-def _pump(stream, log: JobLog, failures: list[BaseException]) -> None:
-    """Copy the job's output to the log. Keeps draining the pipe even if the log fails, so a
-    broken reporter cannot block the job on a full pipe; the failure is raised afterwards."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    fd = stream.fileno()
+class _Output:
+    """Copies the job's output to the log. Keeps draining the pipe even if the log fails, so
+    a broken reporter cannot block the job on a full pipe; the failure is raised afterwards."""
 
-    def deliver(text: str) -> None:
-        if text and not failures:
-            try:
-                log.write(text)
-            except Exception as exc:
-                failures.append(exc)
+    def __init__(self, stream, log: JobLog) -> None:
+        self.stream = stream
+        self.fd: int = stream.fileno()
+        self.log = log
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.failures: list[BaseException] = []
+        self.ended = False
 
-    while True:
-        chunk = os.read(fd, _READ_SIZE)
+    def read_once(self) -> bool:
+        """One read; False at the end of the output."""
+        if self.ended:
+            return False
+        chunk = os.read(self.fd, _READ_SIZE)
         if not chunk:
-            break
-        deliver(decoder.decode(chunk))
-    deliver(decoder.decode(b"", final=True))
-    stream.close()
+            self.ended = True
+            self._deliver(self.decoder.decode(b"", final=True))
+            return False
+        self._deliver(self.decoder.decode(chunk))
+        return True
+
+    def drain(self) -> None:
+        while self.read_once():
+            pass
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def _deliver(self, text: str) -> None:
+        if text and not self.failures:
+            try:
+                self.log.write(text)
+            except Exception as exc:
+                self.failures.append(exc)
 
 
 def session_members(sid: int) -> list[int]:
