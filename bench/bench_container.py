@@ -22,6 +22,12 @@ busybox (the `busybox-static` package) as the image, already on disk:
 
 Then a 3-stage pipeline of trivial busybox jobs through the executor (prepare, step_script,
 cleanup per job, one after another): the container part of `pyci run`, wall time.
+
+Then the same 3-stage pipeline end to end: `pyci run --plain` as a user starts it, on a git
+project whose jobs use the busybox directory as `image:` (default bridge network), wall time of
+the whole process; beside it what it is made of: the pipeline as pyci reports it (scheduler,
+builds, containers), `pyci list` (interpreter, imports, load and plan of the same file) and a
+bare `python -c pass`.
 Target: pyci launch within 2x of the floor; the pipeline under 0.5 s.
 
     python bench/bench_container.py [--count 30]
@@ -32,6 +38,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -192,6 +200,7 @@ def main() -> int:
         executor_stage, pipeline = executor_figures(work, rootfs, launcher, count)
         rows.append(("executor stage", executor_stage, "cgroup + seccomp, network none"))
         rows.append(("3-stage pipeline", pipeline, "executor part, bridge network"))
+        rows.extend(cli_figures(work, rootfs, max(5, count // 5)))
     finally:
         launcher.close()
         remove_tree(work)
@@ -244,6 +253,58 @@ def executor_figures(work: Path, rootfs: Path, launcher: Launcher, count: int):
                 bridged.cleanup()
 
     return stage, median_of(pipeline, max(3, count // 10))
+
+
+CLI_PIPELINE = """
+stages: [build, test, deploy]
+default:
+  image: {rootfs}
+build:
+  stage: build
+  script: [echo built]
+test:
+  stage: test
+  script: [echo tested]
+deploy:
+  stage: deploy
+  script: [echo deployed]
+"""
+
+
+def cli_figures(work: Path, rootfs: Path, count: int) -> list[tuple[str, float | None, str]]:
+    """`pyci run` of a 3-stage busybox pipeline end to end, and what its time is made of."""
+    project = work / "cli-project"
+    project.mkdir()
+    (project / ".gitlab-ci.yml").write_text(CLI_PIPELINE.format(rootfs=rootfs))
+    git_env = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
+               "GIT_COMMITTER_EMAIL": "b@b"}  # fmt: skip
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "bench"]):
+        subprocess.run(["git", *args], cwd=project, check=True, env={**os.environ, **git_env})
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PYCI_BUILDS_DIR": str(work / "cli-builds"),
+        "PYCI_RUN_DIR": str(work / "cli-run"),
+    }
+    reported: list[float] = []
+
+    def run(*command: str, record: bool = False) -> None:
+        done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        found = re.search(r"Pipeline passed in ([0-9.]+)s", done.stdout)
+        if record and found:
+            reported.append(float(found.group(1)))
+
+    pyci = (sys.executable, "-m", "runner.cli")
+    total = median_of(lambda: run(*pyci, "run", "--plain", record=True), count)
+    listing = median_of(lambda: run(*pyci, "list"), count)
+    bare = median_of(lambda: run(sys.executable, "-c", "pass"), count)
+    return [
+        ("pyci run 3-stage", total, "end to end, container executor, bridge (target < 500 ms)"),
+        ("  its pipeline", statistics.median(reported), "as pyci reports it: jobs, builds"),
+        ("  pyci list", listing, "start-up, imports, load + plan of the same file"),
+        ("  python -c pass", bare, "the interpreter alone"),
+    ]
 
 
 if __name__ == "__main__":

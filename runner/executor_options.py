@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 from pathlib import Path
 
 from runner.errors import UsageError
@@ -79,7 +80,6 @@ def chosen_executor(args: argparse.Namespace) -> str:
 def executor_options(args: argparse.Namespace, state_dir: Path):
     """`ExecutorOptions` from the parsed flags; a bad value is a one-line usage error."""
     from executors.factory import ExecutorOptions
-    from executors.images.pull import mirrors_from_env
 
     memory = None
     if args.memory:
@@ -93,7 +93,11 @@ def executor_options(args: argparse.Namespace, state_dir: Path):
         raise UsageError(f"--cpus {args.cpus:g}: must be more than 0")
     if args.pids_limit is not None and args.pids_limit < 1:
         raise UsageError(f"--pids-limit {args.pids_limit}: must be at least 1")
-    mirrors = tuple(args.registry_mirror) or mirrors_from_env()
+    mirrors = tuple(args.registry_mirror)
+    if not mirrors and os.environ.get("PYCI_REGISTRY_MIRROR"):
+        from executors.images.pull import mirrors_from_env  # httpx: only when needed
+
+        mirrors = mirrors_from_env()
     return ExecutorOptions(
         default_image=args.default_image or None,
         network=args.network,
