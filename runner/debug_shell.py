@@ -21,10 +21,41 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from executors.base import BuildDirs, ExecResult, Executor, JobLog, StageCommand
+from runner.events import Event, Reporter
 from runner.jobspec import JobSpec
 
 # one shell on the terminal at a time, whatever the number of failing jobs
 _TERMINAL = threading.Lock()
+
+
+class HeldOutput:
+    """A reporter that holds events back while a shell has the terminal (other jobs go on
+    running; their lines would land in the middle of the user's session), then passes them
+    on in order."""
+
+    def __init__(self, inner: Reporter):
+        self.inner = inner
+        self._lock = threading.Lock()
+        self._held: list[Event] | None = None
+
+    def handle(self, event: Event) -> None:
+        with self._lock:
+            if self._held is not None:
+                self._held.append(event)
+                return
+            self.inner.handle(event)
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        with self._lock:
+            self._held = []
+        try:
+            yield
+        finally:
+            with self._lock:
+                held, self._held = self._held or [], None
+                for event in held:
+                    self.inner.handle(event)
 
 
 class InteractiveExecutor(Protocol):
@@ -147,9 +178,12 @@ class ShellOnFailure:
     Without a terminal on stdin there is nobody to type: one line in the job log says so.
     """
 
-    def __init__(self, inner: Executor, stdin: int = 0, stdout: int = 1):
+    def __init__(
+        self, inner: Executor, output: HeldOutput | None = None, stdin: int = 0, stdout: int = 1
+    ):
         self.inner = inner
         self.name = inner.name
+        self._output = output
         self._stdin, self._stdout = stdin, stdout
 
     @property
@@ -180,7 +214,8 @@ class ShellOnFailure:
         if not os.isatty(self._stdin):
             log.write("--shell-on-failure: stdin is not a terminal, no shell opened\n")
             return
-        with _TERMINAL:
+        holding = self._output.holding() if self._output else contextlib.nullcontext()
+        with _TERMINAL, holding:
             _say(
                 self._stdout,
                 f"\r\n*** job {self._job_name} failed (exit code {result.exit_code}): a shell "

@@ -40,6 +40,7 @@ from runner.schedule.scheduler import JobRunner, Scheduler
 from runner.schedule.selection import Selection, select_jobs
 
 if TYPE_CHECKING:
+    from runner.debug_shell import HeldOutput
     from runner.pipeline import Pipeline
 
 STATE_DIR_NAME = ".pyci"
@@ -116,7 +117,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
     console = make_console()
     listed = [(job.name, job.stage) for job in selection.jobs]
     output = Output(args, console, listed, state_dir, pipeline.name)
-    run_job = build_runner(pipeline.project_dir, state_dir, args, output.reporter)
+    run_job = build_runner(pipeline.project_dir, state_dir, args, output)
     scheduler = Scheduler(
         selection.jobs,
         run_job,
@@ -216,7 +217,13 @@ class Output:
             reporters.append(JsonReport(path, jobs, self.logs.logs_dir, title))
         if args.junit_report:
             reporters.append(JunitReport(cwd / args.junit_report, jobs, self.logs.logs_dir))
-        self.reporter = FanOut(reporters)
+        self.reporter: Reporter = FanOut(reporters)
+        self.held: HeldOutput | None = None
+        if args.shell_on_failure:  # a job's shell may take the terminal: hold lines meanwhile
+            from runner.debug_shell import HeldOutput
+
+            self.held = HeldOutput(self.reporter)
+            self.reporter = self.held
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
@@ -247,7 +254,7 @@ def mask_variables(job: JobSpec, masked: dict[str, str]) -> JobSpec:
 
 
 def build_runner(
-    project_dir: Path, state_dir: Path, args: argparse.Namespace, reporter: Reporter
+    project_dir: Path, state_dir: Path, args: argparse.Namespace, output: Output
 ) -> JobRunner:
     """One fresh executor and one build per attempt of a job."""
     from executors.factory import create_executor
@@ -263,11 +270,11 @@ def build_runner(
     ) -> JobOutcome:
         executor = create_executor(kind, options)
         if args.shell_on_failure:
-            executor = ShellOnFailure(executor)
+            executor = ShellOnFailure(executor, output.held)
         context = BuildContext(
             project_dir=project_dir, state_dir=state_dir, upstream=upstream, attempt=attempt
         )
-        return run_build(job, executor, context, reporter, cancel)
+        return run_build(job, executor, context, output.reporter, cancel)
 
     return run_job
 

@@ -349,18 +349,30 @@ job:
 """
 
 
+OTHER = """
+other:
+  image: {image}
+  script:
+    - sleep 2
+    - echo other finished
+"""
+
+
 def test_shell_on_failure_opens_a_shell_where_the_script_failed(tmp_path, env, busybox_ref):
-    repo = make_project(tmp_path, FAILING.format(image=busybox_ref))
+    pipeline = FAILING.format(image=busybox_ref) + OTHER.format(image=busybox_ref)
+    repo = make_project(tmp_path, pipeline)
     code, output = drive_on_pty(
         ["run", "--shell-on-failure"],
         repo,
         env,
         (b"exit to go on", b"# "),
-        b'echo "found $(cat state.txt)"; exit\n',
+        b'sleep 3; echo "found $(cat state.txt)"; exit\n',
     )
     assert code == 1, output
     assert "found broken" in output
     assert output.index("found broken") < output.index("after ran")
+    # the other job's lines wait until the shell is closed
+    assert output.index("back from the shell") < output.index("[other] other finished")
 
 
 def test_shell_on_failure_without_a_terminal_says_so_in_one_line(tmp_path, env, busybox_ref):
