@@ -89,6 +89,7 @@ def scheduler_only(jobs: int, logs: Path) -> None:
 
 def pyci_run(project: Path) -> None:
     command = [sys.executable, "-m", "runner", "run", "--plain", "--concurrency", "1"]
+    command += ["--executor", "shell"]  # the default is the container executor where it runs
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     if done.returncode != 0:

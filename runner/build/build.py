@@ -147,9 +147,8 @@ class _Build:
         finally:
             self.executor.cleanup()
             if self.workspace is not None:
-                self.workspace.remove()  # unmounts the job's view of the sources first
-            if self.source is not None and self.source.snapshot is not None:
-                self.source.snapshot.release()
+                # the outcome need not wait for the files to go (workspace.finish_removals)
+                workspace.remove_later(self.remove_workspace)
         self.final_line(result)
         return self.outcome(result)
 
@@ -342,6 +341,12 @@ class _Build:
             if self.ctx.artifacts_to_source and stored.is_dir():
                 copied = copy_tree(stored, self.ctx.project_dir)
                 self.log.notice(f"Copied {copied} artifact files into {self.ctx.project_dir}")
+
+    def remove_workspace(self) -> None:
+        assert self.workspace is not None
+        self.workspace.remove()  # unmounts the job's view of the sources first
+        if self.source is not None and self.source.snapshot is not None:
+            self.source.snapshot.release()  # only now: it was the lower layer of that view
 
     # -- the end -----------------------------------------------------------------------------
     def final_line(self, result: _Result) -> None:

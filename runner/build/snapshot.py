@@ -91,7 +91,9 @@ class SnapshotCache:
                 self._drop(snapshot)
 
     def release_all(self) -> None:
-        """Remove every snapshot (at the end of the run: no job uses them any more)."""
+        """Remove every snapshot (at the end of the run: no job uses them any more), after
+        the jobs' own directories still being removed."""
+        workspace.finish_removals()
         with self._lock:
             for snapshot in list(self._all):
                 self._drop(snapshot)

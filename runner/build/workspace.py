@@ -19,13 +19,18 @@ mounted inside (a job's overlay of the sources is mounted at its project dir).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
 import os
+import queue
 import re
 import shutil
 import tempfile
+import threading
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +118,44 @@ def _unescape(text: str) -> str:
     return text
 
 
+class _Remover:
+    """Removes finished jobs' directories on a background thread: a job's outcome is reported
+    without waiting for its files to be deleted (a few ms per job, more for big trees).
+    `finish()` waits for all pending removals; it runs at pyci's exit at the latest."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, removal: Callable[[], None]) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="pyci-remover", daemon=True)
+                self._thread.start()
+        self._queue.put(removal)
+
+    def finish(self) -> None:
+        if self._thread is not None:
+            self._queue.join()
+
+    def _work(self) -> None:
+        while True:
+            removal = self._queue.get()
+            try:
+                removal()
+            except Exception:
+                traceback.print_exc()  # a bug; still, later removals must go on
+            finally:
+                self._queue.task_done()
+
+
+_remover = _Remover()
+remove_later = _remover.submit
+finish_removals = _remover.finish
+atexit.register(finish_removals)
+
+
 def sweep_stale(project_builds: Path) -> list[Path]:
     """Remove job directories that no running build holds (left by a crashed run)."""
     removed = []
@@ -160,10 +203,18 @@ def lock_new_dir(project_builds: Path, prefix: str) -> LockedDir:
         os.close(fd)
 
 
+_swept: set[Path] = set()  # project builds dirs swept by this process already
+_swept_lock = threading.Lock()
+
+
 def create(root: Path, project_dir: Path, job: str) -> Workspace:
     project_builds = project_builds_dir(root, project_dir)
-    project_builds.mkdir(parents=True, exist_ok=True)
-    sweep_stale(project_builds)
+    with _swept_lock:
+        # what a crashed run left is there before this process starts: one sweep is enough
+        first = project_builds not in _swept
+        _swept.add(project_builds)
+    if first:
+        sweep_stale(project_builds)
     locked = lock_new_dir(project_builds, f"{_safe(job)}-")
     job_dir = locked.path
     name = _safe(project_dir.resolve().name, 80)

@@ -42,9 +42,10 @@ def sources_mounts(builder: Builder) -> list[str]:
 
 
 def no_build_dirs(builder: Builder) -> bool:
-    """Right after the build: only the run's shared checkout may remain, and no mount; after
-    the end of the run (release_all, at pyci's exit) nothing at all."""
+    """Once the job's removal is done: only the run's shared checkout may remain, and no
+    mount; after the end of the run (release_all, at pyci's exit) nothing at all."""
     root = builder.builds_root
+    workspace.finish_removals()
     left = [p for p in root.glob("*/*") if not p.name.startswith(snapshots.SNAPSHOT_PREFIX)]
     if left or sources_mounts(builder):
         return False
