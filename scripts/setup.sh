@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 # System tools the runner and its tests use: a registry server and image tools for the image
 # tests and benchmarks, busybox for test images, iproute2/iptables for container networks.
 packages=(git bash python3 python3-venv busybox-static docker-registry skopeo umoci debootstrap
-          apache2-utils iproute2 iptables libseccomp2 crun)
+          apache2-utils openssl iproute2 iptables libseccomp2 crun)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
