@@ -381,3 +381,26 @@ def test_shell_on_failure_without_a_terminal_says_so_in_one_line(tmp_path, env, 
     assert run.returncode == 1
     notes = [line for line in job_lines(run.stdout, "job") if "shell-on-failure" in line]
     assert notes == ["--shell-on-failure: stdin is not a terminal, no shell opened"]
+
+
+def test_the_fork_server_starts_while_pyci_has_one_thread(tmp_path, env, monkeypatch):
+    """The design forbids fork() from the threaded scheduler: the server must exist first."""
+    import threading
+
+    import executors.factory
+    from runner.cli import main
+
+    seen: list[int] = []
+    real_start = executors.factory.start_launcher
+
+    def observed_start() -> None:
+        seen.append(threading.active_count())
+        real_start()
+
+    monkeypatch.setattr(executors.factory, "start_launcher", observed_start)
+    for key in ("PYCI_HOME", "PYCI_BUILDS_DIR", "TMPDIR"):
+        monkeypatch.setenv(key, env[key])
+    repo = make_project(tmp_path, "job:\n  script: [echo hi]\n")
+    monkeypatch.chdir(repo)
+    assert main(["run", "--plain", "--executor", "container"]) == 0
+    assert seen == [1], [t.name for t in threading.enumerate()]
