@@ -22,18 +22,19 @@ def default_executor() -> tuple[str, str]:
 
     reason = container_unavailable_reason()
     if reason is None:
-        return "container", "root, namespaces and overlayfs available"
+        return "container", "root with namespaces and overlayfs"
     return "shell", reason
 
 
 def add_executor_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("executor")
+    kind, why = default_executor()
     group.add_argument(
         "--executor",
         choices=EXECUTORS,
         default=None,
         help="where jobs run (default: container when pyci runs as root and the kernel "
-        "allows namespaces and overlayfs, else shell)",
+        f"allows namespaces and overlayfs, else shell; here: {kind}, as {why})",
     )
     group.add_argument(
         "--default-image",
