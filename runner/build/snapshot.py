@@ -122,10 +122,13 @@ _UNSAFE_IN_OPTIONS = (",", ":", "\\", "\n")
 
 def private_view(snapshot: Snapshot, ws: workspace.Workspace) -> str:
     """Give the job its own writable view of `snapshot` at its project dir; "overlay" or
-    "copy", whichever was used."""
+    "copy", whichever was used. `PYCI_SOURCES_VIEW=copy` asks for copies (say, where an
+    overlay's quirks matter: inode numbers, renaming directories on old kernels)."""
     global _overlay_usable
     target = ws.dirs.project_dir
-    if _overlay_usable is not False and _overlay_possible(snapshot.tree, ws.job_dir):
+    wanted = os.environ.get("PYCI_SOURCES_VIEW", "auto").lower()
+    try_overlay = wanted != "copy" and _overlay_usable is not False
+    if try_overlay and _overlay_possible(snapshot.tree, ws.job_dir):
         upper, work = ws.job_dir / "pyci-upper", ws.job_dir / "pyci-work"
         for path in (upper, work, target):
             path.mkdir(exist_ok=True)

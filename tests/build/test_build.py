@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from executors.factory import ExecutorOptions
 from runner.build import snapshot as snapshots
+from runner.build import workspace
 from runner.build.artifacts import ArtifactStore
 from runner.jobspec import AllowFailure, ArtifactsSpec, CacheKey, CacheSpec, Variable
 
@@ -367,3 +369,53 @@ def test_runner_script_timeout_limits_the_script_alone(builder: Builder, make_jo
     assert (outcome.status, outcome.failure_reason) == ("failed", "job_execution_timeout")
     assert "status=timedout\n" in builder.recorder.log()
     assert outcome.duration < 8
+
+
+def shared_checkouts(builder: Builder) -> list[Path]:
+    workspace.finish_removals()
+    return sorted(builder.builds_root.glob(f"*/{snapshots.SNAPSHOT_PREFIX}*"))
+
+
+@pytest.mark.parametrize("view", ["auto", "copy"])
+def test_jobs_share_one_checkout_yet_each_has_its_own_files(
+    builder: Builder, make_job, monkeypatch: pytest.MonkeyPatch, view: str
+):
+    monkeypatch.setenv("PYCI_SOURCES_VIEW", view)
+    writer = make_job(
+        "writer",
+        (
+            "echo job > src/main.txt; rm README; echo new > made.txt",
+            "git add -A && git -c user.name=a -c user.email=a@b commit -qm job",
+        ),
+    )
+    reader = make_job(
+        "reader",
+        (
+            'test "$(cat src/main.txt)" = uncommitted',
+            "test -f README && test ! -e made.txt",
+            'test "$(git log -1 --format=%s)" = init',
+        ),
+    )
+    assert builder.run(writer).status == "success", builder.recorder.log()
+    assert builder.run(reader).status == "success", builder.recorder.log()
+    assert len(shared_checkouts(builder)) == 1
+    expected = "overlay" if view == "auto" and os.geteuid() == 0 else "copy of the checkout"
+    assert expected in builder.recorder.log("reader")
+    assert "Reusing this run's checkout" in builder.recorder.log("reader")
+
+
+def test_a_change_to_the_work_tree_between_jobs_is_seen(builder: Builder, make_job):
+    job = make_job("job", ('test "$(cat src/main.txt)" = "$EXPECTED"',))
+
+    def with_expected(text: str):
+        return replace(job, variables=(Variable("EXPECTED", text),))
+
+    assert builder.run(with_expected("uncommitted")).status == "success"
+    before = shared_checkouts(builder)
+    (builder.project / "src" / "main.txt").write_text("edited again\n")  # same status line
+    assert builder.run(with_expected("edited again")).status == "success", builder.recorder.log()
+    git(builder.project, "add", "src/main.txt")
+    git(builder.project, "commit", "-q", "-m", "second")
+    assert builder.run(with_expected("edited again")).status == "success"
+    after = shared_checkouts(builder)
+    assert len(before) == len(after) == 1 and before != after  # the replaced one is gone
