@@ -14,6 +14,7 @@ either, and always removes the job's directories.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from executors.base import BuildDirs, ExecResult, Executor, ExecutorError, StageCommand
 from runner.build import scripts, workspace
-from runner.build.artifacts import ArtifactStore
+from runner.build.artifacts import ArtifactStore, job_slug
 from runner.build.cache import CacheStore, archive_caches, restore_caches
 from runner.build.context import BuildContext
 from runner.build.environment import JobEnvironment, build_environment
@@ -87,6 +88,7 @@ class _Build:
         self.store = ArtifactStore(ctx.state_dir)
         self.caches = CacheStore(ctx.state_dir / "cache")
         self.env: JobEnvironment | None = None
+        self.upstream_files: list[str] = []
         self.source: SourceCopy | None = None
         self.started = time.monotonic()
         self.timeout = job.timeout if job.timeout is not None else ctx.default_timeout
@@ -199,8 +201,24 @@ class _Build:
         assert self.env is not None
         return self.env.values.get(key)
 
+    def stored_upstream(self) -> tuple[list[str], list[str]]:
+        """(upstream jobs that stored artifacts, those that stored metadata such as dotenv),
+        from one listing of the store rather than a look per upstream job (a job of the last
+        stage of a big pipeline has all earlier jobs as upstream)."""
+        if not self.ctx.upstream:
+            return [], []
+        try:
+            names = set(os.listdir(self.store.root))
+        except OSError:
+            return [], []
+        slugs = [(job, job_slug(job)) for job in self.ctx.upstream]
+        files = [job for job, slug in slugs if slug in names]
+        meta = [job for job, slug in slugs if f"{slug}.json" in names]
+        return files, meta
+
     def prepare_environment(self) -> None:
-        dotenv = [var for job in self.ctx.upstream for var in self.store.dotenv(job)]
+        self.upstream_files, with_meta = self.stored_upstream()
+        dotenv = [var for job in with_meta for var in self.store.dotenv(job)]
         builds = getattr(self.executor, "builds_dir_in_job", None)
         project = self.executor.project_dir_in_job()
         builds_dir = builds() if builds else str(Path(project).parent)
@@ -219,9 +237,11 @@ class _Build:
                     self.expand_path,
                     self.log,
                 )
-        if self.ctx.upstream:
+        if self.upstream_files:
+            # as on GitLab, whose runner is only told of dependencies that have artifacts:
+            # upstream jobs without any are not mentioned
             with self.section("download_artifacts", "Downloading artifacts"):
-                for upstream in self.ctx.upstream:
+                for upstream in self.upstream_files:
                     self.log.notice(f"Downloading artifacts for {upstream}...")
                     copied = self.store.download(upstream, self.project)
                     if copied is None:

@@ -49,7 +49,7 @@ def build_environment(
         Variable("CI_JOB_STATUS", "running"),  # after_script sees the final one
     ]
     variables = [*job_variables, *dotenv, *runner_set]
-    values = resolve(variables, file_dir=tmp_dir)
+    values = _resolve(variables, tmp_dir)
     latest = {variable.key: variable for variable in variables}
     file_keys = frozenset(key for key, variable in latest.items() if variable.file)
     secrets: list[str] = []
@@ -57,3 +57,15 @@ def build_environment(
         if variable.masked:
             secrets.extend(v for v in (variable.value, values.get(key, "")) if v)
     return JobEnvironment(values, file_keys, tuple(dict.fromkeys(secrets)))
+
+
+def _resolve(variables: Sequence[Variable], file_dir: str) -> dict[str, str]:
+    # a list without any reference ($X, ${X}, %X%) resolves to itself: the common case of a
+    # job with predefined and plain variables skips building the reference graph (~2 ms)
+    if any(not v.raw and ("$" in v.value or "%" in v.value) for v in variables):
+        return resolve(variables, file_dir=file_dir)
+    values: dict[str, str] = {}
+    for variable in variables:
+        values.pop(variable.key, None)  # the order of the winning definition, as resolve()
+        values[variable.key] = variable.value
+    return values

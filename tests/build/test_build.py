@@ -419,3 +419,11 @@ def test_a_change_to_the_work_tree_between_jobs_is_seen(builder: Builder, make_j
     assert builder.run(with_expected("edited again")).status == "success"
     after = shared_checkouts(builder)
     assert len(before) == len(after) == 1 and before != after  # the replaced one is gone
+
+
+def test_upstream_jobs_without_artifacts_are_not_mentioned(builder: Builder, make_job):
+    assert builder.run(make_job("quiet", ("true",))).status == "success"
+    builder.recorder.events.clear()
+    assert builder.run(make_job("job", ("true",)), upstream=("quiet",)).status == "success"
+    assert "download_artifacts" not in builder.recorder.sections()
+    assert "quiet" not in builder.recorder.log()

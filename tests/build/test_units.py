@@ -204,3 +204,21 @@ def test_environment_precedence_and_secrets():
     assert env.file_keys == {"CERT"}
     assert set(env.secrets) == {"tok-$SHARED", "tok-dotenv"}
     assert env.expand("$CI_PROJECT_DIR/x") == "/real/project/x"
+
+
+def test_environment_without_references_resolves_as_the_full_resolution():
+    from runner.build.environment import build_environment
+    from runner.evaluate.variables import resolve
+    from runner.jobspec import Variable
+
+    job = [Variable("A", "1"), Variable("B", "two words"), Variable("A", "3")]
+    job.append(Variable("F", "content", file=True))
+    env = build_environment(job, [Variable("B", "dotenv")], "/b/p", "/b")
+    runner_set = [
+        Variable("CI_BUILDS_DIR", "/b"),
+        Variable("CI_PROJECT_DIR", "/b/p"),
+        Variable("RUNNER_TEMP_PROJECT_DIR", "/b/p.tmp"),
+        Variable("CI_JOB_STATUS", "running"),
+    ]
+    full = resolve([*job, Variable("B", "dotenv"), *runner_set], file_dir="/b/p.tmp")
+    assert list(env.values.items()) == list(full.items())
