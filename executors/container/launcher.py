@@ -231,7 +231,9 @@ def serve(control_fd: int, once: bool = False) -> None:
 def main(argv: list[str]) -> int:
     mode, fd = argv[0], int(argv[1])
     serve(fd, once=mode == "--once")
-    return 0
+    # nothing to flush or finalize: skipping the interpreter's teardown (~30 ms) lets pyci,
+    # which waits for us at its exit, end that much sooner
+    os._exit(0)
 
 
 if __name__ == "__main__":
