@@ -81,10 +81,21 @@ def _children_in_new_pid_namespace():
         syscalls.setns(_own_pid_namespace, syscalls.CLONE_NEWPID)
 
 
+_found: dict[tuple[str, str], str | None] = {}
+
+
+def _which(name: str) -> str | None:
+    # remembered per PATH: a stat per PATH entry for every job otherwise
+    key = (name, os.environ.get("PATH", ""))
+    if key not in _found:
+        _found[key] = shutil.which(name)
+    return _found[key]
+
+
 def find_shell(preferred: str | None = None) -> tuple[str, str]:
     """(name, path) of the shell to use: `preferred`, else bash, else sh."""
     for name in [preferred] if preferred else ["bash", "sh"]:
-        path = shutil.which(name)
+        path = _which(name)
         if path:
             return Path(name).name, path
     raise ExecutorError(f"shell {preferred or 'bash or sh'} not found on this host")

@@ -31,7 +31,13 @@ from runner.build.environment import JobEnvironment, build_environment
 from runner.build.fileset import copy_tree
 from runner.build.joblog import BuildLog
 from runner.build.masking import Masker
-from runner.build.sources import SourceCopy, SourcesError, get_sources, untracked_files
+from runner.build.sources import (
+    SourceCopy,
+    SourcesError,
+    TreeProbe,
+    get_sources,
+    untracked_files,
+)
 from runner.events import FailureReason, JobOutcome, JobStatus, Reporter
 from runner.jobspec import JobSpec
 
@@ -71,6 +77,14 @@ def _parse_duration(text: str | None) -> float | None:
         else:
             return None
     return total if not number else None
+
+
+def _wants_checkout(job: JobSpec) -> bool:
+    """Whether the job will most likely need the work tree's status (GIT_STRATEGY and
+    GIT_CHECKOUT as written; get_sources decides on the expanded values)."""
+    written = {variable.key: variable.value for variable in job.variables}
+    strategy = written.get("GIT_STRATEGY", "clone").lower()
+    return strategy not in ("none", "empty") and written.get("GIT_CHECKOUT") != "false"
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -136,7 +150,10 @@ class _Build:
         self.log.line(f"Running with pyci (attempt {self.ctx.attempt})")
         root = self.ctx.builds_root or workspace.default_builds_root()
         self.workspace: workspace.Workspace | None = None
+        self.probe: TreeProbe | None = None
         try:
+            if _wants_checkout(self.job):
+                self.probe = TreeProbe(self.ctx.project_dir)  # runs while we prepare
             self.store.clear(self.job.name)
             self.workspace = workspace.create(root, self.ctx.project_dir, self.job.name)
             result = self.stages()
@@ -147,6 +164,8 @@ class _Build:
             self.log.error(f"Job failed (system failure): {exc}")
             return self.outcome(result)
         finally:
+            if self.probe is not None:
+                self.probe.discard()
             self.executor.cleanup()
             if self.workspace is not None:
                 # the outcome need not wait for the files to go (workspace.finish_removals)
@@ -168,6 +187,7 @@ class _Build:
                 checkout=(self.env_value("GIT_CHECKOUT") or "true").lower() != "false",
                 submodules=self.env_value("GIT_SUBMODULE_STRATEGY") or "none",
                 workspace=self.workspace,
+                probe=self.probe,
             )
         result = self.before_script_stages()
         if result is None:

@@ -125,11 +125,14 @@ class _TreeState:
         return (str(root), self.head, self.raw, tuple(stats))
 
 
+_STATUS = ("status", "--porcelain=v2", "-z", "--branch", "--untracked-files=no", "--no-renames")
+
+
 def _tree_state(root: Path) -> _TreeState:
-    out = _git(
-        root,
-        *("status", "--porcelain=v2", "-z", "--branch", "--untracked-files=no", "--no-renames"),
-    ).stdout
+    return _parse_status(_git(root, *_STATUS).stdout)
+
+
+def _parse_status(out: bytes) -> _TreeState:
     head: str | None = None
     changed: list[str] = []
     added: set[str] = set()
@@ -147,6 +150,53 @@ def _tree_state(root: Path) -> _TreeState:
     return _TreeState(head, tuple(changed), frozenset(added), out)
 
 
+class TreeProbe:
+    """`git status` of the user's work tree, started early (when the build begins) so that it
+    runs while the build prepares the executor and the variables; `get_sources` collects it.
+    `discard()` reaps it if it was not needed; safe to call twice."""
+
+    def __init__(self, project: Path) -> None:
+        self.root = _cached_root(project) if have_git() else None
+        self._proc: subprocess.Popen[bytes] | None = None
+        if self.root is not None:
+            self._proc = subprocess.Popen(
+                ["git", "-C", str(self.root), *_STATUS],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                env=_git_env(),
+            )
+
+    def result(self) -> _TreeState:
+        assert self._proc is not None and self.root is not None
+        out, err = self._proc.communicate()
+        code, self._proc = self._proc.returncode, None
+        if code != 0:
+            message = err.decode(errors="replace").strip() or f"exit code {code}"
+            raise SourcesError(f"git {' '.join(_STATUS)}: {message}")
+        return _parse_status(out)
+
+    def discard(self) -> None:
+        if self._proc is not None:
+            self._proc.communicate()  # a status of a local tree: it ends on its own, soon
+            self._proc = None
+
+
+_which_cache: dict[tuple[str, str], str | None] = {}
+
+
+def cached_which(program: str) -> str | None:
+    """shutil.which, remembered per PATH (a stat per PATH entry, for every job otherwise)."""
+    key = (program, os.environ.get("PATH", ""))
+    if key not in _which_cache:
+        _which_cache[key] = shutil.which(program)
+    return _which_cache[key]
+
+
+def have_git() -> bool:
+    return cached_which("git") is not None
+
+
 def get_sources(
     project: Path,
     dest: Path,
@@ -155,9 +205,11 @@ def get_sources(
     checkout: bool = True,
     submodules: str = "none",
     workspace: Workspace | None = None,
+    probe: TreeProbe | None = None,
 ) -> SourceCopy:
     """The job's copy of `project` at `dest`. With `workspace` (whose project dir `dest` is),
-    a view of the run's shared checkout; without, a clone of its own."""
+    a view of the run's shared checkout; without, a clone of its own. `probe`: the work
+    tree's status, started earlier (else asked now)."""
     strategy = (strategy or "clone").lower()
     if strategy in ("none", "empty"):
         dest.mkdir(parents=True, exist_ok=True)
@@ -165,10 +217,11 @@ def get_sources(
         return SourceCopy("none", baseline=frozenset())
     if strategy not in ("clone", "fetch"):
         log.warning(f"GIT_STRATEGY {strategy!r} is not known; using clone")
-    if workspace is not None and checkout and shutil.which("git") is not None:
-        root = _cached_root(project)
+    if workspace is not None and checkout and have_git():
+        probe = probe if probe is not None and probe.root is not None else TreeProbe(project)
+        root = probe.root
         if root is not None:
-            state = _tree_state(root)
+            state = probe.result()
             if state.head:
                 copy = _shared_copy(root, state, workspace, log)
                 _note_submodules(submodules, log)
