@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,8 @@ class SnapshotCache:
         """Remove every snapshot (at the end of the run: no job uses them any more), after
         the jobs' own directories still being removed."""
         workspace.finish_removals()
+        for hook in _end_of_run_hooks:
+            hook()
         with self._lock:
             for snapshot in list(self._all):
                 self._drop(snapshot)
@@ -105,6 +108,14 @@ class SnapshotCache:
         if self._current.get(snapshot.holder.path.parent) is snapshot:
             del self._current[snapshot.holder.path.parent]
         snapshot.holder.remove()
+
+
+_end_of_run_hooks: list[Callable[[], None]] = []
+
+
+def at_end_of_run(hook: Callable[[], None]) -> None:
+    """Call `hook` from release_all (sources.py stops watching work trees there)."""
+    _end_of_run_hooks.append(hook)
 
 
 _cache = SnapshotCache()

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from runner.build import snapshot as snapshots
 from runner.build.joblog import BuildLog
+from runner.build.treewatch import TreeWatch, tracked_dirs
 from runner.build.workspace import Workspace
 
 STATE_DIR_NAME = ".pyci"
@@ -125,7 +126,10 @@ class _TreeState:
         return (str(root), self.head, self.raw, tuple(stats))
 
 
-_STATUS = ("status", "--porcelain=v2", "-z", "--branch", "--untracked-files=no", "--no-renames")
+_STATUS = (
+    *("status", "--porcelain=v2", "-z", "--branch", "--no-ahead-behind"),
+    *("--untracked-files=no", "--no-renames"),
+)
 
 
 def _tree_state(root: Path) -> _TreeState:
@@ -150,36 +154,93 @@ def _parse_status(out: bytes) -> _TreeState:
     return _TreeState(head, tuple(changed), frozenset(added), out)
 
 
+@dataclass
+class _Watched:
+    """A watch on a work tree and the status it vouches for (None: not yet vouched for)."""
+
+    watch: TreeWatch
+    state: _TreeState | None = None
+
+
+_watched: dict[Path, _Watched] = {}
+_MAX_WATCHED = 4  # work trees watched at once by one process
+_watched_lock = threading.Lock()
+
+
 class TreeProbe:
-    """`git status` of the user's work tree, started early (when the build begins) so that it
-    runs while the build prepares the executor and the variables; `get_sources` collects it.
-    `discard()` reaps it if it was not needed; safe to call twice."""
+    """The status of the user's work tree for a job. Started early (when the build begins),
+    so that `git status` runs while the build prepares the executor and the variables;
+    `get_sources` collects it. When the tree is watched and nothing changed since the last
+    status, no git runs at all (see treewatch.py). `discard()` reaps an unused git; safe to
+    call twice."""
 
     def __init__(self, project: Path) -> None:
         self.root = _cached_root(project) if have_git() else None
         self._proc: subprocess.Popen[bytes] | None = None
-        if self.root is not None:
-            self._proc = subprocess.Popen(
-                ["git", "-C", str(self.root), *_STATUS],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                env=_git_env(),
-            )
+        self._known: _TreeState | None = None
+        self._watched: _Watched | None = None  # the watch already running when git started
+        if self.root is None:
+            return
+        with _watched_lock:
+            watched = _watched.get(self.root)
+            if watched is not None and watched.watch.changed():
+                watched.watch.close()
+                del _watched[self.root]
+                watched = None
+            if watched is not None and watched.state is not None:
+                self._known = watched.state
+                return
+            self._watched = watched
+        self._proc = subprocess.Popen(
+            ["git", "-C", str(self.root), *_STATUS],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=_git_env(),
+        )
 
     def result(self) -> _TreeState:
+        if self._known is not None:
+            return self._known
         assert self._proc is not None and self.root is not None
         out, err = self._proc.communicate()
         code, self._proc = self._proc.returncode, None
         if code != 0:
             message = err.decode(errors="replace").strip() or f"exit code {code}"
             raise SourcesError(f"git {' '.join(_STATUS)}: {message}")
-        return _parse_status(out)
+        state = _parse_status(out)
+        with _watched_lock:
+            # the watch ran all along this status: no event means the status is still true
+            if self._watched is not None and not self._watched.watch.changed():
+                self._watched.state = state
+        return state
 
     def discard(self) -> None:
         if self._proc is not None:
             self._proc.communicate()  # a status of a local tree: it ends on its own, soon
             self._proc = None
+
+
+def _stop_watching() -> None:
+    with _watched_lock:
+        for watched in _watched.values():
+            watched.watch.close()
+        _watched.clear()
+
+
+snapshots.at_end_of_run(_stop_watching)
+
+
+def _watch_from_now_on(root: Path, tree: Path) -> None:
+    """Start watching `root` (its tracked directories: those of the checkout `tree`)."""
+    with _watched_lock:
+        if root in _watched:
+            return
+        while len(_watched) >= _MAX_WATCHED:  # inotify instances are few (128 per user)
+            _watched.pop(next(iter(_watched))).watch.close()
+        watch = TreeWatch.start(root, tracked_dirs(tree))
+        if watch is not None:
+            _watched[root] = _Watched(watch)
 
 
 _which_cache: dict[tuple[str, str], str | None] = {}
@@ -267,6 +328,7 @@ def _shared_copy(root: Path, state: _TreeState, ws: Workspace, log: BuildLog) ->
     shared = snapshots.acquire(
         project_builds, state.key(root), lambda holder: built.append(1) or build(holder)
     )
+    _watch_from_now_on(root, shared.tree)
     if not built:
         log.notice(f"Reusing this run's checkout of {head[:8]} from {root}")
     try:
