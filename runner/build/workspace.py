@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import queue
@@ -51,9 +52,16 @@ def _safe(name: str, limit: int = 40) -> str:
     return (_UNSAFE.sub("-", name).strip("-.") or "x")[:limit]
 
 
+@functools.lru_cache(maxsize=64)
+def _resolved(project_dir: Path) -> Path:
+    # a realpath per path component: once per project and process, not three times a job
+    return project_dir.resolve()
+
+
 def project_builds_dir(root: Path, project_dir: Path) -> Path:
-    digest = hashlib.sha1(str(project_dir.resolve()).encode()).hexdigest()[:8]
-    return root / f"{_safe(project_dir.resolve().name)}-{digest}"
+    resolved = _resolved(project_dir)
+    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
+    return root / f"{_safe(resolved.name)}-{digest}"
 
 
 @dataclass
@@ -217,7 +225,7 @@ def create(root: Path, project_dir: Path, job: str) -> Workspace:
         sweep_stale(project_builds)
     locked = lock_new_dir(project_builds, f"{_safe(job)}-")
     job_dir = locked.path
-    name = _safe(project_dir.resolve().name, 80)
+    name = _safe(_resolved(project_dir).name, 80)
     scratch = job_dir / f"{name}.tmp"
     scratch.mkdir(mode=0o700)
     dirs = BuildDirs(project_dir=job_dir / name, scratch=scratch)
