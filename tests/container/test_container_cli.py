@@ -162,9 +162,15 @@ probe:
 
 
 def test_a_job_without_image_runs_on_the_host_root_read_only(tmp_path, env):
-    (Path(env["PYCI_HOME"]) / "marker").write_text("the image store\n")
-    repo = make_project(tmp_path, HOST_ROOT)
-    run = pyci(repo, env, "run", "--plain", "--variable", f"PYCI_HOME={env['PYCI_HOME']}")
+    # the image store where /tmp's hiding would not cover it
+    store = Path(tempfile.mkdtemp(prefix="pyci-cli-store-", dir="/var/tmp"))
+    try:
+        (store / "marker").write_text("the image store\n")
+        repo = make_project(tmp_path, HOST_ROOT)
+        env = {**env, "PYCI_HOME": str(store)}
+        run = pyci(repo, env, "run", "--plain", "--variable", f"PYCI_HOME={store}")
+    finally:
+        shutil.rmtree(store)
     assert run.returncode == 0, run.stdout + run.stderr
     lines = job_lines(run.stdout, "probe")
     assert 'Preparing the "container" executor' in lines  # the default, as root
