@@ -341,7 +341,7 @@ def test_pyci_shell_runs_the_command_after_the_dashes(tmp_path, env, busybox_ref
         ["shell", "job", "--", "sh", "-c", "echo $FROM_IMAGE; exit 4"], repo, env, (b"\0",), b""
     )
     assert code == 4, output
-    assert "busybox" in output.splitlines()[-2] or "busybox\r" in output
+    assert "\nbusybox\r\n" in output  # the image's FROM_IMAGE, on its own terminal line
 
 
 FAILING = """
