@@ -410,3 +410,12 @@ def test_the_fork_server_starts_while_pyci_has_one_thread(tmp_path, env, monkeyp
     monkeypatch.chdir(repo)
     assert main(["run", "--plain", "--executor", "container"]) == 0
     assert seen == [1], [t.name for t in threading.enumerate()]
+
+
+def test_pyci_shell_of_an_unknown_job_is_a_one_line_error(tmp_path, env):
+    repo = make_project(tmp_path, HOST_ROOT)
+    run = pyci(repo, env, "shell", "nope")
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        "error: pyci shell nope: no such job in the pipeline (jobs: probe)"
+    ]
