@@ -121,15 +121,16 @@ class ContainerExecutor:
         except CgroupError as exc:
             raise ExecutorError(f"cgroups: {exc}") from exc
         image_name = job.image.name if job.image else settings.default_image
-        policy = job.image.pull_policy[0] if job.image and job.image.pull_policy else None
+        policies = job.image.pull_policy if job.image and job.image.pull_policy else None
         hidden = (settings.state_dir, settings.image_home or _default_image_home())
         self._image = resolve_image(
             image_name,
             settings.image_home,
-            policy or settings.pull_policy,
+            policies or settings.pull_policy,
             hidden,
             settings.registry_mirrors,
             settings.insecure_registries,
+            _docker_auth_config(job),
         )
         self.shell_name = "bash" if has_bash(self._image) else "sh"
         shown = self._image.name or "the host's root file system (read-only)"
@@ -338,13 +339,13 @@ class ContainerExecutor:
         names = services.service_names(service.name, service.aliases)
         entry = _Service(service, names)
         self._services.append(entry)
-        policy = service.pull_policy[0] if service.pull_policy else self.settings.pull_policy
         image = resolve_image(
             service.name,
             self.settings.image_home,
-            policy,
+            service.pull_policy or self.settings.pull_policy,
             mirrors=self.settings.registry_mirrors,
             insecure=self.settings.insecure_registries,
+            docker_auth_config=_docker_auth_config(job),
         )
         container_id = new_container_id()
         entry.scratch = Scratch.create(self.settings.state_dir, container_id)
@@ -416,6 +417,15 @@ class ContainerExecutor:
         if service.scratch is not None:
             with contextlib.suppress(OSError):
                 service.scratch.remove()
+
+
+def _docker_auth_config(job: JobSpec) -> str | None:
+    """The job's DOCKER_AUTH_CONFIG variable (the last definition wins, as in the job's env)."""
+    found = None
+    for variable in job.variables:
+        if variable.key == "DOCKER_AUTH_CONFIG":
+            found = variable.value
+    return found
 
 
 def _env_list(entries: tuple[str, ...]) -> dict[str, str]:

@@ -4,6 +4,7 @@ the host's own root (read-only lower layer with private paths hidden)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,46 +43,69 @@ def directory_image(path: str) -> RootImage:
     return RootImage(path, (path,))
 
 
+PullPolicy = str | Sequence[str]
+
+
 def store_image(
     name: str,
     home: Path | None,
-    policy: str,
+    policy: PullPolicy,
     mirrors: tuple[str, ...] = (),
     insecure: tuple[str, ...] = (),
+    docker_auth_config: str | None = None,
 ) -> RootImage:
-    """Pull (per `policy`; through `mirrors` first, plain HTTP allowed to `insecure` hosts)
-    and return a store image; failures are image_pull_failure."""
+    """Pull into the image store and return the image; any failure is image_pull_failure
+    with a one-line message.
+
+    `policy`: one pull policy, or GitLab's list form (each in order, the first that works
+    wins). `docker_auth_config`: the job's DOCKER_AUTH_CONFIG variable; credentials are looked
+    up there first, then in pyci's own environment's DOCKER_AUTH_CONFIG, then in
+    `$DOCKER_CONFIG/config.json` (`~/.docker/config.json`), gitlab-runner's order.
+    `mirrors` are tried before Docker Hub; `insecure` hosts may be reached over plain HTTP."""
+    from executors.images.auth import CredentialStore
     from executors.images.lowerdirs import lowerdir_option
-    from executors.images.pull import pull_image
+    from executors.images.pull import pull_image, pull_with_policies
     from executors.images.store import ImageStore
 
+    policies = (policy,) if isinstance(policy, str) else tuple(policy)
     store = ImageStore(home)
     try:
-        pulled = pull_image(store, name, policy=policy, mirrors=mirrors, insecure=insecure)
+        auth = CredentialStore.from_environment(docker_auth_config)
+        options = {"auth": auth, "mirrors": mirrors, "insecure": insecure}
+        if len(policies) == 1:
+            pulled = pull_image(store, name, policy=policies[0], **options)
+        else:
+            pulled = pull_with_policies(store, name, policies, **options)
         lower = lowerdir_option(store, pulled, other_options="upperdir=" + "x" * 200)
     except ExecutorError:
         raise
     except Exception as exc:
-        raise ExecutorError(f"image {name}: {exc}", "image_pull_failure") from exc
+        raise ExecutorError(_one_line(f"image {name}: {exc}"), "image_pull_failure") from exc
     # LowerDirs lists TOP first; a spec lists them bottom first
     dirs = tuple(reversed(lower.dirs))
     return RootImage(name, dirs, pulled.config, (), str(lower.cwd) if lower.cwd else None)
 
 
+def _one_line(message: str) -> str:
+    # a registry's error body or a helper's output may span lines; a job's reason is one line
+    return " ".join(message.split())
+
+
 def resolve_image(
     name: str | None,
     home: Path | None,
-    policy: str,
+    policy: PullPolicy,
     host_hidden: tuple[Path, ...] = (),
     mirrors: tuple[str, ...] = (),
     insecure: tuple[str, ...] = (),
+    docker_auth_config: str | None = None,
 ) -> RootImage:
     """No name: the host root. An absolute path: that directory. Else: the image store."""
     if not name:
         return host_root(host_hidden)
     if name.startswith("/"):
         return directory_image(name)
-    return store_image(name, home, policy, mirrors, insecure)
+    return store_image(name, home, policy, mirrors, insecure, docker_auth_config)
 
 
 def has_bash(image: RootImage) -> bool:
