@@ -5,6 +5,9 @@ Measured in one run, on the same machine, each `--repeat` times (the table shows
 - bash:           the 50 job scripts run one after another with `bash -c` (the reference);
 - scheduler:      the same scripts through pyci's scheduler and reporters in-process, each job
                   a `bash -c` child: the cost of the ready-set loop, threads and events;
+- builds:         the planned 50 jobs (predefined variables and all) built for real through
+                  the scheduler in-process: shell executor, sources, log files, plain output;
+                  the per-job figure without the noise of an interpreter's start-up;
 - pyci run (1):   `pyci run --plain` on a one-job pipeline: interpreter start, load, plan;
 - pyci run (50):  `pyci run --plain --concurrency 1` on the 50-job pipeline, shell executor;
 - no sources (50): the same with `GIT_STRATEGY: none`, i.e. without each job's fresh copy of
@@ -13,6 +16,8 @@ Measured in one run, on the same machine, each `--repeat` times (the table shows
 
 Overhead per job = (pyci run (50) - pyci run (1)) / 49 - bash per job: what pyci adds to each
 job on top of the shell itself, with the fixed start-up cost taken out. Target: under 10 ms.
+The same from the in-process row: (builds - bash) / 50. On a busy machine the start-up of
+`pyci run (1)` varies by ±100 ms between samples, ±2 ms per job in the first figure.
 (For scale: gitlab-ci-local's shell mode takes about 0.7 s for a 3-job pipeline.)
 
     python bench/bench_run.py [--jobs 50] [--repeat 5]
@@ -87,6 +92,34 @@ def scheduler_only(jobs: int, logs: Path) -> None:
     assert result.status == "success", result
 
 
+def builds_in_process(project: Path, builds_root: Path) -> None:
+    from executors.factory import ExecutorOptions, create_executor
+    from runner.build import snapshot
+    from runner.build.build import run_build
+    from runner.build.context import BuildContext
+    from runner.commands.common import ProjectOptions
+    from runner.pipeline import load_pipeline
+
+    jobs = load_pipeline(ProjectOptions(project, project / ".gitlab-ci.yml", {})).jobs
+    state = project / ".pyci"
+    reporter = FanOut([LogFiles(state / "logs"), PlainReporter(io.StringIO())])
+
+    def run_job(job: JobSpec, attempt: int, upstream: tuple[str, ...], cancel: threading.Event):
+        context = BuildContext(project, state, upstream, attempt=attempt, builds_root=builds_root)
+        executor = create_executor("shell", ExecutorOptions())
+        return run_build(job, executor, context, reporter, cancel)
+
+    def run() -> None:
+        result = Scheduler(jobs, run_job, reporter, concurrency=1).run()
+        assert result.status == "success", result
+
+    samples.setdefault("builds", []).append(timed(run))
+    snapshot.release_all()  # the end of the run: its checkout goes
+
+
+samples: dict[str, list[float]] = {}
+
+
 def pyci_run(project: Path) -> None:
     command = [sys.executable, "-m", "runner", "run", "--plain", "--concurrency", "1"]
     command += ["--executor", "shell"]  # the default is the container executor where it runs
@@ -108,12 +141,12 @@ def main() -> None:
         write_pipeline(work / "one", 1)
         write_pipeline(work / "many", n)
         write_pipeline(work / "bare", n, sources=False)
-        samples: dict[str, list[float]] = {}
         for _ in range(args.repeat):
             samples.setdefault("bash", []).append(timed(lambda: bash_reference(n)))
             samples.setdefault("scheduler", []).append(
                 timed(lambda: scheduler_only(n, work / "logs"))
             )
+            builds_in_process(work / "many", work / "builds")
             if not args.skip_cli:
                 samples.setdefault("pyci run (1)", []).append(timed(lambda: pyci_run(work / "one")))
                 samples.setdefault(f"pyci run ({n})", []).append(
@@ -138,6 +171,9 @@ def print_table(samples: dict[str, list[float]], n: int) -> None:
     bash_per_job = bash / n
     sched = (median["scheduler"] - bash) / n
     print(f"\nscheduler + reporters overhead per job: {sched * 1000:.2f} ms")
+    builds = (median["builds"] - bash) / n
+    verdict = "within" if builds < 0.010 else "OVER"
+    print(f"in-process builds overhead per job: {builds * 1000:.2f} ms ({verdict} 10 ms)")
     if f"pyci run ({n})" in median:
         per_job = (median[f"pyci run ({n})"] - median["pyci run (1)"]) / (n - 1)
         overhead = per_job - bash_per_job
