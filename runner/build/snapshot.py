@@ -165,22 +165,32 @@ def _overlay_possible(tree: Path, job_dir: Path) -> bool:
     )
 
 
-_redirect_dir = True  # off where the kernel refuses it
+# extra overlay options, best first; the first the kernel accepts is kept
+_OVERLAY_EXTRAS = [
+    # redirect_dir: renaming a directory that came from the checkout works (else EXDEV, as on
+    # Docker); volatile: no syncfs of the whole upper file system at unmount (5.10+), the
+    # upper dir is thrown away anyway
+    ",redirect_dir=on,volatile",
+    ",redirect_dir=on",
+    "",
+]
 
 
 def _mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
     from executors.container import syscalls
 
-    global _redirect_dir
     options = f"lowerdir={lower},upperdir={upper},workdir={work}"
-    if _redirect_dir:
-        # renaming a directory that came from the snapshot works (else: EXDEV, as on Docker)
+    while True:
+        extras = _OVERLAY_EXTRAS[0]
         try:
-            syscalls.mount("pyci-sources", str(target), "overlay", 0, options + ",redirect_dir=on")
+            syscalls.mount("pyci-sources", str(target), "overlay", 0, options + extras)
             return
         except OSError:
-            _redirect_dir = False
-    syscalls.mount("pyci-sources", str(target), "overlay", 0, options)
+            if len(_OVERLAY_EXTRAS) == 1:
+                raise
+            with _overlay_lock:
+                if _OVERLAY_EXTRAS and _OVERLAY_EXTRAS[0] == extras and len(_OVERLAY_EXTRAS) > 1:
+                    _OVERLAY_EXTRAS.pop(0)
 
 
 def _copy_tree(source: Path, target: Path) -> None:
