@@ -23,6 +23,7 @@ does, so a run that crashed leaves an unlocked one that the next build sweeps (w
 from __future__ import annotations
 
 import atexit
+import errno
 import os
 import shutil
 import subprocess
@@ -185,9 +186,9 @@ def _mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
         try:
             syscalls.mount("pyci-sources", str(target), "overlay", 0, options + extras)
             return
-        except OSError:
-            if len(_OVERLAY_EXTRAS) == 1:
-                raise
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or len(_OVERLAY_EXTRAS) == 1:
+                raise  # not about the options (not root, no overlayfs): copies from now on
             with _overlay_lock:
                 if _OVERLAY_EXTRAS and _OVERLAY_EXTRAS[0] == extras and len(_OVERLAY_EXTRAS) > 1:
                     _OVERLAY_EXTRAS.pop(0)
