@@ -1,11 +1,12 @@
 """Container networks: `none` (only a loopback), `host` (the host's stack) and `bridge`.
 
-`bridge` is Docker's default shape built with pyroute2: one `pyci0` bridge on the host with the
-gateway address, NAT for traffic leaving the private range, and per container a veth pair whose
-inner end is `eth0` with an address from the range. The runtime creates the pair (pyroute2,
-in pyci's process) with its inner end born inside the container's network namespace; the
-container's PID 1 then sets address and route with classic ioctls. The kernel destroys the pair
-together with the namespace: a link cannot outlive its container, even after `kill -9`.
+`bridge` is Docker's default shape, built with plain rtnetlink requests (netlink.py): one
+`pyci0` bridge on the host with the gateway address, NAT for traffic leaving the private range,
+and per container a veth pair whose inner end is `eth0` with an address from the range. The
+runtime creates the pair (in pyci's process) with its inner end born inside the container's
+network namespace; the container's PID 1 then sets address and route with classic ioctls. The
+kernel destroys the pair together with the namespace: a link cannot outlive its container,
+even after `kill -9`.
 
 Addresses are leased as files under `<state>/ipam/` created with O_EXCL and holding the owner's
 pid, so concurrent pyci runs never share an address and stale leases can be recovered.
@@ -24,8 +25,8 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from executors.container import netlink
 from executors.container.spec import NetworkSpec
 
 BRIDGE_NAME = "pyci0"
@@ -103,39 +104,14 @@ def configure_inside(net: NetworkSpec) -> None:
         fcntl.ioctl(sock, _SIOCADDRT, bytes(route))
 
 
-_host_netlink: Any = None
-_host_netlink_lock = threading.Lock()
-
-
 def attach_veth(net: NetworkSpec, container_pid: int) -> None:
     """On the host (in pyci, no fork): a veth pair whose inner end is created directly as
-    `eth0` in the network namespace of `container_pid`, outer end on the bridge. One netlink
-    socket serves every container (opening one costs milliseconds)."""
-    global _host_netlink
-    from pyroute2 import IPRoute
-
+    `eth0` in the network namespace of `container_pid`, outer end up on the bridge."""
     assert net.bridge and net.host_link
-    with _host_netlink_lock:
-        if _host_netlink is None:
-            _host_netlink = IPRoute()
-        host = _host_netlink
-        try:
-            bridge_index = host.link_lookup(ifname=net.bridge)
-            if not bridge_index:
-                raise OSError(f"bridge {net.bridge} does not exist")
-            host.link(
-                "add",
-                ifname=net.host_link,
-                kind="veth",
-                mtu=net.mtu,
-                master=bridge_index[0],
-                state="up",
-                peer={"ifname": "eth0", "net_ns_pid": container_pid, "mtu": net.mtu},
-            )
-        except Exception:
-            _host_netlink = None  # a broken socket is not reused
-            host.close()
-            raise
+    bridge_index = netlink.link_index(net.bridge)
+    if bridge_index is None:
+        raise OSError(f"bridge {net.bridge} does not exist")
+    netlink.add_veth(net.host_link, bridge_index, net.mtu, "eth0", container_pid)
 
 
 # --- host side, used by the runtime ---------------------------------------------------------
@@ -166,21 +142,19 @@ def ensure_bridge(name: str = BRIDGE_NAME, subnet: str = DEFAULT_SUBNET) -> Brid
 
 
 def _ensure_bridge(name: str, subnet: str) -> Bridge:
-    from pyroute2 import IPRoute
-
     bridge = Bridge(name, ipaddress.IPv4Network(subnet))
-    with IPRoute() as ipr:
-        if not ipr.link_lookup(ifname=name):
-            try:
-                ipr.link("add", ifname=name, kind="bridge")
-            except Exception as exc:  # another pyci run may have won the race
-                if not ipr.link_lookup(ifname=name):
-                    raise OSError(f"cannot create bridge {name}: {exc}") from exc
-        index = ipr.link_lookup(ifname=name)[0]
-        have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index)}
-        if bridge.gateway not in have:
-            ipr.addr("add", index=index, address=bridge.gateway, prefixlen=bridge.subnet.prefixlen)
-        ipr.link("set", index=index, state="up")
+    if netlink.link_index(name) is None:
+        try:
+            netlink.add_bridge(name)
+        except OSError as exc:  # another pyci run may have won the race
+            if netlink.link_index(name) is None:
+                raise OSError(f"cannot create bridge {name}: {exc}") from exc
+    index = netlink.link_index(name)
+    if index is None:
+        raise OSError(f"bridge {name} vanished while being set up")
+    netlink.add_address(index, bridge.gateway, bridge.subnet.prefixlen)  # False: had it
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        link_up(sock, name)
     _enable_nat(bridge)
     return bridge
 
@@ -253,14 +227,7 @@ def host_link_name(container_id: str) -> str:
 def remove_link(name: str) -> None:
     """Delete a host-side veth now instead of waiting for the kernel's asynchronous netns
     teardown; missing is fine."""
-    global _host_netlink
     if not os.path.exists(f"/sys/class/net/{name}"):
         return
-    from pyroute2 import IPRoute
-
-    with _host_netlink_lock:
-        if _host_netlink is None:
-            _host_netlink = IPRoute()
-        for index in _host_netlink.link_lookup(ifname=name):
-            with contextlib.suppress(Exception):  # raced with the kernel removing it
-                _host_netlink.link("del", index=index)
+    with contextlib.suppress(OSError):  # raced with the kernel removing it
+        netlink.delete_link(name)
