@@ -113,8 +113,11 @@ class ContainerExecutor:
         if recovered is not None and not recovered.empty:
             log.write(
                 f"Removed leftovers of an interrupted run: {len(recovered.scratch)} container "
-                f"dirs, {len(recovered.cgroups)} cgroups, {len(recovered.leases)} addresses\n"
+                f"dirs, {len(recovered.cgroups)} cgroups, {len(recovered.leases)} addresses, "
+                f"{len(recovered.mounts)} source overlays\n"
             )
+            for failure in recovered.failed:
+                log.write(f"WARNING: could not remove a leftover: {failure}\n")
         self._limits = self._job_limits(job)
         try:
             self._driver = cgroups.open_driver(settings.cgroup_layout)

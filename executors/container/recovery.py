@@ -6,24 +6,37 @@ namespace, veth pairs in its network namespace, and container processes follow t
 closes). What remains on disk is found by owner pid:
 - scratch dirs `<state>/containers/<id>/` (an `owner` file holds the pid),
 - cgroups named `pyci-<pid>-<hex>` below pyci's own cgroups,
-- address leases `<state>/ipam/<address>` (holding the pid).
+- address leases `<state>/ipam/<address>` (holding the pid),
+- the build's copy-on-write overlay of the sources (mount source `pyci-sources`, made by
+  runner/build/snapshot.py at `<job dir>/<project>`): it lives in the host's mount namespace
+  and outlives pyci. Its owner is whoever holds the flock on the job dir (workspace.py); a
+  dead build holds none, so the overlay is unmounted and its job dir removed.
 Anything whose owner is no longer alive is removed. `recover()` is cheap; the container
 executor runs it once per process before its first job.
+
+A killed container's processes are gone when its pid namespace's init is, but a cgroup may
+refuse rmdir (EBUSY) for a while after: exiting tasks leave it only at the end of their exit
+(a big address space takes long to free under load). Removal waits for that, bounded by
+`CGROUP_TIMEOUT`; what still fails is reported in `RecoveryReport.failed`, never hidden.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from executors.container import cgroups
+from executors.container import cgroups, syscalls
 from executors.container.runtime import DEFAULT_STATE_DIR, remove_tree
 
 _OWNED_NAME = re.compile(r"^pyci-(\d+)-[0-9a-f]+$")
+SOURCES_MOUNT = "pyci-sources"  # the mount source runner/build/snapshot.py gives its overlays
+CGROUP_TIMEOUT = 10.0  # per cgroup, only ever waited for when it is really still busy
 
 
 @dataclass
@@ -31,10 +44,12 @@ class RecoveryReport:
     scratch: list[Path] = field(default_factory=list)
     cgroups: list[Path] = field(default_factory=list)
     leases: list[str] = field(default_factory=list)
+    mounts: list[Path] = field(default_factory=list)  # stale source overlays unmounted
+    failed: list[str] = field(default_factory=list)  # what could not be removed, and why
 
     @property
     def empty(self) -> bool:
-        return not (self.scratch or self.cgroups or self.leases)
+        return not (self.scratch or self.cgroups or self.leases or self.mounts or self.failed)
 
 
 def pid_alive(pid: int) -> bool:
@@ -57,7 +72,9 @@ def _owner_of(path: Path) -> int:
 
 
 def recover(
-    state_dir: Path = DEFAULT_STATE_DIR, driver: cgroups.Driver | None = None
+    state_dir: Path = DEFAULT_STATE_DIR,
+    driver: cgroups.Driver | None = None,
+    cgroup_timeout: float = CGROUP_TIMEOUT,
 ) -> RecoveryReport:
     report = RecoveryReport()
     containers = state_dir / "containers"
@@ -70,13 +87,7 @@ def recover(
         with contextlib.suppress(cgroups.CgroupError, OSError):
             driver = cgroups.open_driver()
     if driver is not None:
-        for directory in driver.stale():
-            match = _OWNED_NAME.match(directory.name)
-            if match and not pid_alive(int(match.group(1))):
-                with contextlib.suppress(cgroups.CgroupError):
-                    cgroups.kill_all(directory)
-                    cgroups.remove_dir(directory)
-                    report.cgroups.append(directory)
+        _recover_cgroups(driver, report, cgroup_timeout)
     leases = state_dir / "ipam"
     if leases.is_dir():
         for lease in leases.iterdir():
@@ -87,7 +98,73 @@ def recover(
             if not pid_alive(owner):
                 lease.unlink(missing_ok=True)
                 report.leases.append(lease.name)
+    _recover_source_overlays(report)
     return report
+
+
+def _recover_cgroups(driver: cgroups.Driver, report: RecoveryReport, timeout: float) -> None:
+    for directory in driver.stale():
+        match = _OWNED_NAME.match(directory.name)
+        if not match or pid_alive(int(match.group(1))):
+            continue
+        try:
+            cgroups.kill_all(directory)
+            cgroups.remove_dir(directory, timeout)
+        except cgroups.CgroupError as exc:
+            report.failed.append(f"cgroup {directory}: {exc}")
+        else:
+            report.cgroups.append(directory)
+
+
+def source_overlays(mountinfo: Path = Path("/proc/self/mountinfo")) -> list[Path]:
+    """Mount points of the build's source overlays in this mount namespace."""
+    found = []
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split(" ")
+        if "-" not in fields:
+            continue
+        after = fields[fields.index("-") + 1 :]
+        if len(after) >= 2 and after[0] == "overlay" and after[1] == SOURCES_MOUNT:
+            found.append(Path(_unescape(fields[4])))
+    return found
+
+
+def _unescape(text: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def _recover_source_overlays(report: RecoveryReport) -> None:
+    for point in source_overlays():
+        job_dir = point.parent
+        try:
+            fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1  # the job dir is gone: nobody can hold the overlay any more
+        try:
+            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a live build holds its job dir
+            try:
+                # detached: a process of the dead build still inside must not keep it
+                syscalls.umount2(str(point), syscalls.MNT_DETACH)
+            except OSError as exc:
+                report.failed.append(f"mount {point}: {exc.strerror}")
+                continue
+            report.mounts.append(point)
+            if fd >= 0:
+                shutil.rmtree(job_dir, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    job_dir.parent.rmdir()  # the project's builds dir, when nothing else is left
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
 
 _done: set[Path] = set()
