@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import signal
 import sys
@@ -17,8 +18,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from rich.console import Console
 
 from runner.commands.common import add_project_options, parse_variables, project_options
 from runner.errors import UsageError
@@ -30,20 +29,22 @@ from runner.executor_options import (
 )
 from runner.jobspec import JobSpec
 from runner.report import FanOut
-from runner.report.json_report import JsonReport
-from runner.report.junit import JunitReport
-from runner.report.live import LiveReporter
 from runner.report.logfiles import LogFiles
 from runner.report.plain import PlainReporter
-from runner.report.summary import print_summary
 from runner.schedule.scheduler import JobRunner, Scheduler
 from runner.schedule.selection import Selection, select_jobs
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from runner.debug_shell import HeldOutput
     from runner.pipeline import Pipeline
+    from runner.report.live import LiveReporter
 
 STATE_DIR_NAME = ".pyci"
+# What the summary draws with. Plain output needs none of it before the end, so it is imported
+# while the jobs run (the main thread then only waits), not before the first job starts.
+SUMMARY_MODULES = ("rich.console", "rich.table", "rich.text")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -114,9 +115,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
         with_needs=args.needs,
     )
     state_dir = pipeline.project_dir / STATE_DIR_NAME
-    console = make_console()
     listed = [(job.name, job.stage) for job in selection.jobs]
-    output = Output(args, console, listed, state_dir, pipeline.name)
+    output = Output(args, listed, state_dir, pipeline.name)
     run_job = build_runner(pipeline.project_dir, state_dir, args, output)
     scheduler = Scheduler(
         selection.jobs,
@@ -128,7 +128,12 @@ def run_pipeline(args: argparse.Namespace) -> int:
         pipeline=pipeline.jobs if selection.partial else None,
     )
     with cancel_on_signals(scheduler.cancel), output.running():
+        if output.view is None:
+            preload_in_background(SUMMARY_MODULES)
         result = scheduler.run()
+    from runner.report.summary import print_summary
+
+    console = output.console or make_console()
     rows = [(job.name, job.stage, result.outcomes[job.name]) for job in selection.jobs]
     print_summary(console, rows, result.status, result.duration)
     _hint_skipped_manual(console, selection, result.outcomes)
@@ -185,7 +190,35 @@ def load(args: argparse.Namespace) -> Pipeline | None:
     return pipeline
 
 
+def stdout_is_terminal() -> bool:
+    """What rich's `Console().is_terminal` answers for stdout (TTY_COMPATIBLE, FORCE_COLOR,
+    else isatty), without importing rich: plain output does not need it before the end."""
+    tty_compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if tty_compatible in ("0", "1"):
+        return tty_compatible == "1"
+    force_color = os.environ.get("FORCE_COLOR")
+    if force_color is not None:
+        return force_color != ""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def preload_in_background(modules: tuple[str, ...]) -> None:
+    """Import `modules` on a daemon thread; a failure is left for the real import to report."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            for name in modules:
+                importlib.import_module(name)
+
+    threading.Thread(target=load, name="preload", daemon=True).start()
+
+
 def make_console() -> Console:
+    from rich.console import Console
+
     console = Console(highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 160  # a pipe or a file: keep summary rows on one line each
@@ -198,7 +231,6 @@ class Output:
     def __init__(
         self,
         args: argparse.Namespace,
-        console: Console,
         jobs: list[tuple[str, str]],
         state_dir: Path,
         title: str | None,
@@ -206,16 +238,25 @@ class Output:
         self.logs = LogFiles(state_dir / "logs")
         reporters: list[Reporter] = [self.logs]  # first: the reports read the finished logs
         self.view: LiveReporter | None = None
-        if args.plain or not console.is_terminal:
-            reporters.append(PlainReporter(sys.stdout, colors=console.is_terminal))
+        self.console: Console | None = None  # made now for the live view, else at the end
+        terminal = stdout_is_terminal()
+        if args.plain or not terminal:
+            reporters.append(PlainReporter(sys.stdout, colors=terminal))
         else:
-            self.view = LiveReporter(console, jobs, title=title)
+            from runner.report.live import LiveReporter
+
+            self.console = make_console()
+            self.view = LiveReporter(self.console, jobs, title=title)
             reporters.append(self.view)
         cwd = Path.cwd()
         if args.json_report:
+            from runner.report.json_report import JsonReport
+
             path = cwd / args.json_report
             reporters.append(JsonReport(path, jobs, self.logs.logs_dir, title))
         if args.junit_report:
+            from runner.report.junit import JunitReport
+
             reporters.append(JunitReport(cwd / args.junit_report, jobs, self.logs.logs_dir))
         self.reporter: Reporter = FanOut(reporters)
         self.held: HeldOutput | None = None

@@ -1,14 +1,21 @@
-"""The final table (job, stage, status, duration, exit code, allowed failure) and status line."""
+"""The final table (job, stage, status, duration, exit code, allowed failure) and status line.
+
+rich is imported by the functions that draw, not by this module: the plain reporter only needs
+`format_duration`, and `pyci run --plain` loads rich (~40 ms) while its jobs run (see
+runner/commands/run.py), not before the first one starts.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from runner.events import JobOutcome, PipelineStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
 STATUS_STYLE = {
     "success": "green",
@@ -31,6 +38,8 @@ PIPELINE_WORDS: dict[PipelineStatus, tuple[str, str]] = {
 
 
 def status_text(outcome: JobOutcome) -> Text:
+    from rich.text import Text
+
     if outcome.status == "failed" and outcome.allowed_failure:
         return Text("failed (allowed)", style="yellow")
     return Text(outcome.status, style=STATUS_STYLE.get(outcome.status, ""))
@@ -47,6 +56,9 @@ def format_duration(seconds: float | None) -> str:
 
 def summary_table(rows: Sequence[tuple[str, str, JobOutcome]]) -> Table:
     """`rows`: (job, stage, outcome) in pipeline order."""
+    from rich.table import Table
+    from rich.text import Text
+
     with_coverage = any(outcome.coverage for _, _, outcome in rows)
     with_notes = any(outcome.message for _, _, outcome in rows)
     table = Table(title=None, show_edge=False, pad_edge=False, box=None, header_style="bold")
@@ -92,6 +104,8 @@ def _note(outcome: JobOutcome) -> str:
 
 
 def status_line(status: PipelineStatus, duration: float) -> Text:
+    from rich.text import Text
+
     words, style = PIPELINE_WORDS[status]
     return Text(f"Pipeline {words} in {format_duration(duration)}", style=style)
 
