@@ -194,11 +194,16 @@ def lock_new_dir(project_builds: Path, prefix: str) -> LockedDir:
     """A fresh directory `<project_builds>/<prefix>XXXX`, locked against sweeps."""
     while True:
         # another build may sweep our new directory before we lock it, or remove the (then
-        # empty) project directory: both only mean "try again"
+        # empty) project directory, even between mkdir's "exists" and its check that it is a
+        # directory (FileExistsError): all only mean "try again"
         try:
             project_builds.mkdir(parents=True, exist_ok=True)
             path = Path(tempfile.mkdtemp(prefix=prefix, dir=project_builds))
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileExistsError:
+            if os.path.lexists(project_builds) and not project_builds.is_dir():
+                raise  # a file where the directory should be: no retry helps
+            continue
         except FileNotFoundError:
             continue
         try:
