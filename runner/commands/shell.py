@@ -9,8 +9,11 @@ Nothing is saved back: no artifacts, no cache, no after_script. Exit code: the s
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 
 from executors.base import BuildDirs, ExecResult, Executor, JobLog, StageCommand
@@ -46,8 +49,34 @@ def shell_command(args: argparse.Namespace) -> int:
     kind = chosen_executor(args)
     if kind != "container":
         raise UsageError(f"pyci shell: needs the container executor, not {kind}")
-    with executor_process(kind):
+    with executor_process(kind), _cleanup_on_termination():
         return open_shell(args, command)
+
+
+@contextlib.contextmanager
+def _cleanup_on_termination() -> Iterator[None]:
+    """SIGTERM, or SIGHUP when the terminal goes away, ends `pyci shell` through its cleanup
+    (the container killed, the job's overlay of the sources unmounted, its dirs removed)
+    instead of the default action, which would leave all of that behind.
+
+    The exception surfaces in the main thread, which waits for the shell's container; later
+    signals are ignored so that they cannot cut the cleanup short."""
+
+    def on_signal(signum: int, frame: object) -> None:
+        for sig in handled:
+            signal.signal(sig, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    handled = (signal.SIGTERM, signal.SIGHUP)
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+    previous = {sig: signal.signal(sig, on_signal) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def open_shell(args: argparse.Namespace, command: tuple[str, ...]) -> int:

@@ -263,7 +263,7 @@ def all_in_order(output: bytes, markers: tuple[bytes, ...]) -> bool:
 
 
 def drive_on_pty(args: list[str], cwd: Path, env: dict[str, str], answer_after: tuple[bytes, ...],
-                 keys: bytes, timeout: float = 30) -> tuple[int, str]:  # fmt: skip
+                 keys: bytes, timeout: float = 60) -> tuple[int, str]:  # fmt: skip
     """Run pyci on a new pseudo-terminal; type `keys` once the `answer_after` markers appeared
     in that order (wait for the shell's prompt: a line typed earlier is flushed when the shell
     sets up line editing)."""

@@ -1,0 +1,74 @@
+"""`pyci shell` ended by a signal (SIGTERM, or SIGHUP when its terminal goes away) cleans up
+like a normal exit: the container is killed and the job's overlay of the sources, cgroups and
+dirs go. The conftest's leftover check asserts that after each test."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.container.test_container_cli import (  # noqa: F401 - fixtures used by name
+    SHELL_PIPELINE,
+    busybox_ref,
+    env,
+    make_project,
+)
+
+
+def read_until(fd: int, marker: bytes, timeout: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signalled_pyci_shell_leaves_nothing_behind(tmp_path, env, busybox_ref, signum):  # noqa: F811
+    repo = make_project(tmp_path, SHELL_PIPELINE.format(image=busybox_ref))
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "shell", "job"],
+        cwd=repo,
+        env=env,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        start_new_session=True,
+    )
+    os.close(secondary)
+    try:
+        seen = read_until(primary, b"# ", 60)
+        assert b"# " in seen, seen
+        os.write(primary, b"echo in-the-shell; sleep 100\n")
+        seen = read_until(primary, b"in-the-shell\r\n", 30)
+        assert b"in-the-shell\r\n" in seen, seen
+        overlays = [line for line in Path("/proc/mounts").read_text().splitlines()
+                    if line.startswith("pyci-sources ") and str(tmp_path) in line]  # fmt: skip
+        assert overlays  # the job's view of the repository exists while the shell runs
+        process.send_signal(signum)
+        code = process.wait(timeout=30)
+        assert code == 128 + signum
+    finally:
+        os.close(primary)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not list(Path(env["PYCI_RUN_DIR"]).glob("containers/*"))
+    assert not list(Path(env["PYCI_BUILDS_DIR"]).glob("*/job-*"))
