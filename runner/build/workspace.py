@@ -166,10 +166,12 @@ atexit.register(finish_removals)
 
 def sweep_stale(project_builds: Path) -> list[Path]:
     """Remove job directories that no running build holds (left by a crashed run)."""
-    removed = []
-    if not project_builds.is_dir():
-        return removed
-    for entry in project_builds.iterdir():
+    removed: list[Path] = []
+    try:
+        entries = list(project_builds.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return removed  # nothing yet, or just removed by the last build of another run
+    for entry in entries:
         if not entry.is_dir() or entry.is_symlink():
             continue
         try:
