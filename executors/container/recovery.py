@@ -98,7 +98,7 @@ def recover(
             if not pid_alive(owner):
                 lease.unlink(missing_ok=True)
                 report.leases.append(lease.name)
-    _recover_source_overlays(report)
+    recover_source_overlays(report)
     return report
 
 
@@ -138,13 +138,18 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
 
 
-def _recover_source_overlays(report: RecoveryReport) -> None:
+def recover_source_overlays(report: RecoveryReport | None = None) -> RecoveryReport:
+    """Unmount the source overlays of dead builds and remove their job dirs. Needs no
+    container: any executor's run could call it (the shell executor's builds mount them too)."""
+    report = report if report is not None else RecoveryReport()
     for point in source_overlays():
         job_dir = point.parent
         try:
             fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
+        except FileNotFoundError:
             fd = -1  # the job dir is gone: nobody can hold the overlay any more
+        except OSError:
+            continue
         try:
             if fd >= 0:
                 try:
@@ -165,6 +170,7 @@ def _recover_source_overlays(report: RecoveryReport) -> None:
         finally:
             if fd >= 0:
                 os.close(fd)
+    return report
 
 
 _done: set[Path] = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import signal
@@ -211,3 +212,33 @@ def test_the_next_pyci_run_removes_what_a_killed_one_left(tmp_path, busybox_root
     # the killed build's job dir went with its overlay; its snapshot of the sources is swept
     # by the next build of that project (runner/build/workspace.py)
     assert not list((tmp_path / "builds").glob("*/job-*"))
+
+
+def test_a_source_overlay_is_removed_only_when_no_build_holds_its_job_dir(tmp_path):
+    from executors.container import syscalls
+    from executors.container.recovery import recover_source_overlays, source_overlays
+
+    project_builds = tmp_path / "builds" / "demo-1234"
+    job_dir = project_builds / "job-abc"
+    lower, upper, work, target = (job_dir / name for name in ("lower", "upper", "work", "demo"))
+    for directory in (lower, upper, work, target):
+        directory.mkdir(parents=True)
+    (lower / "file").write_text("from the snapshot\n")
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    syscalls.mount("pyci-sources", str(target), "overlay", 0, options)
+    try:
+        lock = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a live build (this test) holds its job dir
+            assert target in source_overlays()
+            assert target not in recover_source_overlays().mounts
+            assert (target / "file").read_text() == "from the snapshot\n"  # still mounted
+        finally:
+            os.close(lock)  # the build dies: its flock goes with it
+        report = recover_source_overlays()
+        assert target in report.mounts and report.failed == []
+        assert target not in source_overlays()
+        assert not job_dir.exists() and not project_builds.exists()
+    finally:
+        if target in source_overlays():  # a failed assertion must not leave the mount
+            syscalls.umount2(str(target), syscalls.MNT_DETACH)
