@@ -80,7 +80,8 @@ def store_image(
     except ExecutorError:
         raise
     except Exception as exc:
-        raise ExecutorError(_one_line(f"image {name}: {exc}"), "image_pull_failure") from exc
+        text = str(exc) if str(exc).startswith(f"image {name}") else f"image {name}: {exc}"
+        raise ExecutorError(_one_line(text), "image_pull_failure") from exc
     # LowerDirs lists TOP first; a spec lists them bottom first
     dirs = tuple(reversed(lower.dirs))
     return RootImage(name, dirs, pulled.config, (), str(lower.cwd) if lower.cwd else None)
