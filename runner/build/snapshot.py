@@ -168,10 +168,9 @@ def _overlay_possible(tree: Path, job_dir: Path) -> bool:
 
 # extra overlay options, best first; the first the kernel accepts is kept
 _OVERLAY_EXTRAS = [
-    # redirect_dir: renaming a directory that came from the checkout works (else EXDEV, as on
-    # Docker); volatile: no syncfs of the whole upper file system at unmount (5.10+), the
-    # upper dir is thrown away anyway
-    ",redirect_dir=on,volatile",
+    # renaming a directory that came from the checkout works (else EXDEV, as on Docker).
+    # Not `volatile` (no syncfs at unmount): it makes each mount create more directories
+    # and measured 1-2 ms slower per job here
     ",redirect_dir=on",
     "",
 ]
