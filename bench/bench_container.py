@@ -25,9 +25,10 @@ cleanup per job, one after another): the container part of `pyci run`, wall time
 
 Then the same 3-stage pipeline end to end: `pyci run --plain` as a user starts it, on a git
 project whose jobs use the busybox directory as `image:` (default bridge network), wall time of
-the whole process; beside it what it is made of: the pipeline as pyci reports it (scheduler,
-builds, containers), `pyci list` (interpreter, imports, load and plan of the same file) and a
-bare `python -c pass`.
+the whole process (median wall, and CPU of the process and its children), also with `--network
+none` and with `--executor shell`; beside each the pipeline as pyci reports it (scheduler,
+builds, containers), then `pyci list` (interpreter, imports, load and plan of the same file)
+and a bare `python -c pass`.
 Target: pyci launch within 2x of the floor; the pipeline under 0.5 s.
 
     python bench/bench_container.py [--count 30]
@@ -286,25 +287,56 @@ def cli_figures(work: Path, rootfs: Path, count: int) -> list[tuple[str, float |
         "PYCI_BUILDS_DIR": str(work / "cli-builds"),
         "PYCI_RUN_DIR": str(work / "cli-run"),
     }
-    reported: list[float] = []
+    # users do not set it; with it every pyci module is compiled again on each run (~80 ms)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    reported: dict[str, list[float]] = {}
 
-    def run(*command: str, record: bool = False) -> None:
+    def run(*command: str, record: str = "") -> None:
         done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
         found = re.search(r"Pipeline passed in ([0-9.]+)s", done.stdout)
         if record and found:
-            reported.append(float(found.group(1)))
+            reported.setdefault(record, []).append(float(found.group(1)))
+
+    def timed(action: Callable[[], None]) -> tuple[float, float]:
+        """Median wall and median CPU (user + sys of the process and its children)."""
+        action()  # warm-up
+        walls, cpus = [], []
+        for _ in range(count):
+            before = os.times()
+            started = time.perf_counter()
+            action()
+            walls.append(time.perf_counter() - started)
+            after = os.times()
+            cpus.append(
+                after.children_user
+                - before.children_user
+                + after.children_system
+                - before.children_system
+            )
+        return statistics.median(walls), statistics.median(cpus)
 
     pyci = (sys.executable, "-m", "runner.cli")
-    total = median_of(lambda: run(*pyci, "run", "--plain", record=True), count)
-    listing = median_of(lambda: run(*pyci, "list"), count)
-    bare = median_of(lambda: run(sys.executable, "-c", "pass"), count)
-    return [
-        ("pyci run 3-stage", total, "end to end, container executor, bridge (target < 500 ms)"),
-        ("  its pipeline", statistics.median(reported), "as pyci reports it: jobs, builds"),
-        ("  pyci list", listing, "start-up, imports, load + plan of the same file"),
-        ("  python -c pass", bare, "the interpreter alone"),
-    ]
+    rows: list[tuple[str, float | None, str]] = []
+    variants = [
+        ("pyci run 3-stage", "bridge", ("--executor", "container"),
+         "end to end, container executor, bridge (target < 500 ms)"),
+        ("  --network none", "none", ("--executor", "container", "--network", "none"),
+         "end to end, container executor, no network"),
+        ("  --executor shell", "shell", ("--executor", "shell"), "end to end, shell executor"),
+    ]  # fmt: skip
+    for name, key, flags, note in variants:
+        wall, cpu = timed(lambda flags=flags, key=key: run(*pyci, "run", "--plain", *flags,
+                                                            record=key))  # fmt: skip
+        pipeline = statistics.median(reported[key]) * 1000
+        rows.append((name, wall, f"{note}; CPU {cpu * 1000:.0f} ms, pipeline {pipeline:.0f} ms"))
+    listing, listing_cpu = timed(lambda: run(*pyci, "list"))
+    rows.append(
+        ("  pyci list", listing, f"start-up, imports, load + plan; CPU {listing_cpu * 1000:.0f} ms")
+    )
+    bare, _ = timed(lambda: run(sys.executable, "-c", "pass"))
+    rows.append(("  python -c pass", bare, "the interpreter alone"))
+    return rows
 
 
 if __name__ == "__main__":
