@@ -7,7 +7,8 @@ Measured in one run, on the same machine, each `--repeat` times (the table shows
                   a `bash -c` child: the cost of the ready-set loop, threads and events;
 - builds:         the planned 50 jobs (predefined variables and all) built for real through
                   the scheduler in-process: shell executor, sources, log files, plain output;
-                  the per-job figure without the noise of an interpreter's start-up;
+                  the per-job figure without the noise of an interpreter's start-up (but
+                  with the run's one checkout of the sources, 1-2 ms per job of 50);
 - pyci run (1):   `pyci run --plain` on a one-job pipeline: interpreter start, load, plan;
 - pyci run (50):  `pyci run --plain --concurrency 1` on the 50-job pipeline, shell executor;
 - no sources (50): the same with `GIT_STRATEGY: none`, i.e. without each job's fresh copy of
