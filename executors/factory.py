@@ -79,6 +79,8 @@ def start_launcher() -> None:
 
 def stop_launcher() -> None:
     """Stop the fork server if it was started (it kills every container it still keeps)."""
+    from executors.container.network import finish_link_removals
     from executors.container.runtime import close_shared_launcher
 
     close_shared_launcher()
+    finish_link_removals()  # the veths of the last containers: nothing outlives pyci

@@ -312,7 +312,7 @@ class ContainerExecutor:
             os.close(out_r)
             with contextlib.suppress(CgroupError):
                 cgroup.remove()
-            network.remove_link(network.host_link_name(container_id))
+            network.remove_link_later(network.host_link_name(container_id))
 
     def _entrypoint(self) -> tuple[str, ...]:
         assert self._image is not None

@@ -14,11 +14,13 @@ pid, so concurrent pyci runs never share an address and stale leases can be reco
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import fcntl
 import ipaddress
 import os
+import queue
 import socket
 import struct
 import subprocess
@@ -231,3 +233,44 @@ def remove_link(name: str) -> None:
         return
     with contextlib.suppress(OSError):  # raced with the kernel removing it
         netlink.delete_link(name)
+
+
+class _LinkRemover:
+    """Deletes host-side veths on a background thread. Deleting a link waits for the kernel
+    to let go of the device (~30 ms, in the `send` of the request), which would otherwise
+    delay every stage's result; the container is gone by then and the link's name is never
+    reused. `finish()` waits for pending deletions: at pyci's exit at the latest."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, name: str) -> None:
+        if not os.path.exists(f"/sys/class/net/{name}"):
+            return  # no bridge network, or the kernel was faster
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="pyci-link-remover", daemon=True
+                )
+                self._thread.start()
+        self._queue.put(name)
+
+    def finish(self) -> None:
+        if self._thread is not None:
+            self._queue.join()
+
+    def _work(self) -> None:
+        while True:
+            name = self._queue.get()
+            try:
+                remove_link(name)
+            finally:
+                self._queue.task_done()
+
+
+_link_remover = _LinkRemover()
+remove_link_later = _link_remover.submit
+finish_link_removals = _link_remover.finish
+atexit.register(finish_link_removals)

@@ -72,3 +72,13 @@ def test_veth_peer_is_born_in_the_other_namespace(bridge_name):
 def test_missing_link_is_reported_as_none():
     assert netlink.link_index("pyci-no-such") is None
     assert netlink.delete_link("pyci-no-such") is False
+
+
+def test_links_removed_later_are_gone_once_removals_finish(bridge_name):
+    from executors.container import network
+
+    netlink.add_bridge(bridge_name)
+    network.remove_link_later(bridge_name)
+    network.remove_link_later("pyci-no-such")  # nothing to do, nothing queued
+    network.finish_link_removals()
+    assert netlink.link_index(bridge_name) is None
