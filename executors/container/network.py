@@ -171,13 +171,21 @@ def _enable_nat(bridge: Bridge) -> None:
         ["-t", "filter", "FORWARD", "-o", bridge.name, "-j", "ACCEPT",
          "-m", "comment", "--comment", "pyci"],
     ]  # fmt: skip
-    for rule in rules:
-        table, chain, rest = rule[:2], rule[2], rule[3:]
-        check = subprocess.run(["iptables", *table, "-C", chain, *rest], capture_output=True)
-        if check.returncode != 0:
-            subprocess.run(
-                ["iptables", *table, "-A", chain, *rest], check=True, capture_output=True
-            )
+    # the checks run side by side (each is an iptables process reading the rule set): the
+    # first job of every pyci run waits for them
+    checks = [
+        subprocess.Popen(
+            ["iptables", "-w", *rule[:2], "-C", *rule[2:]],  # -w: legacy iptables' lock
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for rule in rules
+    ]
+    missing = [rule for rule, check in zip(rules, checks, strict=True) if check.wait() != 0]
+    for rule in missing:
+        subprocess.run(
+            ["iptables", "-w", *rule[:2], "-A", *rule[2:]], check=True, capture_output=True
+        )
 
 
 class AddressPool:
