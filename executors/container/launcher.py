@@ -37,12 +37,10 @@ import traceback
 from typing import NoReturn
 
 from executors.container import capabilities, network, rootfs, seccomp, syscalls, users
-from executors.container.spec import ContainerSpec, spec_from_dict
+from executors.container.spec import MAX_MESSAGE, NET_READY, ContainerSpec, spec_from_dict
 
 # Everything PID 1 uses is imported above: after pivot_root the host's Python library is gone.
 
-MAX_MESSAGE = 1 << 20
-NET_READY = b"net-ok"
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 _DEFAULTED = tuple(
     s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP) and s < 32

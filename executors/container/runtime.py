@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from executors.container import network
-from executors.container.launcher import MAX_MESSAGE, NET_READY
-from executors.container.spec import ContainerSpec, validate
+from executors.container.spec import MAX_MESSAGE, NET_READY, ContainerSpec, validate
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,6 +16,11 @@ from executors.container.capabilities import CAPABILITY_NUMBERS, DOCKER_DEFAULT_
 
 NetworkMode = Literal["none", "host", "bridge"]
 
+# The launcher protocol's constants, here rather than in launcher.py so that pyci's process
+# (runtime.py) does not import the launcher's PID 1 modules (rootfs, seccomp, users, ...).
+MAX_MESSAGE = 1 << 20  # largest request or status message
+NET_READY = b"net-ok"  # the runtime's answer to PID 1's {"netns": true}: the veth is in
+
 # runc's defaults plus moby's later additions: kernel interfaces that leak host state or allow
 # host-wide side effects. Masked = hidden (a /dev/null bind or an empty read-only tmpfs).
 DEFAULT_MASKED_PATHS = (
