@@ -20,7 +20,6 @@ import ctypes
 import fcntl
 import ipaddress
 import os
-import queue
 import socket
 import struct
 import subprocess
@@ -247,10 +246,12 @@ class _LinkRemover:
     """Deletes host-side veths on a background thread. Deleting a link waits for the kernel
     to let go of the device (~30 ms, in the `send` of the request), which would otherwise
     delay every stage's result; the container is gone by then and the link's name is never
-    reused. `finish()` waits for pending deletions: at pyci's exit at the latest."""
+    reused. The thread ends whenever the queue is empty (no thread outlives the work, e.g. when
+    the next fork server starts); `finish()` waits for pending deletions, at pyci's exit at
+    the latest."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[str] = queue.Queue()
+        self._pending: list[str] = []
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -258,24 +259,32 @@ class _LinkRemover:
         if not os.path.exists(f"/sys/class/net/{name}"):
             return  # no bridge network, or the kernel was faster
         with self._lock:
+            self._pending.append(name)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._work, name="pyci-link-remover", daemon=True
                 )
                 self._thread.start()
-        self._queue.put(name)
 
     def finish(self) -> None:
-        if self._thread is not None:
-            self._queue.join()
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join()
 
     def _work(self) -> None:
-        while True:
-            name = self._queue.get()
-            try:
+        try:
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        self._thread = None
+                        return
+                    name = self._pending.pop(0)
                 remove_link(name)
-            finally:
-                self._queue.task_done()
+        except BaseException:
+            with self._lock:  # a bug: let the next submit start a fresh thread
+                self._thread = None
+            raise
 
 
 _link_remover = _LinkRemover()

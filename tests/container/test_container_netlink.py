@@ -82,3 +82,14 @@ def test_links_removed_later_are_gone_once_removals_finish(bridge_name):
     network.remove_link_later("pyci-no-such")  # nothing to do, nothing queued
     network.finish_link_removals()
     assert netlink.link_index(bridge_name) is None
+
+
+def test_the_link_remover_leaves_no_thread_behind(bridge_name):
+    import threading
+
+    from executors.container import network
+
+    netlink.add_bridge(bridge_name)
+    network.remove_link_later(bridge_name)
+    network.finish_link_removals()
+    assert "pyci-link-remover" not in [t.name for t in threading.enumerate()]
