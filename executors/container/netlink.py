@@ -1,87 +1,46 @@
-"""The few rtnetlink requests the bridge network needs, spoken directly over a netlink socket.
+"""The few rtnetlink requests the bridge network needs, made through pyroute2.
 
 pyci makes three kinds of link change: a bridge, an address on it, and per container a veth
 pair whose inner end is born in the container's network namespace (and the removal of its
-outer end). A general netlink library costs ~160 ms of CPU to import (pyroute2 loads its IPDB,
-NDB and conntrack at package import), more than all the containers of a small pipeline take to
-start; these requests are a few dozen bytes each, encoded here with `struct`.
+outer end). pyroute2 is the project's chosen netlink library. Importing it costs ~160 ms of
+CPU (its package import loads IPDB, NDB and conntrack), so it is imported on first use only:
+runs with `--network none`/`host` or the shell executor never pay for it.
 
-Each call opens its own socket (microseconds), so any thread may call any function.
+One IPRoute socket serves the whole process (opening one costs milliseconds); a lock makes the
+functions safe to call from any thread, and a socket that failed is not reused.
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import socket
-import struct
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-_NETLINK_ROUTE = 0
-_RTM_NEWLINK = 16
-_RTM_DELLINK = 17
-_RTM_NEWADDR = 20
-_NLMSG_ERROR = 2
-_NLM_F_REQUEST = 0x1
-_NLM_F_ACK = 0x4
-_NLM_F_EXCL = 0x200
-_NLM_F_CREATE = 0x400
-_IFF_UP = 0x1
-# link attributes
-_IFLA_IFNAME = 3
-_IFLA_MTU = 4
-_IFLA_MASTER = 10
-_IFLA_LINKINFO = 18
-_IFLA_NET_NS_PID = 19
-_IFLA_INFO_KIND = 1
-_IFLA_INFO_DATA = 2
-_VETH_INFO_PEER = 1
-# address attributes
-_IFA_ADDRESS = 1
-_IFA_LOCAL = 2
-
-_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
-_IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
-_IFADDR = struct.Struct("=BBBBi")  # ifaddrmsg: family, prefix length, flags, scope, index
+_T = TypeVar("_T")
+_lock = threading.Lock()
+_socket: Any = None
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
+def _with_socket(action: Callable[[Any], _T]) -> _T:
+    """Run `action(ipr)` on the shared IPRoute socket; pyroute2 errors become OSError."""
+    global _socket
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
 
-
-def _name(name: str) -> bytes:
-    return name.encode() + b"\0"
-
-
-def _u32(value: int) -> bytes:
-    return struct.pack("=I", value)
-
-
-def _ifinfo(index: int = 0, up: bool = False) -> bytes:
-    flags = _IFF_UP if up else 0
-    return _IFINFO.pack(socket.AF_UNSPEC, 0, index, flags, flags)
-
-
-def _request(kind: int, flags: int, body: bytes) -> None:
-    """Send one request and wait for the kernel's acknowledgement; OSError if it refused."""
-    with socket.socket(
-        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, _NETLINK_ROUTE
-    ) as sock:
-        sock.bind((0, 0))
-        header = _HEADER.pack(_HEADER.size + len(body), kind, _NLM_F_REQUEST | _NLM_F_ACK | flags,
-                              1, 0)  # fmt: skip
-        sock.send(header + body)
-        while True:
-            reply = sock.recv(65536)
-            offset = 0
-            while offset + _HEADER.size <= len(reply):
-                length, reply_kind, _flags, sequence, _port = _HEADER.unpack_from(reply, offset)
-                if reply_kind == _NLMSG_ERROR and sequence == 1:
-                    (code,) = struct.unpack_from("=i", reply, offset + _HEADER.size)
-                    if code:
-                        raise OSError(-code, os.strerror(-code))
-                    return
-                offset += max(length + (-length % 4), _HEADER.size)
+    with _lock:
+        if _socket is None:
+            _socket = IPRoute()
+        ipr = _socket
+        try:
+            return action(ipr)
+        except NetlinkError as exc:
+            raise OSError(exc.code, f"netlink: {exc}") from exc
+        except Exception:
+            _socket = None  # a broken socket is not reused
+            ipr.close()
+            raise
 
 
 def link_index(name: str) -> int | None:
@@ -94,18 +53,13 @@ def link_index(name: str) -> int | None:
 
 def add_bridge(name: str) -> None:
     """Create bridge `name` (down); FileExistsError if a link of that name exists."""
-    info = _attr(_IFLA_LINKINFO, _attr(_IFLA_INFO_KIND, _name("bridge")))
-    body = _ifinfo() + _attr(_IFLA_IFNAME, _name(name)) + info
-    _request(_RTM_NEWLINK, _NLM_F_CREATE | _NLM_F_EXCL, body)
+    _with_socket(lambda ipr: ipr.link("add", ifname=name, kind="bridge"))
 
 
 def add_address(index: int, address: str, prefixlen: int) -> bool:
     """Give link `index` the IPv4 `address`/`prefixlen`; False if it already had it."""
-    packed = socket.inet_aton(address)
-    body = _IFADDR.pack(socket.AF_INET, prefixlen, 0, 0, index)
-    body += _attr(_IFA_LOCAL, packed) + _attr(_IFA_ADDRESS, packed)
     try:
-        _request(_RTM_NEWADDR, _NLM_F_CREATE | _NLM_F_EXCL, body)
+        _with_socket(lambda ipr: ipr.addr("add", index=index, address=address, prefixlen=prefixlen))
     except FileExistsError:
         return False
     return True
@@ -115,14 +69,12 @@ def add_veth(host_name: str, master: int, mtu: int, peer_name: str, peer_netns_p
     """A veth pair: `host_name` up on bridge `master` here, its peer `peer_name` created
     directly in the network namespace of process `peer_netns_pid` (so it never appears on
     the host, and the kernel removes the pair with that namespace)."""
-    peer = _ifinfo() + _attr(_IFLA_IFNAME, _name(peer_name)) + _attr(_IFLA_MTU, _u32(mtu))
-    peer += _attr(_IFLA_NET_NS_PID, _u32(peer_netns_pid))
-    info = _attr(_IFLA_INFO_KIND, _name("veth"))
-    info += _attr(_IFLA_INFO_DATA, _attr(_VETH_INFO_PEER, peer))
-    body = _ifinfo(up=True) + _attr(_IFLA_IFNAME, _name(host_name))
-    body += _attr(_IFLA_MTU, _u32(mtu)) + _attr(_IFLA_MASTER, _u32(master))
-    body += _attr(_IFLA_LINKINFO, info)
-    _request(_RTM_NEWLINK, _NLM_F_CREATE | _NLM_F_EXCL, body)
+    peer = {"ifname": peer_name, "net_ns_pid": peer_netns_pid, "mtu": mtu}
+    _with_socket(
+        lambda ipr: ipr.link(
+            "add", ifname=host_name, kind="veth", mtu=mtu, master=master, state="up", peer=peer
+        )
+    )
 
 
 def delete_link(name: str) -> bool:
@@ -131,7 +83,7 @@ def delete_link(name: str) -> bool:
     if index is None:
         return False
     try:
-        _request(_RTM_DELLINK, 0, _ifinfo(index))
+        _with_socket(lambda ipr: ipr.link("del", index=index))
     except OSError as exc:
         if exc.errno in (errno.ENODEV, errno.ENOENT):
             return False

@@ -1,6 +1,6 @@
 """Container networks: `none` (only a loopback), `host` (the host's stack) and `bridge`.
 
-`bridge` is Docker's default shape, built with plain rtnetlink requests (netlink.py): one
+`bridge` is Docker's default shape, built with pyroute2 (netlink.py): one
 `pyci0` bridge on the host with the gateway address, NAT for traffic leaving the private range,
 and per container a veth pair whose inner end is `eth0` with an address from the range. The
 runtime creates the pair (in pyci's process) with its inner end born inside the container's
