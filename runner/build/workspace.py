@@ -138,18 +138,24 @@ class _Remover:
 
     def submit(self, removal: Callable[[], None]) -> None:
         with self._lock:
+            self._queue.put(removal)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="pyci-remover", daemon=True)
                 self._thread.start()
-        self._queue.put(removal)
 
     def finish(self) -> None:
-        if self._thread is not None:
-            self._queue.join()
+        self._queue.join()
 
     def _work(self) -> None:
+        # The thread ends as soon as nothing is pending, so no thread outlives the work (pyci
+        # may be used in-process); the empty check and `submit` share the lock, so a removal
+        # submitted meanwhile either is seen here or starts a new thread.
         while True:
-            removal = self._queue.get()
+            with self._lock:
+                if self._queue.empty():
+                    self._thread = None
+                    return
+                removal = self._queue.get()
             try:
                 removal()
             except Exception:

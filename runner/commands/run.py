@@ -98,8 +98,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     check_arguments(args)
-    with executor_process(chosen_executor(args)):
-        return run_pipeline(args)
+    try:
+        with executor_process(chosen_executor(args)):
+            return run_pipeline(args)
+    finally:
+        # What the run shared between its jobs (the sources' snapshot and its mounts, pending
+        # removals) ends with the run, not only at exit: pyci may run in-process.
+        from runner.build.snapshot import release_all
+
+        release_all()
 
 
 def run_pipeline(args: argparse.Namespace) -> int:

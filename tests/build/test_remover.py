@@ -1,0 +1,32 @@
+"""Background removal of job directories: everything submitted is removed, and the thread
+ends once nothing is pending (pyci may be used in-process; no thread may outlive the work)."""
+
+import shutil
+import threading
+import time
+
+from runner.build import workspace
+
+
+def remover_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "pyci-remover"]
+
+
+def test_removals_run_and_the_thread_ends(tmp_path):
+    dirs = [tmp_path / f"job{i}" for i in range(5)]
+    for d in dirs:
+        (d / "sub").mkdir(parents=True)
+        (d / "sub" / "file").write_text("x")
+        workspace.remove_later(lambda d=d: shutil.rmtree(d))
+    workspace.finish_removals()
+    assert not any(d.exists() for d in dirs)
+    deadline = time.monotonic() + 5
+    while remover_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert remover_threads() == []
+    # and a later submission starts a thread again
+    later = tmp_path / "later"
+    later.mkdir()
+    workspace.remove_later(lambda: later.rmdir())
+    workspace.finish_removals()
+    assert not later.exists()
