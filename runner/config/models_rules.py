@@ -70,6 +70,17 @@ def matrix_entries(value: Any) -> list[dict[str, list[str]]]:
 Matrix = Annotated[list[dict[str, list[str]]], BeforeValidator(matrix_entries)]
 
 
+def _paths_or_regexp(value: Any) -> dict:
+    """`changes`/`exists` short form: a list means `paths`; a mapping needs exactly one of
+    `paths` and `regexp`."""
+    if isinstance(value, list):
+        return {"paths": value}
+    mapping = require_mapping(value, "config should be an array or a hash")
+    if ("paths" in mapping) == ("regexp" in mapping):
+        raise gitlab_error("config should contain either paths or regexp")
+    return mapping
+
+
 class ChangesConfig(Model):
     """`rules:changes`: a list of globs, or {paths, compare_to} (or GitLab's newer regexp)."""
 
@@ -80,12 +91,7 @@ class ChangesConfig(Model):
     @model_validator(mode="before")
     @classmethod
     def _short_form(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return {"paths": value}
-        mapping = require_mapping(value, "config should be an array or a hash")
-        if ("paths" in mapping) == ("regexp" in mapping):
-            raise gitlab_error("config should contain either paths or regexp")
-        return mapping
+        return _paths_or_regexp(value)
 
 
 class ExistsConfig(Model):
@@ -99,11 +105,7 @@ class ExistsConfig(Model):
     @model_validator(mode="before")
     @classmethod
     def _short_form(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return {"paths": value}
-        mapping = require_mapping(value, "config should be an array or a hash")
-        if ("paths" in mapping) == ("regexp" in mapping):
-            raise gitlab_error("config should contain either paths or regexp")
+        mapping = _paths_or_regexp(value)
         if "ref" in mapping and "project" not in mapping:
             raise gitlab_error("config missing required keys: project")
         return mapping

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
+
+import processes
 
 from executors.base import BuildDirs, Executor
+
+wait_for = processes.wait_for
 
 
 def new_marker() -> tuple[str, str]:
@@ -19,28 +20,7 @@ def new_marker() -> tuple[str, str]:
 
 def marked_processes(marker: tuple[str, str]) -> list[int]:
     """Live (non-zombie) processes whose environment holds the marker."""
-    needle = f"{marker[0]}={marker[1]}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0") and stat[stat.rfind(")") + 2] != "Z":
-            found.append(int(entry))
-    return found
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+    return processes.marked_processes(*marker)
 
 
 @dataclass
