@@ -162,7 +162,7 @@ def main() -> int:
             if cgroup:
                 limits = Limits(memory_bytes=256 << 20, cpus=1.0, pids_max=256)
                 group = driver.create(container_id, limits)
-                spec = dataclasses.replace(spec, cgroup_dirs=group.dirs)
+                spec = dataclasses.replace(spec, cgroup_dirs=group.dirs, cgroup_v2_dir=group.v2_dir)
             if bridge:
                 lease = pool.lease()
                 spec = dataclasses.replace(

@@ -41,6 +41,7 @@ CPU_PERIOD_US = 100_000
 
 class Cgroup(Protocol):
     dirs: tuple[str, ...]  # the container writes its pid to cgroup.procs in each
+    v2_dir: str | None  # the one of `dirs` on cgroup v2 (PID 1 can be cloned into it)
 
     def processes(self) -> list[int]: ...
 

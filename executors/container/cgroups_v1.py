@@ -31,6 +31,10 @@ class V1Cgroup:
             found.extend(self.tracker.dirs)
         return tuple(found)
 
+    @property
+    def v2_dir(self) -> str | None:
+        return self.tracker.v2_dir if self.tracker is not None else None
+
     def processes(self) -> list[int]:
         pids = set()
         for directory in self.directories.values():

@@ -25,6 +25,10 @@ class V2Cgroup:
     def dirs(self) -> tuple[str, ...]:
         return (str(self.directory),)
 
+    @property
+    def v2_dir(self) -> str:
+        return str(self.directory)
+
     def processes(self) -> list[int]:
         return cgroups.read_procs(self.directory)
 

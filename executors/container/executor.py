@@ -296,7 +296,7 @@ class ContainerExecutor:
         out_r, out_w = os.pipe()
         null = os.open(os.devnull, os.O_RDONLY)
         try:
-            spec = dataclasses.replace(spec, cgroup_dirs=cgroup.dirs)
+            spec = dataclasses.replace(spec, cgroup_dirs=cgroup.dirs, cgroup_v2_dir=cgroup.v2_dir)
             try:
                 fds = stdio or (null, out_w, out_w)
                 container = self.launcher.launch(spec, *fds)
@@ -374,7 +374,9 @@ class ContainerExecutor:
         entry.log_fd = self._service_log(job, names[0])
         try:
             entry.cgroup = self._driver.create(container_id, Limits())
-            spec = dataclasses.replace(spec, cgroup_dirs=entry.cgroup.dirs)
+            spec = dataclasses.replace(
+                spec, cgroup_dirs=entry.cgroup.dirs, cgroup_v2_dir=entry.cgroup.v2_dir
+            )
             null = os.open(os.devnull, os.O_RDONLY)
             try:
                 entry.container = self.launcher.launch(spec, null, entry.log_fd, entry.log_fd)

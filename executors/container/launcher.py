@@ -25,6 +25,7 @@ attached (from the server), {"netns": true} (PID 1 waits for b"net-ok" back),
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -66,15 +67,19 @@ def _namespace_flags(spec: ContainerSpec) -> int:
     return flags
 
 
-def run_pid1(spec: ContainerSpec, status: socket.socket, stdio: list[int]) -> NoReturn:
-    """PID 1 of the container, from clone to its exit. Never returns."""
+def run_pid1(
+    spec: ContainerSpec, status: socket.socket, stdio: list[int], born_in: str | None
+) -> NoReturn:
+    """PID 1 of the container, from clone to its exit (`born_in`: the cgroup it was cloned
+    into, which it need not join). Never returns."""
     try:
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
         for signum in _DEFAULTED:
             signal.signal(signum, signal.SIG_DFL)
         for cgroup_dir in spec.cgroup_dirs:
-            with open(os.path.join(cgroup_dir, "cgroup.procs"), "w") as f:
-                f.write("0")
+            if cgroup_dir != born_in:
+                with open(os.path.join(cgroup_dir, "cgroup.procs"), "w") as f:
+                    f.write("0")
         syscalls.unshare(syscalls.CLONE_NEWCGROUP)  # its root: the cgroup just joined
         if spec.network.mode == "bridge":
             _send(status, netns=True)
@@ -178,6 +183,30 @@ def _start_command(
     return pid
 
 
+class _Cloner:
+    """Clones PID 1, straight into its cgroup v2 directory where the kernel allows it."""
+
+    def __init__(self) -> None:
+        self.into_cgroup = True  # until the kernel says it has no CLONE_INTO_CGROUP
+
+    def clone(self, spec: ContainerSpec) -> tuple[int, int, str | None]:
+        """(pid, pidfd, the cgroup PID 1 was born in): pid 0 in the child."""
+        flags = _namespace_flags(spec)
+        if not (self.into_cgroup and spec.cgroup_v2_dir):
+            return (*syscalls.clone_process(flags), None)
+        cgroup_fd = os.open(spec.cgroup_v2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            pid, pidfd = syscalls.clone_process(flags, cgroup_fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSYS, errno.EINVAL, errno.E2BIG):
+                raise
+            self.into_cgroup = False  # an older kernel: PID 1 joins by writing, from now on
+            return (*syscalls.clone_process(flags), None)
+        finally:
+            os.close(cgroup_fd)  # in the child too: no host cgroupfs handle inside
+        return pid, pidfd, spec.cgroup_v2_dir
+
+
 def _receive(control: socket.socket) -> tuple[ContainerSpec, socket.socket, list[int]] | None:
     message, fds, _flags, _addr = socket.recv_fds(control, MAX_MESSAGE, 4)
     if not message:
@@ -200,19 +229,21 @@ def serve(control_fd: int, once: bool = False) -> None:
     # (PDEATHSIG) with us.
     with contextlib.suppress(OSError):  # no libseccomp: a container asking for it will fail
         seccomp.preload()
+    cloner = _Cloner()
     while True:
         request = _receive(control)
         if request is None:
             return
         spec, status, stdio = request
+        born_in = None
         try:
-            pid1, pidfd = syscalls.clone_process(_namespace_flags(spec))
+            pid1, pidfd, born_in = cloner.clone(spec)
         except OSError as exc:
             _send(status, error=f"container {spec.id}: {exc}")
             pid1 = pidfd = -1
         if pid1 == 0:
             control.close()
-            run_pid1(spec, status, stdio)
+            run_pid1(spec, status, stdio, born_in)
         if pidfd >= 0:
             with contextlib.suppress(OSError):
                 socket.send_fds(status, [json.dumps({"pid1": pid1}).encode()], [pidfd])

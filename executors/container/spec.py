@@ -108,6 +108,8 @@ class ContainerSpec:
     no_new_privs: bool = False
     seccomp: bool = False
     cgroup_dirs: tuple[str, ...] = ()  # directories whose cgroup.procs the container joins
+    # the one of them on cgroup v2, if any: PID 1 is cloned straight into it (no migration)
+    cgroup_v2_dir: str | None = None
     shm_size: int = 64 * 1024 * 1024
 
     def to_json(self) -> str:

@@ -57,7 +57,7 @@ def run_limited(launcher, make_spec, script: str, limits: Limits, layout: str | 
     spec = make_spec("sh", "-c", script)
     cgroup = driver.create(spec.id, limits)
     try:
-        spec = dataclasses.replace(spec, cgroup_dirs=cgroup.dirs)
+        spec = dataclasses.replace(spec, cgroup_dirs=cgroup.dirs, cgroup_v2_dir=cgroup.v2_dir)
         result, output = run_container(launcher, spec, timeout=30)
         return result, output.decode(), cgroup.oom_killed()
     finally:
@@ -111,7 +111,7 @@ def test_kill_takes_every_process_and_remove_leaves_nothing(launcher, make_spec,
     driver = open_driver(layout)
     spec = make_spec("sh", "-c", "sleep 60 & sleep 60 & echo ready; wait")
     cgroup = driver.create(spec.id, Limits())
-    spec = dataclasses.replace(spec, cgroup_dirs=cgroup.dirs)
+    spec = dataclasses.replace(spec, cgroup_dirs=cgroup.dirs, cgroup_v2_dir=cgroup.v2_dir)
     finished = {}
     thread = threading.Thread(
         target=lambda: finished.update(result=run_container(launcher, spec, timeout=30))
@@ -159,3 +159,28 @@ def test_stale_lists_pyci_cgroups_only():
 
 def test_read_procs_of_a_missing_cgroup_is_empty(tmp_path):
     assert cgroups.read_procs(tmp_path / "gone") == []
+
+
+@pytest.mark.parametrize("cloned_into", [True, False], ids=["clone3-into-cgroup", "joined"])
+def test_pid1_is_in_every_cgroup_of_the_container(launcher, make_spec, cloned_into):
+    """PID 1 is born in the v2 cgroup (CLONE_INTO_CGROUP) or, without `cgroup_v2_dir` (the
+    fallback for kernels before 5.7), joins it by writing; it joins v1 ones by writing."""
+    driver = open_driver()
+    spec = make_spec("sleep", "30")
+    cgroup = driver.create(spec.id, Limits(pids_max=64))
+    v2_dir = cgroup.v2_dir if cloned_into else None
+    spec = dataclasses.replace(spec, cgroup_dirs=cgroup.dirs, cgroup_v2_dir=v2_dir)
+    container = launcher.launch(spec, 0, 1, 2)
+    try:
+        if cloned_into:  # there from its first instruction
+            assert container.pid1 in cgroups.read_procs(Path(cgroup.v2_dir))
+        deadline = time.monotonic() + 5  # PID 1 writes to the others right after it starts
+        missing = list(cgroup.dirs)
+        while missing and time.monotonic() < deadline:
+            missing = [d for d in missing if container.pid1 not in cgroups.read_procs(Path(d))]
+            time.sleep(0.01)
+        assert missing == []
+    finally:
+        container.kill()
+        container.wait(timeout=10)
+        cgroup.remove()
