@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from pathlib import Path
@@ -190,6 +191,16 @@ def test_environment_is_exactly_the_specs(launcher, make_spec):
 def test_network_none_has_only_loopback_up(launcher, make_spec):
     out = sh(launcher, make_spec, "ls /sys/class/net; cat /sys/class/net/lo/operstate")
     assert out.split() == ["lo", "unknown"]  # lo reports "unknown" when up
+
+
+def test_every_container_has_a_fresh_network_namespace(launcher, make_spec):
+    """The server makes each container's namespace ahead of time: never one twice, never the
+    host's, and a socket bound in one is gone in the next."""
+    script = "readlink /proc/self/ns/net; nc -l -p 7000 -e true & sleep 0.1; netstat -ltn"
+    first, second = (sh(launcher, make_spec, script).splitlines() for _ in range(2))
+    host = os.readlink("/proc/self/ns/net")
+    assert len({first[0], second[0], host}) == 3
+    assert sum(":7000" in line for line in first) == sum(":7000" in line for line in second) == 1
 
 
 def test_timeout_kills_the_container(launcher, make_spec):
