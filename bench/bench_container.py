@@ -181,8 +181,7 @@ def main() -> int:
             finally:
                 if group is not None:
                     group.remove()
-                if lease is not None:
-                    network.remove_link_later(network.host_link_name(container_id))
+                if lease is not None:  # the veth goes with the container's namespace
                     pool.release(lease)
                 if scratch is not None:
                     scratch.remove()
@@ -204,7 +203,7 @@ def main() -> int:
         rows.extend(cli_figures(work, rootfs, max(5, count // 5)))
     finally:
         launcher.close()
-        network.finish_link_removals()
+        network.finish()
         remove_tree(work)
 
     print(f"{'what':<18} {'ms':>8}  notes")

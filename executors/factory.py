@@ -77,10 +77,22 @@ def start_launcher() -> None:
     shared_launcher().start()
 
 
+def start_network(network: str) -> None:
+    """For the bridge network: spawn the network helper now (pyroute2 is imported there) and
+    have it ensure the bridge while pyci loads the pipeline on its own core."""
+    if network == "bridge":
+        from executors.container.network import start_helper
+
+        start_helper()
+
+
 def stop_launcher() -> None:
-    """Stop the fork server if it was started (it kills every container it still keeps)."""
-    from executors.container.network import finish_link_removals
+    """Stop the fork server if it was started (it kills every container it still keeps), then
+    the network helper, once the veths of the last containers are gone: nothing outlives pyci."""
+    from executors.container.network import finish
     from executors.container.runtime import close_shared_launcher
 
-    close_shared_launcher()
-    finish_link_removals()  # the veths of the last containers: nothing outlives pyci
+    try:
+        close_shared_launcher()
+    finally:
+        finish()

@@ -141,7 +141,10 @@ class ContainerExecutor:
         self._project_in_job = f"/builds/{_project_path(job, dirs)}"
         self._scratch = Scratch.create(settings.state_dir, new_container_id())
         if settings.network == "bridge":
-            bridge = network.ensure_bridge()
+            try:
+                bridge = network.ensure_bridge()
+            except OSError as exc:
+                raise ExecutorError(f"bridge network: {exc}") from exc
             self._pool = network.AddressPool(bridge, settings.state_dir / "ipam")
             self._address = self._pool.lease()
         for service in job.services:
@@ -312,7 +315,7 @@ class ContainerExecutor:
             os.close(out_r)
             with contextlib.suppress(CgroupError):
                 cgroup.remove()
-            network.remove_link_later(network.host_link_name(container_id))
+            # the veth goes with the container's network namespace (see network.finish)
 
     def _entrypoint(self) -> tuple[str, ...]:
         assert self._image is not None

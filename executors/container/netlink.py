@@ -1,10 +1,10 @@
 """The few rtnetlink requests the bridge network needs, made through pyroute2.
 
-pyci makes three kinds of link change: a bridge, an address on it, and per container a veth
-pair whose inner end is born in the container's network namespace (and the removal of its
-outer end). pyroute2 is the project's chosen netlink library. Importing it costs ~160 ms of
-CPU (its package import loads IPDB, NDB and conntrack), so it is imported on first use only:
-runs with `--network none`/`host` or the shell executor never pay for it.
+pyci makes a few kinds of link change: a bridge, an address on it, its state up, and per
+container a veth pair whose inner end is born in the container's network namespace (and, for
+stragglers, the removal of its outer end). pyroute2 is the project's chosen netlink library.
+Importing it costs ~160 ms of CPU (its package import loads IPDB, NDB and conntrack), so only
+the network helper (netd.py) imports this module, never pyci's own process.
 
 One IPRoute socket serves the whole process (opening one costs milliseconds); a lock makes the
 functions safe to call from any thread, and a socket that failed is not reused.
@@ -13,10 +13,14 @@ functions safe to call from any thread, and a socket that failed is not reused.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 _T = TypeVar("_T")
 _lock = threading.Lock()
@@ -26,9 +30,6 @@ _socket: Any = None
 def _with_socket(action: Callable[[Any], _T]) -> _T:
     """Run `action(ipr)` on the shared IPRoute socket; pyroute2 errors become OSError."""
     global _socket
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
     with _lock:
         if _socket is None:
             _socket = IPRoute()
@@ -36,7 +37,7 @@ def _with_socket(action: Callable[[Any], _T]) -> _T:
         try:
             return action(ipr)
         except NetlinkError as exc:
-            raise OSError(exc.code, f"netlink: {exc}") from exc
+            raise OSError(exc.code, os.strerror(exc.code)) from exc
         except Exception:
             _socket = None  # a broken socket is not reused
             ipr.close()
@@ -63,6 +64,11 @@ def add_address(index: int, address: str, prefixlen: int) -> bool:
     except FileExistsError:
         return False
     return True
+
+
+def set_up(index: int) -> None:
+    """Bring link `index` up (nothing changes if it is up already)."""
+    _with_socket(lambda ipr: ipr.link("set", index=index, state="up"))
 
 
 def add_veth(host_name: str, master: int, mtu: int, peer_name: str, peer_netns_pid: int) -> None:

@@ -1,12 +1,13 @@
 """Container networks: `none` (only a loopback), `host` (the host's stack) and `bridge`.
 
-`bridge` is Docker's default shape, built with pyroute2 (netlink.py): one
-`pyci0` bridge on the host with the gateway address, NAT for traffic leaving the private range,
-and per container a veth pair whose inner end is `eth0` with an address from the range. The
-runtime creates the pair (in pyci's process) with its inner end born inside the container's
-network namespace; the container's PID 1 then sets address and route with classic ioctls. The
-kernel destroys the pair together with the namespace: a link cannot outlive its container,
-even after `kill -9`.
+`bridge` is Docker's default shape: one `pyci0` bridge on the host with the gateway address, NAT
+for traffic leaving the private range, and per container a veth pair whose inner end is `eth0`
+with an address from the range. The links are made by the network helper (netd.py, a process of
+its own that imports pyroute2, so pyci's process never does); the runtime asks it for the pair
+with its inner end born inside the container's network namespace, and the container's PID 1
+then sets address and route with classic ioctls. The kernel destroys the pair together with the
+namespace: a link cannot outlive its container, even after `kill -9`; `finish()` at the end of
+a run waits for that and deletes any straggler.
 
 Addresses are leased as files under `<state>/ipam/` created with O_EXCL and holding the owner's
 pid, so concurrent pyci runs never share an address and stale leases can be recovered.
@@ -22,13 +23,16 @@ import ipaddress
 import os
 import socket
 import struct
-import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from executors.container import netlink
 from executors.container.spec import NetworkSpec
+
+if TYPE_CHECKING:
+    from executors.container.netd import Netd
 
 BRIDGE_NAME = "pyci0"
 DEFAULT_SUBNET = "10.213.0.0/24"
@@ -105,16 +109,6 @@ def configure_inside(net: NetworkSpec) -> None:
         fcntl.ioctl(sock, _SIOCADDRT, bytes(route))
 
 
-def attach_veth(net: NetworkSpec, container_pid: int) -> None:
-    """On the host (in pyci, no fork): a veth pair whose inner end is created directly as
-    `eth0` in the network namespace of `container_pid`, outer end up on the bridge."""
-    assert net.bridge and net.host_link
-    bridge_index = netlink.link_index(net.bridge)
-    if bridge_index is None:
-        raise OSError(f"bridge {net.bridge} does not exist")
-    netlink.add_veth(net.host_link, bridge_index, net.mtu, "eth0", container_pid)
-
-
 # --- host side, used by the runtime ---------------------------------------------------------
 
 
@@ -128,63 +122,113 @@ class Bridge:
         return str(next(self.subnet.hosts()))
 
 
-_ensured: dict[tuple[str, str], Bridge] = {}
-_ensure_lock = threading.Lock()
+_helper_instance: Netd | None = None
+_helper_lock = threading.Lock()
+
+
+def _helper() -> Netd:
+    """The network helper's client (imported on first use: the launcher imports this module
+    for `configure_inside` and stays small)."""
+    global _helper_instance
+    with _helper_lock:
+        if _helper_instance is None:
+            from executors.container.netd import Netd
+
+            _helper_instance = Netd()
+        return _helper_instance
+
+
+def start_helper() -> None:
+    """Spawn the network helper now and have it ensure the default bridge meanwhile: pyroute2's
+    import and the NAT checks then run on another core while pyci loads the pipeline. Without
+    this call the helper starts on first use. A failure here is left for that first use to
+    report, as the job's error."""
+    with contextlib.suppress(OSError):
+        _helper().submit("ensure_bridge", keep=False, name=BRIDGE_NAME, subnet=DEFAULT_SUBNET)
 
 
 def ensure_bridge(name: str = BRIDGE_NAME, subnet: str = DEFAULT_SUBNET) -> Bridge:
-    """Create the bridge with its gateway address and NAT if missing; checked once per
-    process (the iptables checks cost ~100 ms)."""
-    with _ensure_lock:
-        key = (name, subnet)
-        if key not in _ensured or not os.path.exists(f"/sys/class/net/{name}"):
-            _ensured[key] = _ensure_bridge(name, subnet)
-        return _ensured[key]
-
-
-def _ensure_bridge(name: str, subnet: str) -> Bridge:
+    """Create the bridge with its gateway address and NAT if missing (the helper checks once,
+    again only if the bridge went away); answered at once when `start_helper` asked first."""
     bridge = Bridge(name, ipaddress.IPv4Network(subnet))
-    if netlink.link_index(name) is None:
-        try:
-            netlink.add_bridge(name)
-        except OSError as exc:  # another pyci run may have won the race
-            if netlink.link_index(name) is None:
-                raise OSError(f"cannot create bridge {name}: {exc}") from exc
-    index = netlink.link_index(name)
-    if index is None:
-        raise OSError(f"bridge {name} vanished while being set up")
-    netlink.add_address(index, bridge.gateway, bridge.subnet.prefixlen)  # False: had it
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        link_up(sock, name)
-    _enable_nat(bridge)
+    _helper().call("ensure_bridge", name=name, subnet=subnet)
     return bridge
 
 
-def _enable_nat(bridge: Bridge) -> None:
-    Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
-    rules = [
-        ["-t", "nat", "POSTROUTING", "-s", str(bridge.subnet), "!", "-o", bridge.name,
-         "-j", "MASQUERADE", "-m", "comment", "--comment", "pyci"],
-        ["-t", "filter", "FORWARD", "-i", bridge.name, "-j", "ACCEPT",
-         "-m", "comment", "--comment", "pyci"],
-        ["-t", "filter", "FORWARD", "-o", bridge.name, "-j", "ACCEPT",
-         "-m", "comment", "--comment", "pyci"],
-    ]  # fmt: skip
-    # the checks run side by side (each is an iptables process reading the rule set): the
-    # first job of every pyci run waits for them
-    checks = [
-        subprocess.Popen(
-            ["iptables", "-w", *rule[:2], "-C", *rule[2:]],  # -w: legacy iptables' lock
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for rule in rules
-    ]
-    missing = [rule for rule, check in zip(rules, checks, strict=True) if check.wait() != 0]
-    for rule in missing:
-        subprocess.run(
-            ["iptables", "-w", *rule[:2], "-A", *rule[2:]], check=True, capture_output=True
-        )
+def attach_veth(net: NetworkSpec, container_pid: int) -> None:
+    """On the host (through the network helper): a veth pair whose inner end is created
+    directly as `eth0` in the network namespace of `container_pid`, outer end up on the
+    bridge. The kernel removes the pair with that namespace; `finish()` makes sure of it."""
+    assert net.bridge and net.host_link
+    _links.created(net.host_link)
+    _helper().call(
+        "add_veth",
+        host=net.host_link,
+        bridge=net.bridge,
+        mtu=net.mtu,
+        peer="eth0",
+        pid=container_pid,
+    )
+
+
+class _CreatedLinks:
+    """The host-side veths this process made. The kernel deletes each with its container's
+    network namespace, a little after the container ends (asynchronously, ~10-40 ms); deleting
+    them ourselves instead cost ~7 ms per container in contention with the next container's
+    veth (one helper, one rtnl lock). So at the end of a run `finish` only waits for them to
+    go, and deletes the few still there after a deadline (a namespace kept alive elsewhere)."""
+
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+        self._lock = threading.Lock()
+        self._prune_at = 64
+
+    def created(self, name: str) -> None:
+        with self._lock:
+            self._names.add(name)
+            if len(self._names) >= self._prune_at:  # a long-lived process: forget gone ones
+                self._names = {n for n in self._names if _exists(n)}
+                self._prune_at = max(64, 2 * len(self._names))
+
+    def finish(self, timeout: float) -> list[str]:
+        """Wait up to `timeout` s until every link made so far is gone; delete what is left
+        through the helper. Returns the names deleted so."""
+        with self._lock:
+            names = set(self._names)
+        left = {n for n in names if _exists(n)}
+        deadline = time.monotonic() + timeout
+        while left and time.monotonic() < deadline:
+            time.sleep(0.005)
+            left = {n for n in left if _exists(n)}
+        deleted = []
+        for name in sorted(left):
+            with contextlib.suppress(OSError):  # raced with the kernel removing it
+                if _helper().call("delete_link", name=name):
+                    deleted.append(name)
+        with self._lock:
+            self._names -= names
+        return deleted
+
+
+def _exists(link: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{link}")
+
+
+_links = _CreatedLinks()
+LINKS_GONE_TIMEOUT = 1.0
+
+
+def finish(timeout: float = LINKS_GONE_TIMEOUT) -> list[str]:
+    """At the end of a run (after its containers ended): make sure no veth of ours is left,
+    then stop the helper. Returns the links that had to be deleted explicitly."""
+    try:
+        return _links.finish(timeout)
+    finally:
+        if _helper_instance is not None:
+            _helper_instance.close()
+
+
+atexit.register(finish)
 
 
 class AddressPool:
@@ -231,63 +275,3 @@ class AddressPool:
 def host_link_name(container_id: str) -> str:
     """A host-side veth name with 'pyci' in it, within the kernel's 15 characters."""
     return ("pyci" + container_id.replace("pyci", "").replace("-", ""))[:15]
-
-
-def remove_link(name: str) -> None:
-    """Delete a host-side veth now instead of waiting for the kernel's asynchronous netns
-    teardown; missing is fine."""
-    if not os.path.exists(f"/sys/class/net/{name}"):
-        return
-    with contextlib.suppress(OSError):  # raced with the kernel removing it
-        netlink.delete_link(name)
-
-
-class _LinkRemover:
-    """Deletes host-side veths on a background thread. Deleting a link waits for the kernel
-    to let go of the device (~30 ms, in the `send` of the request), which would otherwise
-    delay every stage's result; the container is gone by then and the link's name is never
-    reused. The thread ends whenever the queue is empty (no thread outlives the work, e.g. when
-    the next fork server starts); `finish()` waits for pending deletions, at pyci's exit at
-    the latest."""
-
-    def __init__(self) -> None:
-        self._pending: list[str] = []
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, name: str) -> None:
-        if not os.path.exists(f"/sys/class/net/{name}"):
-            return  # no bridge network, or the kernel was faster
-        with self._lock:
-            self._pending.append(name)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._work, name="pyci-link-remover", daemon=True
-                )
-                self._thread.start()
-
-    def finish(self) -> None:
-        with self._lock:
-            thread = self._thread
-        if thread is not None:
-            thread.join()
-
-    def _work(self) -> None:
-        try:
-            while True:
-                with self._lock:
-                    if not self._pending:
-                        self._thread = None
-                        return
-                    name = self._pending.pop(0)
-                remove_link(name)
-        except BaseException:
-            with self._lock:  # a bug: let the next submit start a fresh thread
-                self._thread = None
-            raise
-
-
-_link_remover = _LinkRemover()
-remove_link_later = _link_remover.submit
-finish_link_removals = _link_remover.finish
-atexit.register(finish_link_removals)

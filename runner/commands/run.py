@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_command(args: argparse.Namespace) -> int:
     check_arguments(args)
     try:
-        with executor_process(chosen_executor(args)):
+        with executor_process(chosen_executor(args), args.network):
             return run_pipeline(args)
     finally:
         # What the run shared between its jobs (the sources' snapshot and its mounts, pending
@@ -157,21 +157,25 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
-def executor_process(kind: str) -> Iterator[None]:
+def executor_process(kind: str, network: str | None = None) -> Iterator[None]:
     """What the executor needs for the whole run. For containers: the fork server, spawned
-    now while pyci still has one thread (the scheduler's threads must never fork), and
-    stopped at the end, however the run ends (Ctrl-C included)."""
+    now while pyci still has one thread (the scheduler's threads must never fork), and for the
+    bridge `network` the network helper, which sets the bridge up while the pipeline loads
+    (None: it starts on first use); both stopped at the end, however the run ends (Ctrl-C
+    included)."""
     if kind != "container":
         yield
         return
     from executors.container.probe import container_unavailable_reason
-    from executors.factory import start_launcher, stop_launcher
+    from executors.factory import start_launcher, start_network, stop_launcher
 
     reason = container_unavailable_reason()
     if reason is not None:
         raise UsageError(f"--executor container: containers cannot run here ({reason})")
-    start_launcher()
     try:
+        start_launcher()
+        if network is not None:
+            start_network(network)
         yield
     finally:
         stop_launcher()
