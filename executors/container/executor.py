@@ -34,6 +34,7 @@ from executors.container.runtime import (
     shared_launcher,
 )
 from executors.container.spec import ContainerSpec, Mount, NetworkMode, NetworkSpec, Rootfs
+from runner import background
 from runner.jobspec import JobSpec, ServiceSpec
 
 MEMORY_VARIABLE = "PYCI_MEMORY_LIMIT"
@@ -211,8 +212,8 @@ class ContainerExecutor:
             self._pool.release(self._address)
             self._address = None
         if self._scratch is not None:
-            with contextlib.suppress(OSError):
-                self._scratch.remove()
+            # its containers are gone: the job's result need not wait for the files
+            background.remove_later(self._scratch.remove)
             self._scratch = None
 
     # -- one container ----------------------------------------------------------------------
@@ -423,8 +424,7 @@ class ContainerExecutor:
         if service.address and self._pool is not None:
             self._pool.release(service.address)
         if service.scratch is not None:
-            with contextlib.suppress(OSError):
-                service.scratch.remove()
+            background.remove_later(service.scratch.remove)
 
 
 def _docker_auth_config(job: JobSpec) -> str | None:

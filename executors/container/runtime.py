@@ -335,13 +335,20 @@ class Scratch:
 
 
 def remove_tree(path: Path) -> None:
-    """rmtree that copes with overlayfs' work dir (mode 000 `work/work`) and is idempotent."""
+    """rmtree that copes with overlayfs' work dir (mode 000 `work/work`, which only root may
+    enter) and with another removal of the same tree running meanwhile; idempotent."""
     import shutil
 
-    def make_writable_and_retry(func: Callable[..., object], name: str, _exc: object) -> None:
+    def make_writable_and_retry(func: Callable[..., object], name: str, exc: tuple) -> None:
+        if isinstance(exc[1], FileNotFoundError):
+            return  # removed meanwhile by someone else
         with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(name), 0o755)
-            func(name)
+            if func in (os.rmdir, os.unlink):
+                os.chmod(os.path.dirname(name), 0o755)
+                func(name)
+            else:  # could not open or list the directory itself
+                os.chmod(name, 0o755)
+                shutil.rmtree(name, ignore_errors=True)
 
     if path.exists():
         shutil.rmtree(path, onerror=make_writable_and_retry)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from executors.base import BuildDirs, ExecResult, Executor, ExecutorError, StageCommand
+from runner import background
 from runner.build import scripts, workspace
 from runner.build.artifacts import ArtifactStore, job_slug
 from runner.build.cache import CacheStore, archive_caches, restore_caches
@@ -168,8 +169,8 @@ class _Build:
                 self.probe.discard()
             self.executor.cleanup()
             if self.workspace is not None:
-                # the outcome need not wait for the files to go (workspace.finish_removals)
-                workspace.remove_later(self.remove_workspace)
+                # the outcome need not wait for the files to go (background.finish_removals)
+                background.remove_later(self.remove_workspace)
         self.final_line(result)
         return self.outcome(result)
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner import background
 from runner.build import workspace
 
 SNAPSHOT_PREFIX = "pyci-snapshot-"
@@ -95,7 +96,7 @@ class SnapshotCache:
     def release_all(self) -> None:
         """Remove every snapshot (at the end of the run: no job uses them any more), after
         the jobs' own directories still being removed."""
-        workspace.finish_removals()
+        background.finish_removals()
         for hook in _end_of_run_hooks:
             hook()
         with self._lock:

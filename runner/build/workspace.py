@@ -19,19 +19,15 @@ mounted inside (a job's overlay of the sources is mounted at its project dir).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import functools
 import hashlib
 import os
-import queue
 import re
 import shutil
 import tempfile
 import threading
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,50 +120,6 @@ def _unescape(text: str) -> str:
     for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
         text = text.replace(code, char)
     return text
-
-
-class _Remover:
-    """Removes finished jobs' directories on a background thread: a job's outcome is reported
-    without waiting for its files to be deleted (a few ms per job, more for big trees).
-    `finish()` waits for all pending removals; it runs at pyci's exit at the latest."""
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, removal: Callable[[], None]) -> None:
-        with self._lock:
-            self._queue.put(removal)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="pyci-remover", daemon=True)
-                self._thread.start()
-
-    def finish(self) -> None:
-        self._queue.join()
-
-    def _work(self) -> None:
-        # The thread ends as soon as nothing is pending, so no thread outlives the work (pyci
-        # may be used in-process); the empty check and `submit` share the lock, so a removal
-        # submitted meanwhile either is seen here or starts a new thread.
-        while True:
-            with self._lock:
-                if self._queue.empty():
-                    self._thread = None
-                    return
-                removal = self._queue.get()
-            try:
-                removal()
-            except Exception:
-                traceback.print_exc()  # a bug; still, later removals must go on
-            finally:
-                self._queue.task_done()
-
-
-_remover = _Remover()
-remove_later = _remover.submit
-finish_removals = _remover.finish
-atexit.register(finish_removals)
 
 
 def sweep_stale(project_builds: Path) -> list[Path]:

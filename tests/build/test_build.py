@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from executors.factory import ExecutorOptions
+from runner import background
 from runner.build import snapshot as snapshots
-from runner.build import workspace
 from runner.build.artifacts import ArtifactStore
 from runner.jobspec import AllowFailure, ArtifactsSpec, CacheKey, CacheSpec, Variable
 
@@ -372,7 +372,7 @@ def test_runner_script_timeout_limits_the_script_alone(builder: Builder, make_jo
 
 
 def shared_checkouts(builder: Builder) -> list[Path]:
-    workspace.finish_removals()
+    background.finish_removals()
     return sorted(builder.builds_root.glob(f"*/{snapshots.SNAPSHOT_PREFIX}*"))
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from executors.factory import ExecutorOptions
 from executors.shell import pid_namespaces_available
+from runner import background
 from runner.build import snapshot as snapshots
 from runner.build import workspace
 
@@ -45,7 +46,7 @@ def no_build_dirs(builder: Builder) -> bool:
     """Once the job's removal is done: only the run's shared checkout may remain, and no
     mount; after the end of the run (release_all, at pyci's exit) nothing at all."""
     root = builder.builds_root
-    workspace.finish_removals()
+    background.finish_removals()
     left = [p for p in root.glob("*/*") if not p.name.startswith(snapshots.SNAPSHOT_PREFIX)]
     if left or sources_mounts(builder):
         return False

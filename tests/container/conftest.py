@@ -20,6 +20,7 @@ import pytest
 from executors.container.network import BRIDGE_NAME
 from executors.container.runtime import Launcher, Scratch, remove_tree
 from executors.container.spec import ContainerSpec, Rootfs
+from runner import background
 
 
 def _mounts() -> set[str]:
@@ -138,6 +139,7 @@ def launcher() -> Iterator[Launcher]:
 def state_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="pyci-state-"))
     yield path
+    background.finish_removals()  # executors remove their scratch dirs on a background thread
     remove_tree(path)
 
 

@@ -17,6 +17,7 @@ from executors.container.executor import ContainerExecutor, ContainerSettings, p
 from executors.images.config import ImageConfig
 from executors.images.reference import parse_reference
 from executors.images.store import ImageRecord, ImageStore, LayerRecord
+from runner import background
 from runner.jobspec import ImageSpec, JobSpec, ServiceSpec, Variable
 
 
@@ -118,6 +119,17 @@ def test_directory_image_and_project_path(state_dir, launcher, dirs, busybox_roo
     _, text = run_job(executor, job, dirs, "pwd; hostname; test -e /usr/bin/python3 || echo no")
     assert text.splitlines()[-3:] == ["/builds/group/sub/app", "unit-test", "no"]
     assert executor.shell_name == "sh"
+
+
+def test_cleanup_removes_the_jobs_container_dirs_in_the_background(
+    state_dir, launcher, dirs, busybox_rootfs
+):
+    executor = make_executor(state_dir, launcher)
+    job = job_of(image=ImageSpec(str(busybox_rootfs)))
+    result, _ = run_job(executor, job, dirs, "mkdir -p /var/made/by/job && echo x > /var/f")
+    assert result.exit_code == 0
+    background.finish_removals()
+    assert list((state_dir / "containers").iterdir()) == []
 
 
 def test_store_image_config_applies_under_the_job(state_dir, launcher, dirs, image_home):

@@ -21,6 +21,7 @@ from executors.base import BuildDirs, Executor
 from executors.container.probe import container_unavailable_reason
 from executors.container.runtime import Launcher, remove_tree
 from executors.factory import ExecutorOptions, create_executor
+from runner import background
 from runner.jobspec import JobSpec
 from tests.container.conftest import leftovers, snapshot
 
@@ -62,6 +63,7 @@ def prepared(request, tmp_path: Path) -> Iterator[Prepared]:
         yield Prepared(executor, dirs, log)
     finally:
         executor.cleanup()
+        background.finish_removals()
         remove_tree(state_dir)
     if before is not None:
         assert leftovers(before) == {}

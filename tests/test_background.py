@@ -1,11 +1,11 @@
-"""Background removal of job directories: everything submitted is removed, and the thread
+"""Background clean-up: everything submitted is done, and the thread
 ends once nothing is pending (pyci may be used in-process; no thread may outlive the work)."""
 
 import shutil
 import threading
 import time
 
-from runner.build import workspace
+from runner import background
 
 
 def remover_threads() -> list[threading.Thread]:
@@ -17,8 +17,8 @@ def test_removals_run_and_the_thread_ends(tmp_path):
     for d in dirs:
         (d / "sub").mkdir(parents=True)
         (d / "sub" / "file").write_text("x")
-        workspace.remove_later(lambda d=d: shutil.rmtree(d))
-    workspace.finish_removals()
+        background.remove_later(lambda d=d: shutil.rmtree(d))
+    background.finish_removals()
     assert not any(d.exists() for d in dirs)
     deadline = time.monotonic() + 5
     while remover_threads() and time.monotonic() < deadline:
@@ -27,6 +27,6 @@ def test_removals_run_and_the_thread_ends(tmp_path):
     # and a later submission starts a thread again
     later = tmp_path / "later"
     later.mkdir()
-    workspace.remove_later(lambda: later.rmdir())
-    workspace.finish_removals()
+    background.remove_later(lambda: later.rmdir())
+    background.finish_removals()
     assert not later.exists()
