@@ -5,9 +5,9 @@ for traffic leaving the private range, and per container a veth pair whose inner
 with an address from the range. The links are made by the network helper (netd.py, a process of
 its own that imports pyroute2, so pyci's process never does); the runtime asks it for the pair
 with its inner end born inside the container's network namespace, and the container's PID 1
-then sets address and route with classic ioctls. The kernel destroys the pair together with the
-namespace: a link cannot outlive its container, even after `kill -9`; `finish()` at the end of
-a run waits for that and deletes any straggler.
+then sets address and route with classic ioctls (interfaces.py). The kernel destroys the pair
+together with the namespace: a link cannot outlive its container, even after `kill -9`;
+`finish()` at the end of a run waits for that and deletes any straggler.
 
 Addresses are leased as files under `<state>/ipam/` created with O_EXCL and holding the owner's
 pid, so concurrent pyci runs never share an address and stale leases can be recovered.
@@ -17,99 +17,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
-import fcntl
 import ipaddress
 import os
-import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from executors.container.netd import Netd
 from executors.container.spec import NetworkSpec
-
-if TYPE_CHECKING:
-    from executors.container.netd import Netd
 
 BRIDGE_NAME = "pyci0"
 DEFAULT_SUBNET = "10.213.0.0/24"
-
-_SIOCGIFFLAGS = 0x8913
-_SIOCSIFFLAGS = 0x8914
-_SIOCSIFADDR = 0x8916
-_SIOCSIFNETMASK = 0x891C
-_SIOCADDRT = 0x890B
-_IFF_UP = 0x1
-_RTF_UP = 0x1
-_RTF_GATEWAY = 0x2
-
-
-def _ifreq(name: str, payload: bytes = b"") -> bytes:
-    return struct.pack("16s", name.encode()) + payload.ljust(24, b"\0")
-
-
-def _sockaddr_in(address: str) -> bytes:
-    return struct.pack("=H2s4s8x", socket.AF_INET, b"\0\0", socket.inet_aton(address))
-
-
-def link_up(sock: socket.socket, name: str) -> None:
-    flags = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, _ifreq(name)))[1]
-    fcntl.ioctl(sock, _SIOCSIFFLAGS, _ifreq(name, struct.pack("H", flags | _IFF_UP)))
-
-
-def loopback_up() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        link_up(sock, "lo")
-
-
-class _RtEntry(ctypes.Structure):
-    _fields_ = [
-        ("rt_pad1", ctypes.c_ulong),
-        ("rt_dst", ctypes.c_ubyte * 16),
-        ("rt_gateway", ctypes.c_ubyte * 16),
-        ("rt_genmask", ctypes.c_ubyte * 16),
-        ("rt_flags", ctypes.c_ushort),
-        ("rt_pad2", ctypes.c_short),
-        ("rt_pad3", ctypes.c_ulong),
-        ("rt_pad4", ctypes.c_void_p),
-        ("rt_metric", ctypes.c_short),
-        ("rt_dev", ctypes.c_char_p),
-        ("rt_mtu", ctypes.c_ulong),
-        ("rt_window", ctypes.c_ulong),
-        ("rt_irtt", ctypes.c_ushort),
-    ]
-
-
-def configure_inside(net: NetworkSpec) -> None:
-    """In the container's new network namespace: loopback up, and for `bridge` the address,
-    link state and default route of eth0 (the runtime has moved it in by then). Classic
-    ioctls, so the launcher needs no netlink library and stays small (it forks per
-    container, and a fork costs in proportion to its memory)."""
-    if net.mode == "host":
-        return
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        link_up(sock, "lo")
-        if net.mode != "bridge":
-            return
-        assert net.address and net.gateway
-        address, prefix = net.address.split("/")
-        mask = str(ipaddress.IPv4Network(f"0.0.0.0/{prefix}").netmask)
-        fcntl.ioctl(sock, _SIOCSIFADDR, _ifreq("eth0", _sockaddr_in(address)))
-        fcntl.ioctl(sock, _SIOCSIFNETMASK, _ifreq("eth0", _sockaddr_in(mask)))
-        link_up(sock, "eth0")
-        route = _RtEntry()
-        sockaddr = ctypes.c_ubyte * 16
-        route.rt_dst = sockaddr.from_buffer_copy(_sockaddr_in("0.0.0.0"))
-        route.rt_genmask = sockaddr.from_buffer_copy(_sockaddr_in("0.0.0.0"))
-        route.rt_gateway = sockaddr.from_buffer_copy(_sockaddr_in(net.gateway))
-        route.rt_flags = _RTF_UP | _RTF_GATEWAY
-        fcntl.ioctl(sock, _SIOCADDRT, bytes(route))
-
-
-# --- host side, used by the runtime ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -122,20 +41,7 @@ class Bridge:
         return str(next(self.subnet.hosts()))
 
 
-_helper_instance: Netd | None = None
-_helper_lock = threading.Lock()
-
-
-def _helper() -> Netd:
-    """The network helper's client (imported on first use: the launcher imports this module
-    for `configure_inside` and stays small)."""
-    global _helper_instance
-    with _helper_lock:
-        if _helper_instance is None:
-            from executors.container.netd import Netd
-
-            _helper_instance = Netd()
-        return _helper_instance
+_helper = Netd()  # this process's network helper, spawned by start_helper or on first use
 
 
 def start_helper() -> None:
@@ -144,14 +50,14 @@ def start_helper() -> None:
     this call the helper starts on first use. A failure here is left for that first use to
     report, as the job's error."""
     with contextlib.suppress(OSError):
-        _helper().submit("ensure_bridge", keep=False, name=BRIDGE_NAME, subnet=DEFAULT_SUBNET)
+        _helper.submit("ensure_bridge", keep=False, name=BRIDGE_NAME, subnet=DEFAULT_SUBNET)
 
 
 def ensure_bridge(name: str = BRIDGE_NAME, subnet: str = DEFAULT_SUBNET) -> Bridge:
     """Create the bridge with its gateway address and NAT if missing (the helper checks once,
     again only if the bridge went away); answered at once when `start_helper` asked first."""
     bridge = Bridge(name, ipaddress.IPv4Network(subnet))
-    _helper().call("ensure_bridge", name=name, subnet=subnet)
+    _helper.call("ensure_bridge", name=name, subnet=subnet)
     return bridge
 
 
@@ -161,7 +67,7 @@ def attach_veth(net: NetworkSpec, container_pid: int) -> None:
     bridge. The kernel removes the pair with that namespace; `finish()` makes sure of it."""
     assert net.bridge and net.host_link
     _links.created(net.host_link)
-    _helper().call(
+    _helper.call(
         "add_veth",
         host=net.host_link,
         bridge=net.bridge,
@@ -203,7 +109,7 @@ class _CreatedLinks:
         deleted = []
         for name in sorted(left):
             with contextlib.suppress(OSError):  # raced with the kernel removing it
-                if _helper().call("delete_link", name=name):
+                if _helper.call("delete_link", name=name):
                     deleted.append(name)
         with self._lock:
             self._names -= names
@@ -224,8 +130,7 @@ def finish(timeout: float = LINKS_GONE_TIMEOUT) -> list[str]:
     try:
         return _links.finish(timeout)
     finally:
-        if _helper_instance is not None:
-            _helper_instance.close()
+        _helper.close()
 
 
 atexit.register(finish)
