@@ -14,6 +14,7 @@ Three layouts exist in the wild and each has a driver:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -135,6 +136,13 @@ def open_driver(layout: str | None = None) -> Driver:
             raise CgroupError("the hybrid layout needs a cgroup v2 hierarchy")
         return cgroups_v1.V1Driver(v1, tracker=cgroups_v2.V2Driver(v2))
     raise CgroupError(f"unknown cgroup layout {layout!r}")
+
+
+@functools.cache
+def shared_driver(layout: str | None = None) -> Driver:
+    """`open_driver(layout)`, made once per process: the layout and pyci's own cgroups do not
+    change while it runs, and discovering them reads and parses two /proc files (~1 ms)."""
+    return open_driver(layout)
 
 
 # --- helpers shared by the drivers ---------------------------------------------------------

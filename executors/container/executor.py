@@ -121,7 +121,7 @@ class ContainerExecutor:
                 log.write(f"WARNING: could not remove a leftover: {failure}\n")
         self._limits = self._job_limits(job)
         try:
-            self._driver = cgroups.open_driver(settings.cgroup_layout)
+            self._driver = cgroups.shared_driver(settings.cgroup_layout)
         except CgroupError as exc:
             raise ExecutorError(f"cgroups: {exc}") from exc
         image_name = job.image.name if job.image else settings.default_image
