@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from runner.debug_shell import HeldOutput
+    from runner.evaluate.git_prefetch import FactsReader
     from runner.pipeline import Pipeline
     from runner.report.live import LiveReporter
 
@@ -97,10 +98,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from runner.evaluate.git_prefetch import git_facts_in_background
+
     check_arguments(args)
     try:
-        with executor_process(chosen_executor(args), args.network):
-            return run_pipeline(args)
+        # forked first, while pyci has one thread; its answer is read once the modules loaded
+        with (
+            git_facts_in_background(args.directory) as read_facts,
+            executor_process(chosen_executor(args), args.network),
+        ):
+            return run_pipeline(args, read_facts)
     finally:
         # What the run shared between its jobs (the sources' snapshot and its mounts, pending
         # removals) ends with the run, not only at exit: pyci may run in-process.
@@ -109,8 +116,8 @@ def run_command(args: argparse.Namespace) -> int:
         release_all()
 
 
-def run_pipeline(args: argparse.Namespace) -> int:
-    pipeline = load(args)
+def run_pipeline(args: argparse.Namespace, read_facts: FactsReader | None = None) -> int:
+    pipeline = load(args, read_facts)
     if pipeline is None:
         return 0
     selection = select_jobs(
@@ -181,7 +188,7 @@ def executor_process(kind: str, network: str | None = None) -> Iterator[None]:
         stop_launcher()
 
 
-def load(args: argparse.Namespace) -> Pipeline | None:
+def load(args: argparse.Namespace, read_facts: FactsReader | None = None) -> Pipeline | None:
     """The planned pipeline, masked variables marked; None when GitLab would create none."""
     from runner.pipeline import NoPipeline, load_pipeline, report_ignored
 
@@ -190,7 +197,7 @@ def load(args: argparse.Namespace) -> Pipeline | None:
     check_maskable(masked)
     opts = replace(opts, variables={**opts.variables, **masked})
     try:
-        pipeline = load_pipeline(opts)
+        pipeline = load_pipeline(opts, read_facts)
     except NoPipeline as exc:  # nothing ran, nothing failed
         print(f"no pipeline: {exc}", file=sys.stderr)
         return None
