@@ -25,6 +25,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from runner.build import snapshot as snapshots
 from runner.build.joblog import BuildLog
@@ -308,7 +309,15 @@ def get_sources(
     return SourceCopy("git", head=head, overlaid=overlaid)
 
 
-def _shared_copy(root: Path, state: _TreeState, ws: Workspace, log: BuildLog) -> SourceCopy:
+class Notices(Protocol):
+    def notice(self, text: str) -> None: ...
+
+
+def shared_checkout(
+    root: Path, state: _TreeState, project_builds: Path, log: Notices
+) -> tuple[snapshots.Snapshot, bool]:
+    """The run's checkout of `root` as `state` describes it, and whether it was built now
+    (else another job, or `pyci run` while loading the pipeline, built it)."""
     assert state.head is not None
     head = state.head
 
@@ -323,14 +332,18 @@ def _shared_copy(root: Path, state: _TreeState, ws: Workspace, log: BuildLog) ->
             log.notice(f"Copying {overlaid} uncommitted change(s) of tracked files...")
         return tree, head, overlaid
 
-    project_builds = ws.job_dir.parent
     built = []
     shared = snapshots.acquire(
         project_builds, state.key(root), lambda holder: built.append(1) or build(holder)
     )
     _watch_from_now_on(root, shared.tree)
+    return shared, bool(built)
+
+
+def _shared_copy(root: Path, state: _TreeState, ws: Workspace, log: BuildLog) -> SourceCopy:
+    shared, built = shared_checkout(root, state, ws.job_dir.parent, log)
     if not built:
-        log.notice(f"Reusing this run's checkout of {head[:8]} from {root}")
+        log.notice(f"Reusing this run's checkout of {shared.head[:8]} from {root}")
     try:
         how = snapshots.private_view(shared, ws)
     except BaseException:
@@ -340,7 +353,7 @@ def _shared_copy(root: Path, state: _TreeState, ws: Workspace, log: BuildLog) ->
         log.notice("Using a copy-on-write overlay of the checkout")
     else:
         log.notice("Using a copy of the checkout")
-    return SourceCopy("git", head=head, overlaid=shared.overlaid, snapshot=shared)
+    return SourceCopy("git", head=shared.head, overlaid=shared.overlaid, snapshot=shared)
 
 
 def _note_submodules(submodules: str, log: BuildLog) -> None:
