@@ -37,9 +37,10 @@ from runner.schedule.selection import Selection, select_jobs
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from runner.commands.common import ProjectOptions
     from runner.debug_shell import HeldOutput
-    from runner.evaluate.git_prefetch import FactsReader
     from runner.pipeline import Pipeline
+    from runner.prefetch import LoadingChild
     from runner.report.live import LiveReporter
 
 STATE_DIR_NAME = ".pyci"
@@ -98,16 +99,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from runner.evaluate.git_prefetch import git_facts_in_background
+    from runner.build.early_checkout import checkout_while_loading
+    from runner.prefetch import load_in_background
 
     check_arguments(args)
     try:
-        # forked first, while pyci has one thread; its answer is read once the modules loaded
+        # forked first, while pyci has one thread; its answer is read once the modules loaded;
+        # then the helper processes; then the jobs' checkout, on a thread, also while loading
         with (
-            git_facts_in_background(args.directory) as read_facts,
+            load_in_background(options_or_none(args)) as prefetch,
             executor_process(chosen_executor(args), args.network),
+            checkout_while_loading(Path(args.directory).resolve()),
         ):
-            return run_pipeline(args, read_facts)
+            return run_pipeline(args, prefetch)
     finally:
         # What the run shared between its jobs (the sources' snapshot and its mounts, pending
         # removals) ends with the run, not only at exit: pyci may run in-process.
@@ -116,8 +120,8 @@ def run_command(args: argparse.Namespace) -> int:
         release_all()
 
 
-def run_pipeline(args: argparse.Namespace, read_facts: FactsReader | None = None) -> int:
-    pipeline = load(args, read_facts)
+def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None) -> int:
+    pipeline = load(args, prefetch)
     if pipeline is None:
         return 0
     selection = select_jobs(
@@ -188,16 +192,14 @@ def executor_process(kind: str, network: str | None = None) -> Iterator[None]:
         stop_launcher()
 
 
-def load(args: argparse.Namespace, read_facts: FactsReader | None = None) -> Pipeline | None:
+def load(args: argparse.Namespace, prefetch: LoadingChild | None = None) -> Pipeline | None:
     """The planned pipeline, masked variables marked; None when GitLab would create none."""
     from runner.pipeline import NoPipeline, load_pipeline, report_ignored
 
-    opts = project_options(args)
+    opts = run_options(args)
     masked = parse_variables(args.masked_variable)
-    check_maskable(masked)
-    opts = replace(opts, variables={**opts.variables, **masked})
     try:
-        pipeline = load_pipeline(opts, read_facts)
+        pipeline = load_pipeline(opts, prefetch)
     except NoPipeline as exc:  # nothing ran, nothing failed
         print(f"no pipeline: {exc}", file=sys.stderr)
         return None
@@ -206,6 +208,22 @@ def load(args: argparse.Namespace, read_facts: FactsReader | None = None) -> Pip
         jobs = tuple(mask_variables(job, masked) for job in pipeline.jobs)
         pipeline = replace(pipeline, jobs=jobs)
     return pipeline
+
+
+def run_options(args: argparse.Namespace) -> ProjectOptions:
+    """The project and the variables of the command line, masked ones included."""
+    opts = project_options(args)
+    masked = parse_variables(args.masked_variable)
+    check_maskable(masked)
+    return replace(opts, variables={**opts.variables, **masked})
+
+
+def options_or_none(args: argparse.Namespace) -> ProjectOptions | None:
+    """`run_options`, or None where they are wrong (`load` reports that, in its turn)."""
+    try:
+        return run_options(args)
+    except UsageError:
+        return None
 
 
 def stdout_is_terminal() -> bool:
