@@ -73,8 +73,12 @@ def shared_launcher():
 
 
 def start_launcher() -> None:
-    """Spawn the container fork server now, while this process has a single thread."""
+    """Spawn the container fork server now, while this process has a single thread; then
+    start removing what a killed run left (a thread: the first job waits for it if needed)."""
     shared_launcher().start()
+    from executors.container.recovery import recover_in_background
+
+    recover_in_background()
 
 
 def start_network(network: str) -> None:

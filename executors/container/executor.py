@@ -453,6 +453,6 @@ def _project_path(job: JobSpec, dirs: BuildDirs) -> str:
 
 
 def _default_image_home() -> Path:
-    from executors.images.store import default_home
+    from executors.images.home import default_home
 
     return default_home()

@@ -12,7 +12,8 @@ closes). What remains on disk is found by owner pid:
   and outlives pyci. Its owner is whoever holds the flock on the job dir (workspace.py); a
   dead build holds none, so the overlay is unmounted and its job dir removed.
 Anything whose owner is no longer alive is removed. `recover()` is cheap; the container
-executor runs it once per process before its first job.
+executor runs it once per process before its first job, and `pyci run` starts it early, on a
+thread while the pipeline loads.
 
 A killed container's processes are gone when its pid namespace's init is, but a cgroup may
 refuse rmdir (EBUSY) for a while after: exiting tasks leave it only at the end of their exit
@@ -173,14 +174,54 @@ def recover_source_overlays(report: RecoveryReport | None = None) -> RecoveryRep
     return report
 
 
-_done: set[Path] = set()
+class _Once:
+    """One recovery of a state dir in this process: its report goes to the first job that
+    asks (to be shown in its log), every caller waits until it is over."""
+
+    def __init__(self) -> None:
+        self.over = threading.Event()
+        self.report: RecoveryReport | None = None
+        self.claimed = False
+
+    def run(self, state_dir: Path) -> None:
+        try:
+            self.report = recover(state_dir)
+        except Exception as exc:  # shown to the first job, which carries on as before
+            self.report = RecoveryReport(failed=[f"recovery of {state_dir}: {exc}"])
+        finally:
+            self.over.set()
+
+
+_runs: dict[Path, _Once] = {}
 _lock = threading.Lock()
 
 
-def recover_once(state_dir: Path = DEFAULT_STATE_DIR) -> RecoveryReport | None:
-    """`recover` the first time this process asks for `state_dir`; None afterwards."""
+def _once(state_dir: Path) -> tuple[_Once, bool]:
     with _lock:
-        if state_dir in _done:
+        entry = _runs.get(state_dir)
+        if entry is not None:
+            return entry, False
+        entry = _runs[state_dir] = _Once()
+        return entry, True
+
+
+def recover_in_background(state_dir: Path = DEFAULT_STATE_DIR) -> None:
+    """Start this process's recovery of `state_dir` on a thread (`pyci run` does so while the
+    pipeline loads); the first job's `recover_once` collects its report."""
+    entry, first = _once(state_dir)
+    if first:
+        threading.Thread(target=entry.run, args=(state_dir,), name="pyci-recovery").start()
+
+
+def recover_once(state_dir: Path = DEFAULT_STATE_DIR) -> RecoveryReport | None:
+    """The report of this process's one recovery of `state_dir` (run now unless it was started
+    already; waited for if it is running) for the first caller; None for later ones."""
+    entry, first = _once(state_dir)
+    if first:
+        entry.run(state_dir)
+    entry.over.wait()
+    with _lock:
+        if entry.claimed:
             return None
-        _done.add(state_dir)
-    return recover(state_dir)
+        entry.claimed = True
+        return entry.report

@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from executors.images.config import ImageConfig, image_config_from_record
 from executors.images.errors import ImagePullError
+from executors.images.home import default_home
 from executors.images.locks import file_lock, write_atomic, write_json_atomic
 from executors.images.reference import Reference, parse_reference
 
@@ -96,14 +97,6 @@ class PruneResult:
     blobs: int
     layers: int
     bytes_freed: int
-
-
-def default_home() -> Path:
-    env = os.environ.get("PYCI_HOME")
-    if env:
-        return Path(env)
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "pyci"
 
 
 def _hex(digest: str) -> str:

@@ -9,11 +9,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 from executors.container import cgroups
-from executors.container.recovery import recover
+from executors.container.recovery import recover, recover_in_background, recover_once
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -242,3 +243,25 @@ def test_a_source_overlay_is_removed_only_when_no_build_holds_its_job_dir(tmp_pa
     finally:
         if target in source_overlays():  # a failed assertion must not leave the mount
             syscalls.umount2(str(target), syscalls.MNT_DETACH)
+
+
+def test_recovery_started_early_reports_to_the_first_job_only(state_dir):
+    dead = _dead_pid()
+    leftover = state_dir / "containers" / f"pyci-{dead}-abcdef"
+    (leftover / "upper").mkdir(parents=True)
+    (leftover / "owner").write_text(str(dead))
+    recover_in_background(state_dir)
+    first = recover_once(state_dir)  # waits for the thread's recovery
+    assert first is not None and first.scratch == [leftover]
+    assert not leftover.exists()
+    assert recover_once(state_dir) is None
+    for thread in threading.enumerate():  # it ends with its work
+        if thread.name == "pyci-recovery":
+            thread.join(5)
+            assert not thread.is_alive()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
