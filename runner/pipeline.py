@@ -12,14 +12,16 @@ creation finds (a need of a job that rules left out).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.commands.common import ProjectOptions
 from runner.errors import ConfigError, ProblemCollector, PyciError
 from runner.jobspec import JobSpec, Variable
+
+if TYPE_CHECKING:
+    from runner.prefetch import LoadingChild
 
 
 @dataclass(frozen=True)
@@ -80,25 +82,22 @@ def load_expanded(opts: ProjectOptions, facts: Any = None) -> Expanded:
     return Expanded(expanded.globals, expanded.jobs, expanded.hidden, tuple(loaded.files))
 
 
-def load_pipeline(
-    opts: ProjectOptions, read_facts: Callable[[Path], Any] | None = None
-) -> Pipeline:
+def load_pipeline(opts: ProjectOptions, prefetch: LoadingChild | None = None) -> Pipeline:
     """Load, expand, validate, evaluate and plan; raises ConfigError with every problem.
 
-    `read_facts` reads the git facts of `opts.directory` (default: `read_git_facts`, here);
-    `runner.evaluate.git_prefetch` gives one whose answer a child process is already reading.
+    `prefetch` (see runner.prefetch) is a child process already reading git and loading the
+    configuration; what it could not do is done here.
     """
-    # Every step's modules first (pydantic, the models, YAML: ~150 ms of CPU), the facts only
-    # then: a child reading them meanwhile has had that long to answer.
-    from runner.config.expand import expand_config  # noqa: F401
-    from runner.config.include import load_config  # noqa: F401
+    # Every step's modules first (pydantic, the models: ~150 ms of CPU), the child's answer
+    # only then: it has had that long to read git and load the YAML.
     from runner.config.validate import validate_pipeline
-    from runner.evaluate.rules import include_rules_match  # noqa: F401
     from runner.plan.planner import Planner
     from runner.plan.stages import only_edge_stages
 
-    facts = read_facts(opts.directory) if read_facts is not None else _git_facts(opts)
-    expanded = load_expanded(opts, facts)
+    facts = prefetch.facts(opts.directory) if prefetch is not None else _git_facts(opts)
+    expanded = prefetch.expanded(opts, facts) if prefetch is not None else None
+    if expanded is None:
+        expanded = load_expanded(opts, facts)
     config = validate_pipeline(expanded.globals, expanded.jobs)
     planner = Planner(config, expanded.jobs, opts, facts, expanded.globals)
     problems = ProblemCollector()

@@ -32,13 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from runner.evaluate.git_prefetch import git_facts_in_background
     from runner.pipeline import NoPipeline, load_pipeline, report_ignored
+    from runner.prefetch import load_in_background
 
     opts = project_options(args)
     try:
-        with git_facts_in_background(opts.directory) as read_facts:
-            pipeline = load_pipeline(opts, read_facts)
+        with load_in_background(opts) as prefetch:
+            pipeline = load_pipeline(opts, prefetch)
     except NoPipeline as exc:
         print(f"no pipeline: {exc}", file=sys.stderr)
         rows = [excluded_entry(job) for job in exc.excluded] if args.all else []

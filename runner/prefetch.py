@@ -1,0 +1,151 @@
+"""Start reading the pipeline in a forked child while this process imports what checks it.
+
+Before the first job, `pyci list` and `pyci run` read git (importing gitpython, ~45 ms of CPU,
+then waiting for the `git` processes it starts) and load the YAML (pyyaml, our loader,
+includes, `extends`: ~30 ms), and import pydantic and the models (~150 ms). All of it is CPU
+under one GIL, so a thread would only overlap the waits; a forked child uses the machine's
+other core. It reads the git facts, loads and expands the configuration as
+`runner.pipeline.load_expanded` does, and sends both back pickled, while this process imports
+pydantic, the models and the planner; when it asks, the answer is usually there already.
+
+The child is forked first thing in the command, while the process still has a single thread
+(a fork copies only the calling thread: a lock held by another one would stay locked in the
+child), and leaves with `os._exit` (no atexit handlers, no flushing of the parent's buffers, no
+pytest teardown when pyci runs in-process).
+
+Only complete answers are taken from the child. Whatever it could not do (an exception, a
+signal, a configuration error, something that does not pickle) is done again in this process,
+for the same options, so results, errors and tracebacks are exactly those of a plain
+in-process load. The child is reaped when its answer is read, and killed and reaped when the
+`with` block ends without it (an error, Ctrl-C): no process outlives the block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from runner.commands.common import ProjectOptions
+    from runner.pipeline import Expanded
+
+
+class LoadingChild:
+    """The git facts and the expanded configuration of `opts`, being read by a forked child."""
+
+    def __init__(self, opts: ProjectOptions) -> None:
+        self.opts = opts
+        self._pid: int | None = None
+        self._answer: tuple[Any, Expanded | None] | None = None
+        read_end, write_end = os.pipe()  # not inherited by exec'd programs (O_CLOEXEC)
+        # Ctrl-C is held back until the child has its own handler: a KeyboardInterrupt raised
+        # in the child before that would unwind through the parent's code.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        pid = os.fork()
+        if pid == 0:
+            _child(opts, read_end, write_end, mask)  # never returns
+        os.close(write_end)
+        self._pid = pid
+        self._read_end: int | None = read_end
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending Ctrl-C raises here
+        except BaseException:
+            self.close()
+            raise
+
+    def facts(self, directory: Path) -> Any:
+        """The git facts of `directory` (a `GitFacts`): the child's when it read that
+        directory, else read here (also when the child failed: failures show as always)."""
+        answer = self._wait()
+        if answer is not None and Path(directory) == self.opts.directory:
+            return answer[0]
+        from runner.evaluate.predefined import read_git_facts
+
+        return read_git_facts(directory)
+
+    def expanded(self, opts: ProjectOptions, facts: Any) -> Expanded | None:
+        """The child's expanded configuration when it loaded these options with these facts;
+        None when the caller must load it (and meet the error the child met, if any)."""
+        answer = self._wait()
+        if answer is None or opts != self.opts or facts is not answer[0]:
+            return None
+        return answer[1]
+
+    def _wait(self) -> tuple[Any, Expanded | None] | None:
+        """Read the child's answer to the end, then reap it; None unless it exited with 0."""
+        if self._read_end is None:
+            return self._answer
+        chunks = []
+        try:
+            while chunk := os.read(self._read_end, 1 << 16):
+                chunks.append(chunk)
+        finally:
+            os.close(self._read_end)
+            self._read_end = None
+        _, status = os.waitpid(self._pid, 0)
+        self._pid = None
+        if os.waitstatus_to_exitcode(status) == 0:
+            with contextlib.suppress(Exception):  # then read here: see `facts`
+                self._answer = pickle.loads(b"".join(chunks))
+        return self._answer
+
+    def close(self) -> None:
+        """Kill the child if its answer was never read, and reap it."""
+        if self._read_end is not None:
+            os.close(self._read_end)
+            self._read_end = None
+        if self._pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+            os.waitpid(self._pid, 0)
+            self._pid = None
+
+
+def _child(opts: ProjectOptions, read_end: int, write_end: int, mask: Any) -> NoReturn:
+    # Ctrl-C reaches the whole process group: the child just leaves, at once and without a
+    # traceback (the parent kills and reaps it anyway). A handler, unlike SIG_IGN, is not
+    # inherited by the `git` processes gitpython starts.
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(1))
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    code = 1
+    try:
+        os.close(read_end)
+        from runner.evaluate.predefined import read_git_facts
+        from runner.pipeline import load_expanded
+
+        facts = read_git_facts(opts.directory)
+        try:
+            payload = pickle.dumps((facts, load_expanded(opts, facts)))
+        except Exception:  # a configuration error, or a value that does not pickle
+            payload = pickle.dumps((facts, None))  # the parent loads, and reports it
+        with open(write_end, "wb") as out:  # write() of a file object retries partial writes
+            out.write(payload)
+        code = 0
+    except BaseException:  # the parent reads the facts again, and reports what fails
+        pass
+    finally:
+        os._exit(code)
+
+
+@contextlib.contextmanager
+def load_in_background(opts: ProjectOptions | None) -> Iterator[LoadingChild | None]:
+    """A child reading git and loading `opts`'s configuration, for `load_pipeline`.
+
+    None (the caller then loads in-process) when there are no options (the command's usage
+    error comes later, in its usual place) or when this process already runs other threads:
+    forking then is unsafe.
+    """
+    if opts is None or threading.active_count() > 1 or not hasattr(os, "fork"):
+        yield None
+        return
+    child = LoadingChild(opts)
+    try:
+        yield child
+    finally:
+        child.close()
