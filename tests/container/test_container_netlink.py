@@ -245,3 +245,19 @@ def test_pyci_runs_a_bridge_container_without_importing_pyroute2(busybox_rootfs,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"exit": 0, "out": "up\n", "pyroute2": []}
+
+
+def test_a_bridge_run_starts_the_helper_at_once_and_stops_it_at_its_end():
+    from runner.commands.run import executor_process
+
+    network.finish()  # whatever earlier tests started
+    with executor_process("container"):  # no network named: the helper waits for first use
+        assert network._helper.pid is None
+    with executor_process("container", "none"):
+        assert network._helper.pid is None
+    with executor_process("container", "bridge"):
+        pid = network._helper.pid
+        assert pid is not None and Path(f"/proc/{pid}").exists()
+        assert network.ensure_bridge().name == BRIDGE_NAME
+    assert network._helper.pid is None
+    assert not Path(f"/proc/{pid}").exists()  # exited and reaped
