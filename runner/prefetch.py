@@ -6,7 +6,9 @@ includes, `extends`: ~30 ms), and import pydantic and the models (~150 ms). All 
 under one GIL, so a thread would only overlap the waits; a forked child uses the machine's
 other core. It reads the git facts, loads and expands the configuration as
 `runner.pipeline.load_expanded` does, and sends both back pickled, while this process imports
-pydantic, the models and the planner; when it asks, the answer is usually there already.
+pydantic, the models and the planner; when it asks, the answer is usually there already. The
+child also looks for installed pydantic plugins, so that pydantic need not (see
+`_skip_pydantic_plugin_scan`).
 
 The child is forked first thing in the command, while the process still has a single thread
 (a fork copies only the calling thread: a lock held by another one would stay locked in the
@@ -23,10 +25,13 @@ in-process load. The child is reaped when its answer is read, and killed and rea
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import pickle
 import signal
+import sys
 import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -92,7 +97,10 @@ class LoadingChild:
         self._pid = None
         if os.waitstatus_to_exitcode(status) == 0:
             with contextlib.suppress(Exception):  # then read here: see `facts`
-                self._answer = pickle.loads(b"".join(chunks))
+                facts, expanded, plugins = pickle.loads(b"".join(chunks))
+                self._answer = (facts, pickle.loads(expanded) if expanded else None)
+                if plugins is False:
+                    _skip_pydantic_plugin_scan()
         return self._answer
 
     def close(self) -> None:
@@ -121,9 +129,10 @@ def _child(opts: ProjectOptions, read_end: int, write_end: int, mask: Any) -> No
 
         facts = read_git_facts(opts.directory)
         try:
-            payload = pickle.dumps((facts, load_expanded(opts, facts)))
+            expanded = pickle.dumps(load_expanded(opts, facts))
         except Exception:  # a configuration error, or a value that does not pickle
-            payload = pickle.dumps((facts, None))  # the parent loads, and reports it
+            expanded = None  # the parent loads, and reports it
+        payload = pickle.dumps((facts, expanded, _has_pydantic_plugins()))
         with open(write_end, "wb") as out:  # write() of a file object retries partial writes
             out.write(payload)
         code = 0
@@ -131,6 +140,47 @@ def _child(opts: ProjectOptions, read_end: int, write_end: int, mask: Any) -> No
         pass
     finally:
         os._exit(code)
+
+
+PYDANTIC_PLUGIN_LOADER = "pydantic.plugin._loader"
+
+
+def _has_pydantic_plugins() -> bool | None:
+    """Whether a distribution installed here offers a pydantic plugin; None if unknown."""
+    try:
+        from importlib.metadata import entry_points
+
+        return bool(entry_points(group="pydantic"))  # the group pydantic's loader reads
+    except Exception:
+        return None
+
+
+def _skip_pydantic_plugin_scan() -> None:
+    """Tell pydantic that no plugin is installed, as the child found, before it looks.
+
+    pydantic asks its plugin loader for plugins each time it builds a validator; the loader's
+    module imports `importlib.metadata` (~15-25 ms) and scans every installed distribution's
+    entry points (~5 ms) the first time. With no plugin installed that answer is empty, so
+    a stand-in answering the same is put in the loader's place. Anything else asked of the
+    stand-in loads the real loader, which then takes its place for good.
+    """
+    if PYDANTIC_PLUGIN_LOADER in sys.modules:
+        return
+    stand_in = types.ModuleType(PYDANTIC_PLUGIN_LOADER, _skip_pydantic_plugin_scan.__doc__)
+
+    def get_plugins() -> tuple[()]:
+        return ()
+
+    def real_attribute(name: str) -> Any:
+        if name.startswith("__"):  # what repr() and the import system probe: absent
+            raise AttributeError(name)
+        if sys.modules.get(PYDANTIC_PLUGIN_LOADER) is stand_in:
+            del sys.modules[PYDANTIC_PLUGIN_LOADER]
+        return getattr(importlib.import_module(PYDANTIC_PLUGIN_LOADER), name)
+
+    stand_in.get_plugins = get_plugins  # type: ignore[attr-defined]
+    stand_in.__getattr__ = real_attribute  # type: ignore[attr-defined]
+    sys.modules[PYDANTIC_PLUGIN_LOADER] = stand_in
 
 
 @contextlib.contextmanager

@@ -259,3 +259,61 @@ def test_no_child_without_options():
         """
     )
     assert result == [None, []]
+
+
+def test_without_pydantic_plugins_pydantic_does_not_look_for_them(project):
+    result = run_scenario(
+        f"""
+        opts = options({str(project)!r})
+        with load_in_background(opts) as child:
+            load_pipeline(opts, child)
+        loader = sys.modules["pydantic.plugin._loader"]
+        found = {{
+            "stand_in": "__file__" not in vars(loader),
+            "plugins": list(loader.get_plugins()),
+            "scanned": "importlib.metadata" in sys.modules,
+        }}
+        repr(loader)
+        found["group"] = loader.PYDANTIC_ENTRY_POINT_GROUP  # the real loader answers the rest
+        found["replaced"] = "__file__" in vars(sys.modules["pydantic.plugin._loader"])
+        print(json.dumps(found))
+        """
+    )
+    from pydantic.plugin._loader import get_plugins
+
+    assert list(get_plugins()) == []  # what the real loader answers here
+    assert result == {
+        "stand_in": True,
+        "plugins": [],
+        "scanned": False,
+        "group": "pydantic",
+        "replaced": True,
+    }
+
+
+def test_an_installed_pydantic_plugin_is_still_used(project, tmp_path):
+    """A distribution offering a pydantic plugin: pydantic loads it as usual and calls it."""
+    site = tmp_path / "site"
+    info = site / "fakeplugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeplugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[pydantic]\nfake = fakeplugin:plugin\n")
+    (site / "fakeplugin.py").write_text(
+        "seen = []\n"
+        "class Plugin:\n"
+        "    def new_schema_validator(self, schema, schema_type, *rest):\n"
+        "        seen.append(schema_type.__name__)\n"
+        "        return None, None, None\n"
+        "plugin = Plugin()\n"
+    )
+    result = run_scenario(
+        f"""
+        sys.path.insert(0, {str(site)!r})
+        opts = options({str(project)!r})
+        with load_in_background(opts) as child:
+            load_pipeline(opts, child)
+        import fakeplugin
+        print(json.dumps(sorted(set(fakeplugin.seen))))
+        """
+    )
+    assert "PipelineConfig" in result
