@@ -248,15 +248,22 @@ class Netd:
         return self.result(self.submit(op, **fields))
 
     def close(self) -> None:
-        """Close the socket (the helper then exits) and reap the helper."""
+        """Close the socket (the helper then exits) and reap the helper. A helper still busy
+        with requests nobody will read (the early bridge set-up of a run that failed to load)
+        is killed with its iptables children rather than waited for: every step it takes is
+        checked again by the next helper, and a killed `iptables` changes nothing or all."""
         with self._lock:
             sock, process = self._sock, self._process
+            busy = bool(self._waiting)
             self._sock = self._process = None
             self._waiting.clear()
             self._replies.clear()
         if sock is not None:
             sock.close()
         if process is not None:
+            if busy:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # its own group: see _ensure_started
             try:
                 process.wait(timeout=_STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -279,6 +286,7 @@ class Netd:
                     stdin=subprocess.DEVNULL,
                     env=helper_env(),
                     cwd="/",
+                    process_group=0,  # so close() can end it with its iptables children
                 )
             except OSError as exc:
                 ours.close()

@@ -172,6 +172,25 @@ def test_the_helper_exits_when_its_owner_dies():
         time.sleep(0.01)
 
 
+def test_a_helper_busy_with_unread_work_is_killed_with_its_children_at_close(helper):
+    """A run that failed to load does not wait for the bridge it asked for early."""
+    helper.submit("ensure_bridge", keep=False, name=BRIDGE_NAME, subnet=DEFAULT_SUBNET)
+    process = helper._process
+    assert process is not None
+    helper.close()
+    assert process.returncode == -signal.SIGKILL
+    group = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[2]) == process.pid:  # its process group
+            group.append(entry)
+    assert group == []
+    assert helper.call("ensure_bridge", name=BRIDGE_NAME, subnet=DEFAULT_SUBNET) is None
+
+
 def test_replies_reach_the_thread_that_asked(helper):
     helper.submit("ensure_bridge", keep=False, name=BRIDGE_NAME, subnet=DEFAULT_SUBNET)
     names = [f"pycitn{i}" for i in range(8)]
