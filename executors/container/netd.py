@@ -205,8 +205,8 @@ def helper_env() -> dict[str, str]:
 
 
 class Netd:
-    """pyci's client of the helper, safe to use from any thread. The helper is spawned by
-    `start()` or on first use; requests are answered in order, so `submit` can send one
+    """pyci's client of the helper, safe to use from any thread. The helper is spawned on the
+    first request; requests are answered in order, so `submit` can send one
     early (the bridge, while the pipeline loads) and a later `call` reads its reply first."""
 
     def __init__(self) -> None:
@@ -216,10 +216,6 @@ class Netd:
         self._waiting: collections.deque[tuple[int, bool]] = collections.deque()
         self._replies: dict[int, dict[str, Any]] = {}
         self._tickets = 0
-
-    def start(self) -> None:
-        with self._lock:
-            self._ensure_started()
 
     def submit(self, op: str, keep: bool = True, **fields: Any) -> int:
         """Send a request now; its reply is read by `result(ticket)` (dropped unless `keep`)."""
