@@ -176,6 +176,9 @@ def serve(fd: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    library = os.environ.pop(_LIBRARY_DIR, "")
+    if library and library not in sys.path:
+        sys.path.append(library)
     serve(int(argv[0]))
     sys.stdout.flush()
     sys.stderr.flush()
@@ -183,6 +186,9 @@ def main(argv: list[str]) -> int:
 
 
 # --- pyci's side ------------------------------------------------------------------------------
+
+
+_LIBRARY_DIR = "PYCI_NETD_LIBRARY_DIR"  # where pyci found pyroute2 (netd runs with -S)
 
 
 def helper_command(fd: int) -> list[str]:
@@ -194,13 +200,15 @@ def helper_env() -> dict[str, str]:
     """Our environment with PYTHONPATH naming this repository and pyroute2's install dir
     (found without importing pyroute2 here, which is the point of the helper)."""
     entries = [str(_REPO_ROOT)]
-    spec = importlib.util.find_spec("pyroute2")
-    if spec is not None and spec.submodule_search_locations:
-        entries.append(str(Path(next(iter(spec.submodule_search_locations))).parent))
     env = dict(os.environ)
     if env.get("PYTHONPATH"):
         entries.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(entries))
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is not None and spec.submodule_search_locations:
+        # appended to sys.path by the helper, after the standard library (PYTHONPATH would
+        # put the whole site-packages dir first, where a package could shadow a stdlib one)
+        env[_LIBRARY_DIR] = str(Path(next(iter(spec.submodule_search_locations))).parent)
     return env
 
 
