@@ -83,7 +83,11 @@ class LoadingChild:
         return answer[1]
 
     def _wait(self) -> tuple[Any, Expanded | None] | None:
-        """Read the child's answer to the end, then reap it; None unless it exited with 0."""
+        """Read the child's answer to the end; None when it is not complete (the child failed).
+
+        The answer is complete when it unpickles (a cut pickle does not); the child's exit
+        status is not waited for, as its exit takes a few ms more: it is reaped here if it is
+        gone already, else by `close`."""
         if self._read_end is None:
             return self._answer
         chunks = []
@@ -93,18 +97,17 @@ class LoadingChild:
         finally:
             os.close(self._read_end)
             self._read_end = None
-        _, status = os.waitpid(self._pid, 0)
-        self._pid = None
-        if os.waitstatus_to_exitcode(status) == 0:
-            with contextlib.suppress(Exception):  # then read here: see `facts`
-                facts, expanded, plugins = pickle.loads(b"".join(chunks))
-                self._answer = (facts, pickle.loads(expanded) if expanded else None)
-                if plugins is False:
-                    _skip_pydantic_plugin_scan()
+        with contextlib.suppress(Exception):  # then read here: see `facts`
+            facts, expanded, plugins = pickle.loads(b"".join(chunks))
+            self._answer = (facts, pickle.loads(expanded) if expanded else None)
+            if plugins is False:
+                _skip_pydantic_plugin_scan()
+        if self._pid is not None and os.waitpid(self._pid, os.WNOHANG)[0]:
+            self._pid = None
         return self._answer
 
     def close(self) -> None:
-        """Kill the child if its answer was never read, and reap it."""
+        """Kill the child if it still runs (it may be leaving already), and reap it."""
         if self._read_end is not None:
             os.close(self._read_end)
             self._read_end = None

@@ -140,13 +140,13 @@ def test_the_child_answers_what_an_in_process_load_answers(project):
             running = children()
             facts = child.facts(opts.directory)
             expanded = child.expanded(opts, facts)
-            print(json.dumps({{"running": running, "after": children(),
-                               "facts": dataclasses.asdict(facts),
-                               "expanded": expanded_json(expanded)}}))
+        print(json.dumps({{"running": running, "after": children(),
+                           "facts": dataclasses.asdict(facts),
+                           "expanded": expanded_json(expanded)}}))
         """
     )
     assert len(result["running"]) == 1  # the child was forked
-    assert result["after"] == []  # and reaped once its answer was read
+    assert result["after"] == []  # and reaped
     facts = read_git_facts(project)
     assert result["facts"] == dataclasses.asdict(facts)
     expected = expanded_json(load_expanded(options(project), facts))
@@ -216,7 +216,7 @@ def test_a_child_that_dies_is_replaced_by_an_in_process_load(project, signal_nam
             (pid,) = children()
             os.kill(int(pid), signal.{signal_name})
             pipeline = load_pipeline(opts, child)
-            print(json.dumps({{"after": children(), "jobs": jobs_json(pipeline.jobs)}}))
+        print(json.dumps({{"after": children(), "jobs": jobs_json(pipeline.jobs)}}))
         """
     )
     assert result == {"after": [], "jobs": jobs_json(load_pipeline(options(project)).jobs)}
