@@ -131,6 +131,30 @@ def test_a_helper_without_pyroute2_says_so():
     assert reply["error"].startswith("cannot import pyroute2 in the network helper (No module")
 
 
+LEAN_IMPORT_PROBE = """
+import sys
+if sys.argv[1] == "broken":
+    sys.modules["pyroute2.config.log"] = None  # the lean way fails: a full import must follow
+from executors.container import netlink
+ipr = netlink.IPRoute()
+ipr.close()
+print("ndb" if "pyroute2.ndb" in sys.modules else "lean", netlink.NetlinkError.__name__)
+"""
+
+
+@pytest.mark.parametrize("case", ["lean", "broken"])
+def test_pyroute2_is_imported_without_its_package_init_or_else_fully(case):
+    """netd imports only IPRoute's modules (the package __init__ imports NDB, IPDB, ...); if
+    that way fails, pyroute2 is imported as usual, and works either way."""
+    done = subprocess.run(
+        [sys.executable, "-c", LEAN_IMPORT_PROBE, case],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    expected = "lean NetlinkError" if case == "lean" else "ndb NetlinkError"
+    assert done.stdout.strip() == expected
+
+
 def test_a_helper_that_cannot_start_is_a_clear_error(helper, monkeypatch):
     monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
     with pytest.raises(NetdError, match=r"^cannot start the network helper \(/nonexistent/"):
