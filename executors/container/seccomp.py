@@ -16,7 +16,6 @@ ctypes, and each failure names the function and its arguments.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 
@@ -67,11 +66,18 @@ _lib: ctypes.CDLL | None = None
 def _library() -> ctypes.CDLL:
     global _lib
     if _lib is None:
-        name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+        # the soname first: find_library runs `ldconfig -p` (a process, ~5 ms of the fork
+        # server's start-up), needed only where the library has another name
         try:
-            lib = ctypes.CDLL(name, use_errno=True)
-        except OSError as exc:
-            raise OSError(f"libseccomp is not installed ({name}): {exc}") from exc
+            lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+        except OSError:
+            from ctypes.util import find_library
+
+            name = find_library("seccomp") or "libseccomp.so.2"
+            try:
+                lib = ctypes.CDLL(name, use_errno=True)
+            except OSError as exc:
+                raise OSError(f"libseccomp is not installed ({name}): {exc}") from exc
         lib.seccomp_init.restype = ctypes.c_void_p
         lib.seccomp_init.argtypes = [ctypes.c_uint32]
         lib.seccomp_rule_add_array.argtypes = [

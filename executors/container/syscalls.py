@@ -9,9 +9,7 @@ argument` instead of a bare errno. Only what the container runtime needs is here
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -55,7 +53,7 @@ _SYSCALL_NUMBERS = {
 }
 CLONE_PIDFD = 0x00001000
 _SIGCHLD = 17
-_NR = _SYSCALL_NUMBERS.get(platform.machine(), _SYSCALL_NUMBERS["x86_64"])
+_NR = _SYSCALL_NUMBERS.get(os.uname().machine, _SYSCALL_NUMBERS["x86_64"])
 
 
 def _fail(call: str, **args: object) -> OSError:
