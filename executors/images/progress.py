@@ -111,7 +111,7 @@ class RichProgress(NullProgress):
         self._progress.stop()
 
     def resolved(self, reference: str, digest: str, layers: int) -> None:
-        self._progress.console.print(f"{reference}: {digest} ({layers} layers)")
+        self._progress.console.print(f"{reference}: {digest} ({layers} layers)", markup=False)
 
     def layer_start(self, digest: str, size: int, cached: bool) -> None:
         label = f"{short(digest)} {'cached' if cached else 'pulling'}"

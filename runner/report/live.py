@@ -41,12 +41,14 @@ def render_jobs(views: Iterable[JobView], now: float, width: int) -> Table:
     table.add_column(no_wrap=True, justify="right")
     table.add_column(no_wrap=True, overflow="ellipsis", style="dim", ratio=1)
     for view in views:
+        # Text, not str: a str cell is read as rich markup, and job names ("build: [linux,
+        # amd64]") and job output ("[/]") are no markup
         table.add_row(
             _status_cell(view),
-            view.name,
-            view.stage,
+            Text(view.name),
+            Text(view.stage),
             format_duration(view.elapsed(now)),
-            _detail(view),
+            Text(_detail(view)),
         )
     return table
 

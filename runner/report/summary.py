@@ -74,9 +74,11 @@ def summary_table(rows: Sequence[tuple[str, str, JobOutcome]]) -> Table:
         table.add_column("note", overflow="fold")
     for job, stage, outcome in rows:
         ran = outcome.status not in ("skipped", "manual") and outcome.duration
+        # Text, not str: a str cell is read as rich markup, and matrix job names ("build:
+        # [linux, amd64]") are no markup
         cells: list[str | Text] = [
-            job,
-            stage,
+            Text(job),
+            Text(stage),
             status_text(outcome),
             format_duration(outcome.duration) if ran else "",
             "" if outcome.exit_code is None else str(outcome.exit_code),
@@ -101,6 +103,66 @@ def _note(outcome: JobOutcome) -> str:
     if outcome.message and outcome.failure_reason != "script_failure":
         parts.append(outcome.message)
     return "; ".join(dict.fromkeys(parts))
+
+
+def _cells(rows: Sequence[tuple[str, str, JobOutcome]]) -> tuple[list[str], list[list[str]]]:
+    """The table's header and rows as plain strings: what `summary_table` puts in each cell."""
+    with_coverage = any(outcome.coverage for _, _, outcome in rows)
+    with_notes = any(outcome.message for _, _, outcome in rows)
+    header = ["job", "stage", "status", "duration", "exit code", "allowed failure"]
+    header += ["coverage"] * with_coverage + ["note"] * with_notes
+    body = []
+    for job, stage, outcome in rows:
+        ran = outcome.status not in ("skipped", "manual") and outcome.duration
+        status = outcome.status
+        if outcome.status == "failed" and outcome.allowed_failure:
+            status = "failed (allowed)"
+        cells = [
+            job,
+            stage,
+            status,
+            format_duration(outcome.duration) if ran else "",
+            "" if outcome.exit_code is None else str(outcome.exit_code),
+            "yes" if outcome.allowed_failure else "",
+        ]
+        if with_coverage:
+            cells.append(f"{outcome.coverage}%" if outcome.coverage else "")
+        if with_notes:
+            cells.append(_note(outcome))
+        body.append(cells)
+    return header, body
+
+
+_RIGHT_JUSTIFIED = {"duration", "exit code", "coverage"}
+PLAIN_WIDTH = 160  # what `pyci run` gives rich's console when stdout is no terminal
+
+
+def plain_summary(
+    rows: Sequence[tuple[str, str, JobOutcome]], status: PipelineStatus, duration: float
+) -> str | None:
+    """What `print_summary` prints on a console without colours that is PLAIN_WIDTH wide (a
+    pipe or a file), made without rich: importing it costs ~40 ms, and doing that on a thread
+    while the jobs run slowed them by as much (the GIL). None when rich would have to wrap a
+    cell to fit, or when a cell holds anything but printable ASCII (whose width on screen is
+    not its length): then `print_summary` draws it."""
+    header, body = _cells(rows)
+    texts = [cell for row in body for cell in row]
+    if not all(text.isascii() and text.isprintable() for text in texts):
+        return None
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    if sum(widths) + 2 * (len(widths) - 1) > PLAIN_WIDTH:
+        return None
+
+    def line(row: list[str]) -> str:
+        cells = (
+            text.rjust(width) if name in _RIGHT_JUSTIFIED else text.ljust(width)
+            for name, text, width in zip(header, row, widths, strict=True)
+        )
+        return "  ".join(cells)
+
+    words, _style = PIPELINE_WORDS[status]
+    table = "\n".join(line(row) for row in [header, *body])
+    return f"\n{table}\n\nPipeline {words} in {format_duration(duration)}\n"
 
 
 def status_line(status: PipelineStatus, duration: float) -> Text:

@@ -110,6 +110,17 @@ def test_live_view_has_a_line_per_job_with_status_stage_time_and_output():
     assert "skipped" in lines[3] and "an earlier job failed" in lines[3]
 
 
+def test_live_view_shows_brackets_in_names_and_output_as_they_are():
+    """Job names ("build: [linux, amd64]") and output ("[/]", "[bold]") are no rich markup."""
+    jobs = [("build: [linux, amd64]", "build")]
+    state = RunState(jobs, clock=iter([0.0, 1.0, 2.0]).__next__)
+    state.apply(JobStarted("build: [linux, amd64]", "build"))
+    state.apply(LogChunk("build: [linux, amd64]", "[bold]compiling[/] [/]\n"))
+    now, views = state.snapshot()
+    line = render(render_jobs(views, now, 120)).splitlines()[0]
+    assert "build: [linux, amd64]" in line and "[bold]compiling[/] [/]" in line
+
+
 def test_live_reporter_runs_and_leaves_no_thread():
     out = io.StringIO()
     con = Console(file=out, width=100, force_terminal=True, color_system=None)
