@@ -8,6 +8,8 @@ container gets the set as effective and permitted; a non-root user keeps only th
 
 from __future__ import annotations
 
+import functools
+
 from executors.container import syscalls
 
 _NAMES_IN_KERNEL_ORDER = (
@@ -50,12 +52,20 @@ def names_of(mask: int) -> list[str]:
     return sorted(name for name, number in CAPABILITY_NUMBERS.items() if mask >> number & 1)
 
 
+@functools.cache
 def _last_cap() -> int:
+    """The kernel's highest capability number: host-wide, so the launcher reads it once
+    (`preload`) and every PID 1 forked from it knows it already."""
     try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
             return int(f.read())
     except OSError:
         return max(CAPABILITY_NUMBERS.values())
+
+
+def preload() -> None:
+    """Read in the launcher, before it forks, what every container's PID 1 needs."""
+    _last_cap()
 
 
 def drop_bounding(keep: tuple[str, ...]) -> None:

@@ -49,6 +49,9 @@ _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 _DEFAULTED = tuple(
     s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP) and s < 32
 )
+# What differs from the default in PID 1 when it is forked: Python ignores SIGPIPE and SIGXFSZ
+# and handles SIGINT; the server ignores SIGINT and SIGCHLD (which would make waitpid fail).
+_CHANGED_IN_PID1 = (signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def _send(status: socket.socket, **message: object) -> None:
@@ -76,7 +79,7 @@ def run_pid1(
     """PID 1 of the container, from clone to its exit. Never returns."""
     try:
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
-        for signum in _DEFAULTED:
+        for signum in _CHANGED_IN_PID1:  # the command gets all of _DEFAULTED from spawn
             signal.signal(signum, signal.SIG_DFL)
         if clone.netns >= 0:
             syscalls.setns(clone.netns, syscalls.CLONE_NEWNET)
@@ -282,6 +285,7 @@ def serve(control_fd: int, once: bool = False) -> None:
     # (PDEATHSIG) with us.
     with contextlib.suppress(OSError):  # no libseccomp: a container asking for it will fail
         seccomp.preload()
+    capabilities.preload()
     cloner = _Cloner()
     cloner.prepare_netns()
     while True:

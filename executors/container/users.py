@@ -15,10 +15,11 @@ class ResolvedUser:
 
 def _read_table(path: str) -> list[list[str]]:
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f if line.strip()]
+        with open(path, "rb") as f:  # bytes, decoded at once: no text layer per file
+            text = f.read().decode("utf-8", errors="replace")
     except OSError:
         return []
+    return [line.split(":") for line in text.splitlines() if line.strip()]
 
 
 def resolve_user(user: str | None, etc: str = "/etc") -> ResolvedUser:
