@@ -132,16 +132,15 @@ def _rule(ctx: int, action: int, name: str, *conditions: tuple[int, int, int, in
 
 def compile_default_profile() -> bytes:
     """The policy as a classic BPF program (what the kernel loads), built by libseccomp."""
-    import tempfile
-
-    with tempfile.TemporaryFile() as out:
-        _build(
-            lambda ctx: _check(
-                _library().seccomp_export_bpf(ctx, out.fileno()), "seccomp_export_bpf"
-            )
-        )
-        out.seek(0)
-        return out.read()
+    # libseccomp writes it to a file descriptor: an anonymous memory file (tempfile's import
+    # alone cost the fork server ~12 ms at every start)
+    fd = os.memfd_create("pyci-seccomp-bpf", os.MFD_CLOEXEC)
+    try:
+        _build(lambda ctx: _check(_library().seccomp_export_bpf(ctx, fd), "seccomp_export_bpf"))
+        size = os.lseek(fd, 0, os.SEEK_CUR)
+        return os.pread(fd, size, 0)
+    finally:
+        os.close(fd)
 
 
 _compiled: bytes | None = None
