@@ -171,7 +171,7 @@ def _skip_pydantic_plugin_scan() -> None:
         return
     stand_in = types.ModuleType(PYDANTIC_PLUGIN_LOADER, _skip_pydantic_plugin_scan.__doc__)
 
-    def get_plugins() -> tuple[()]:
+    def get_plugins(*_args: Any, **_kwargs: Any) -> tuple[()]:  # whatever a later pydantic passes
         return ()
 
     def real_attribute(name: str) -> Any:
