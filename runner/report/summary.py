@@ -8,7 +8,7 @@ runner/commands/run.py), not before the first one starts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runner.events import JobOutcome, PipelineStatus
 
@@ -37,12 +37,10 @@ PIPELINE_WORDS: dict[PipelineStatus, tuple[str, str]] = {
 }
 
 
-def status_text(outcome: JobOutcome) -> Text:
-    from rich.text import Text
-
+def _status_style(outcome: JobOutcome) -> str:
     if outcome.status == "failed" and outcome.allowed_failure:
-        return Text("failed (allowed)", style="yellow")
-    return Text(outcome.status, style=STATUS_STYLE.get(outcome.status, ""))
+        return "yellow"
+    return STATUS_STYLE.get(outcome.status, "")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -54,41 +52,35 @@ def format_duration(seconds: float | None) -> str:
     return f"{minutes}m{rest:02d}s"
 
 
+# rich's options per column; the plain drawing right-justifies the same columns
+_COLUMNS: dict[str, dict[str, Any]] = {
+    "job": {"overflow": "fold", "ratio": None},
+    "stage": {"no_wrap": True},
+    "status": {"no_wrap": True},
+    "duration": {"justify": "right"},
+    "exit code": {"justify": "right"},
+    "allowed failure": {},
+    "coverage": {"justify": "right"},
+    "note": {"overflow": "fold"},
+}
+_RIGHT_JUSTIFIED = {name for name, options in _COLUMNS.items() if options.get("justify")}
+
+
 def summary_table(rows: Sequence[tuple[str, str, JobOutcome]]) -> Table:
     """`rows`: (job, stage, outcome) in pipeline order."""
     from rich.table import Table
     from rich.text import Text
 
-    with_coverage = any(outcome.coverage for _, _, outcome in rows)
-    with_notes = any(outcome.message for _, _, outcome in rows)
+    header, body = _cells(rows)
     table = Table(title=None, show_edge=False, pad_edge=False, box=None, header_style="bold")
-    table.add_column("job", overflow="fold", ratio=None)
-    table.add_column("stage", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("duration", justify="right")
-    table.add_column("exit code", justify="right")
-    table.add_column("allowed failure")
-    if with_coverage:
-        table.add_column("coverage", justify="right")
-    if with_notes:
-        table.add_column("note", overflow="fold")
-    for job, stage, outcome in rows:
-        ran = outcome.status not in ("skipped", "manual") and outcome.duration
+    for name in header:
+        table.add_column(name, **_COLUMNS[name])
+    for (_job, _stage, outcome), cells in zip(rows, body, strict=True):
+        styles = {"status": _status_style(outcome), "note": "dim"}
         # Text, not str: a str cell is read as rich markup, and matrix job names ("build:
         # [linux, amd64]") are no markup
-        cells: list[str | Text] = [
-            Text(job),
-            Text(stage),
-            status_text(outcome),
-            format_duration(outcome.duration) if ran else "",
-            "" if outcome.exit_code is None else str(outcome.exit_code),
-            "yes" if outcome.allowed_failure else "",
-        ]
-        if with_coverage:
-            cells.append(f"{outcome.coverage}%" if outcome.coverage else "")
-        if with_notes:
-            cells.append(Text(_note(outcome), style="dim"))
-        table.add_row(*cells)
+        styled = zip(header, cells, strict=True)
+        table.add_row(*(Text(cell, style=styles.get(name, "")) for name, cell in styled))
     return table
 
 
@@ -106,7 +98,7 @@ def _note(outcome: JobOutcome) -> str:
 
 
 def _cells(rows: Sequence[tuple[str, str, JobOutcome]]) -> tuple[list[str], list[list[str]]]:
-    """The table's header and rows as plain strings: what `summary_table` puts in each cell."""
+    """The table's header and rows as plain strings (what both drawings put in each cell)."""
     with_coverage = any(outcome.coverage for _, _, outcome in rows)
     with_notes = any(outcome.message for _, _, outcome in rows)
     header = ["job", "stage", "status", "duration", "exit code", "allowed failure"]
@@ -133,7 +125,6 @@ def _cells(rows: Sequence[tuple[str, str, JobOutcome]]) -> tuple[list[str], list
     return header, body
 
 
-_RIGHT_JUSTIFIED = {"duration", "exit code", "coverage"}
 PLAIN_WIDTH = 160  # what `pyci run` gives rich's console when stdout is no terminal
 
 
