@@ -307,7 +307,10 @@ class _Loader:
             )
             return None
         path = (self.project_dir / relative).resolve()
-        if not path.is_relative_to(self.project_dir) or not path.is_file():
+        # GitLab reads the path from the repository's tree, where no name is `.` or `..`:
+        # `./ci.yml` does not exist there even though the file system would find it
+        in_tree = all(part not in ("", ".", "..") for part in relative.split("/"))
+        if not in_tree or not path.is_relative_to(self.project_dir) or not path.is_file():
             self.problems.add(f"Local file `{relative}` does not exist!", entry.where)
             return None
         return self._load_included(relative, entry, chain)

@@ -9,6 +9,7 @@ from pydantic_core import PydanticCustomError
 from runner.config.models_base import (
     Deferred,
     Model,
+    deep_flatten,
     gitlab_error,
     gitlab_error_at,
     is_str,
@@ -52,8 +53,10 @@ SINGLE_FILE_REPORTS = ("accessibility", "annotations", "browser_performance")
 COVERAGE_FORMATS = ("cobertura", "jacoco")
 
 
-def _paths(value: Any) -> list[str]:
-    return string_list(value, allow_string=False, min_items=1)
+def _paths(value: Any, info: ValidationInfo) -> list[str]:
+    """`paths:`/`exclude:`: GitLab's schema wants at least one; its `Artifacts` entry takes
+    any array of strings, an empty one too."""
+    return string_list(value, allow_string=False, min_items=1 if shape_only(info) else 0)
 
 
 class CoverageReportConfig(Model):
@@ -79,8 +82,12 @@ def _coverage_report(value: Any) -> CoverageReportConfig:
     return CoverageReportConfig(coverage_format=fmt, path=path)
 
 
-def _reports(value: Any) -> dict[str, Any]:
-    """`artifacts:reports`, each report type to a list of paths (coverage_report to a model)."""
+def _reports(value: Any, info: ValidationInfo) -> dict[str, Any]:
+    """`artifacts:reports`, each report type to a list of paths (coverage_report to a model).
+
+    GitLab's schema wants one string for some types and at least one junit path; GitLab's
+    `Reports` entry takes a string or an array of strings for every type."""
+    strict = not shape_only(info)
     mapping = require_mapping(value)
     unknown = [
         str(k) for k in mapping if k not in (*FILE_REPORTS, *SINGLE_FILE_REPORTS, "coverage_report")
@@ -93,7 +100,7 @@ def _reports(value: Any) -> dict[str, Any]:
             if paths is not None:
                 reports[kind] = _coverage_report(paths)
             continue
-        if kind in SINGLE_FILE_REPORTS:
+        if kind in SINGLE_FILE_REPORTS and not strict:
             if not is_str(paths):
                 raise gitlab_error(f"config {kind} should be a string")
             reports[kind] = [paths]
@@ -101,7 +108,7 @@ def _reports(value: Any) -> dict[str, Any]:
         try:
             reports[kind] = string_list(
                 paths,
-                min_items=1 if kind == "junit" else 0,
+                min_items=1 if kind == "junit" and not strict else 0,
                 what="config should be a string or an array of strings",
             )
         except PydanticCustomError as exc:
@@ -211,6 +218,8 @@ MAX_CACHES = 4
 def caches(value: Any, info: ValidationInfo) -> list:
     """`cache:` is one cache or a list of them (GitLab's processor allows up to 4)."""
     if isinstance(value, list):
+        if not shape_only(info):
+            value = deep_flatten(value)  # GitLab's `Caches` splices nested arrays in
         if len(value) > MAX_CACHES and not shape_only(info):
             raise gitlab_error(f"config no more than {MAX_CACHES} caches can be created")
         return value

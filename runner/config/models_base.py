@@ -157,6 +157,13 @@ def gitlab_error(message: str) -> PydanticCustomError:
     return PydanticCustomError("gitlab", message)
 
 
+def entry_error(message: str) -> PydanticCustomError:
+    """An error of a key that GitLab checks both as an attribute of its holder and as an
+    entry of its own, raised by the entry: worded at the key's path (`jobs:x:rules config
+    can't be blank`)."""
+    return PydanticCustomError("gitlab_entry", message)
+
+
 def attribute_error(message: str, key: str | None = None) -> PydanticCustomError:
     """An error GitLab words after the key, from the place holding it:
     `jobs:build when should be one of: ...` rather than `jobs:build:when config ...`.
@@ -211,10 +218,57 @@ def nonempty_text(value: Any) -> str:
 
 
 def scalar_text(value: Any) -> str:
-    """A YAML scalar as GitLab turns it into a variable value (`true` -> "true", 1 -> "1")."""
+    """A YAML scalar as GitLab turns it into a variable value: Ruby's `to_s` (`true` ->
+    "true", 1 -> "1", 3.10 -> "3.1", 1e20 -> "1.0e+20")."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float):
+        return ruby_float_text(value)
     return str(value)
+
+
+def ruby_float_text(value: float) -> str:
+    """Ruby's `Float#to_s`: the shortest digits that read back the same (as Python's repr),
+    written in fixed notation when the decimal exponent is within -4..16, else as
+    `d.ddde+XX`; always with a fractional part."""
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    sign = "-" if value < 0 or (value == 0 and str(value).startswith("-")) else ""
+    digits, exponent = _shortest_digits(abs(value))
+    point = len(digits) + exponent  # where the decimal point falls in `digits`
+    if -4 < point <= 16:
+        if point <= 0:
+            return f"{sign}0.{'0' * -point}{digits}"
+        if point >= len(digits):
+            return f"{sign}{digits}{'0' * (point - len(digits))}.0"
+        return f"{sign}{digits[:point]}.{digits[point:]}"
+    fraction = digits[1:] or "0"
+    return f"{sign}{digits[0]}.{fraction}e{point - 1:+03d}"
+
+
+def _shortest_digits(value: float) -> tuple[str, int]:
+    """(digits, exponent) with value == int(digits) * 10**exponent, digits the shortest
+    round-tripping ones, without trailing zeros ("0" for zero)."""
+    mantissa, _, exp = repr(value).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0") or "0"
+    exponent = int(exp or 0) - len(frac)
+    stripped = digits.rstrip("0") or "0"
+    return stripped, exponent + len(digits) - len(stripped)
+
+
+def deep_flatten(value: list) -> list:
+    """Ruby's `Array#flatten`: nested arrays spliced in at any depth (what anchors and
+    `!reference` produce, which GitLab's entries flatten)."""
+    flat: list = []
+    for item in value:
+        if isinstance(item, list):
+            flat.extend(deep_flatten(item))
+        else:
+            flat.append(item)
+    return flat
 
 
 def require_mapping(value: Any, what: str = "config should be a hash") -> dict:

@@ -143,11 +143,10 @@ def _command(value: Any) -> list[str]:
 def variable_entry(value: Any, *, allowed: tuple[str, ...], strict: bool) -> dict[str, Any]:
     """One variable's value: a scalar, or a hash of `allowed` keys (value, expand, ...).
 
-    GitLab's schema lets booleans and decimals through; GitLab itself (`strict`) takes only
-    strings and integers (`VERSION: 1.10` must be quoted), but takes a missing value as empty,
-    which the schema refuses."""
-    scalar = is_str(value) or is_int(value)
-    if scalar or (not strict and (is_number(value) or isinstance(value, bool))):
+    Any scalar is a value (GitLab's `ScalarValidator`: strings, integers, decimals and
+    booleans), exported as Ruby's `to_s` writes it (`PY: 3.10` is "3.1"). GitLab itself
+    (`strict`) also takes a missing value as empty, which the schema refuses."""
+    if is_str(value) or is_number(value) or isinstance(value, bool):
         return {"value": scalar_text(value)}
     if value is None and strict:
         return {}  # GitLab's processor takes `NAME:` with no value as an empty variable
@@ -162,6 +161,16 @@ def variable_entry(value: Any, *, allowed: tuple[str, ...], strict: bool) -> dic
     return dict(value)
 
 
+def _scalar_value(value: Any, info: ValidationInfo) -> str:
+    """`value:` of a variable's hash: a string for GitLab's schema; any scalar for GitLab
+    itself, as Ruby's `to_s` writes it."""
+    if shape_only(info):
+        return text(value)
+    if is_str(value) or is_number(value) or isinstance(value, bool):
+        return scalar_text(value)
+    raise gitlab_error("config value must be a scalar")
+
+
 def _options(value: Any) -> list[str]:
     return string_list(value, allow_string=False, min_items=1, unique=True)
 
@@ -169,7 +178,7 @@ def _options(value: Any) -> list[str]:
 class VariableConfig(Model):
     """A variable as written: `expand: false` is GitLab's raw variable."""
 
-    value: Annotated[str | None, BeforeValidator(lambda v: text(v))] = None
+    value: Annotated[str | None, BeforeValidator(_scalar_value)] = None
     description: Annotated[str | None, BeforeValidator(lambda v: text(v))] = None
     expand: bool = True
     options: Annotated[list[str] | None, BeforeValidator(_options)] = None
@@ -351,9 +360,10 @@ class HooksConfig(Model):
     pre_get_sources_script: OptionalScript | None = None
 
 
-def tags(value: Any) -> list[str]:
-    """`tags:` a non-empty array of non-empty strings (arrays of them are flattened)."""
-    if not isinstance(value, list) or not value:
+def tags(value: Any, info: ValidationInfo) -> list[str]:
+    """`tags:` an array of non-empty strings (arrays of them are flattened). GitLab's schema
+    wants at least one; GitLab's `Tags` entry takes an empty array too."""
+    if not isinstance(value, list) or (not value and shape_only(info)):
         raise gitlab_error("config should be an array of strings")
     flat: list[str] = []
     for item in value:

@@ -12,6 +12,8 @@ from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
 from runner.config.models_base import (
     Deferred,
     Model,
+    deep_flatten,
+    entry_error,
     gitlab_error,
     is_number,
     is_str,
@@ -159,10 +161,15 @@ class RuleNeedConfig(NeedConfig):
         return value
 
 
-def _needs_list(value: Any) -> list:
-    """`needs:` items; arrays of names (an expanded `!reference`) are flattened."""
+def _needs_list(value: Any, info: ValidationInfo) -> list:
+    """`needs:` items; arrays of names (an expanded `!reference`) are flattened.
+
+    GitLab's `Needs` entry goes further than its schema: it flattens arrays at any depth
+    (lists nested through anchors) and drops nulls."""
     if not isinstance(value, list):
         raise gitlab_error("config should be an array")
+    if not shape_only(info):
+        return [item for item in deep_flatten(value) if item is not None]
     flat: list = []
     for item in value:
         if isinstance(item, list) and all(is_str(x) for x in item):
@@ -249,11 +256,19 @@ def _rules_list(value: Any, info: ValidationInfo) -> list:
         raise gitlab_error("config should be an array of hashes")
     if shape_only(info):
         return [item for item in value if not (is_str(item) or isinstance(item, list))]
-    return value
+    return deep_flatten(value)  # GitLab's `Rules` entry splices nested arrays in
 
 
-Rules = Annotated[list[RuleConfig], BeforeValidator(_rules_list)]
-WorkflowRules = Annotated[list[WorkflowRuleConfig], BeforeValidator(_rules_list)]
+def _present_rules_list(value: Any, info: ValidationInfo) -> list:
+    """Job and workflow `rules:`: GitLab's `Rules` entry also refuses an empty array."""
+    rules = _rules_list(value, info)
+    if not rules and not shape_only(info):
+        raise entry_error("config can't be blank")
+    return rules
+
+
+Rules = Annotated[list[RuleConfig], BeforeValidator(_present_rules_list)]
+WorkflowRules = Annotated[list[WorkflowRuleConfig], BeforeValidator(_present_rules_list)]
 IncludeRules = Annotated[list[IncludeRuleConfig], BeforeValidator(_rules_list)]
 
 

@@ -201,6 +201,10 @@ def _translate(
         if kind == "missing":
             missing.setdefault(loc[:-1], []).append(str(loc[-1]))
             continue
+        if kind == "gitlab_entry":
+            message = f"{_path(prefix, loc)} {error['msg']}"
+            problems.append(_problem(message, root, root_path + loc, job, loc, file))
+            continue
         if kind in ("gitlab", "gitlab_attribute"):
             text = error["msg"]
         else:

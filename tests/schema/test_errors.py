@@ -327,18 +327,19 @@ j:
     ]
 
 
-def test_variables_gitlab_takes_only_as_strings_integers_or_hashes():
+def test_variables_take_any_scalar_as_gitlabs_scalar_validator_does():
+    # GitLab's `Variable` entry: a `SimpleVariable` is any scalar (String, Symbol, Integer,
+    # Float, true, false); anything else that is not a hash is an unknown strategy.
     document = load_yaml(
         """
 j:
   script: x
-  variables: {FLAG: true, VERSION: 1.10, COUNT: 3}
+  variables: {FLAG: true, OFF: false, VERSION: 1.10, COUNT: 3, H: {value: 2.50}, L: [a]}
 """,
         "ci.yml",
     )
-    assert validate_shape(document, "ci.yml") == []  # the schema lets them through
     assert [str(p) for p in validate_job("j", document["j"])[1]] == [
-        "ci.yml:4:15: jobs:j:variables:FLAG variable definition must be either a string or a hash",
+        "ci.yml:4:82: jobs:j:variables:L variable definition must be either a string or a hash",
     ]
 
 
