@@ -15,6 +15,8 @@ Later entries win; values stay unexpanded (the build expands them, as the runner
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -88,19 +90,48 @@ def pipeline_source(cli: Mapping[str, str]) -> str:
 
 def deployment_variables(environment: Any, variables: Mapping[str, str]) -> list[Variable]:
     """GitLab's CI_ENVIRONMENT_* for a job with `environment:` (its name expanded)."""
-    from runner.evaluate.predefined import slugify
     from runner.evaluate.variables import expand
 
     name = expand(environment.name, variables)
     values = {
         "CI_ENVIRONMENT_NAME": name,
-        # GitLab's slug is at most 24 characters (it adds a random suffix when it had to cut)
-        "CI_ENVIRONMENT_SLUG": slugify(name)[:24].strip("-"),
+        "CI_ENVIRONMENT_SLUG": environment_slug(name),
         "CI_ENVIRONMENT_ACTION": environment.action,
         "CI_ENVIRONMENT_URL": expand(environment.url, variables) if environment.url else None,
         "CI_ENVIRONMENT_TIER": environment.deployment_tier,
     }
     return [Variable(key, value) for key, value in values.items() if value is not None]
+
+
+def environment_slug(name: str) -> str:
+    """GitLab's `Gitlab::Slug::Environment`: lowercase letters, digits and single dashes,
+    starting with a letter, at most 24 characters. Whenever the slug is not the name itself
+    (or is too long) it is cut to 17 characters and given a suffix from the name's SHA-256,
+    so `foo.bar` and `foo-bar` keep distinct slugs."""
+    slug = re.sub(r"[^a-z0-9]", "-", name.lower())
+    if not re.match(r"[a-z]", slug):
+        slug = "env-" + slug
+    slug = re.sub(r"-{2,}", "-", slug)
+    if len(slug) <= 24 and slug == name:
+        return slug.removesuffix("-")
+    slug = slug[:17]
+    if not slug.endswith("-"):
+        slug += "-"
+    return slug + _slug_suffix(name)
+
+
+def _slug_suffix(name: str) -> str:
+    """The last 6 base-36 digits of the name's SHA-256 (GitLab's `to_i(16).to_s(36).last(6)`)."""
+    return _base36(int(hashlib.sha256(name.encode()).hexdigest(), 16))[-6:]
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while number:
+        number, remainder = divmod(number, 36)
+        text = digits[remainder] + text
+    return text or "0"
 
 
 def _text(value: Any) -> str:

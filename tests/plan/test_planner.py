@@ -219,7 +219,7 @@ deploy:
     )
     spec = jobs["deploy"]
     assert spec.variable("CI_ENVIRONMENT_NAME") == "review/shop"
-    assert spec.variable("CI_ENVIRONMENT_SLUG") == "review-shop"
+    assert spec.variable("CI_ENVIRONMENT_SLUG") == "review-shop-7bz9cx"  # not the name: suffixed
     assert spec.variable("CI_ENVIRONMENT_URL") == "https://shop.example.com"
     assert spec.variable("CI_ENVIRONMENT_ACTION") == "start"
     assert spec.variable("CI_ENVIRONMENT_TIER") == "mine"
