@@ -188,8 +188,6 @@ def plain_console_output() -> bool:
 def check_arguments(args: argparse.Namespace) -> None:
     if args.concurrency < 1:
         raise UsageError(f"--concurrency {args.concurrency}: must be at least 1")
-    if args.needs and not (args.jobs or args.stage):
-        raise UsageError("--needs: name the jobs (or --stage) whose needs to add")
     if args.shell_on_failure:
         args.plain = True  # the live view would draw over the shell
 

@@ -9,7 +9,6 @@ from runner.cli import main
     ("args", "message"),
     [
         (["--concurrency", "0"], "--concurrency 0: must be at least 1"),
-        (["--needs"], "--needs: name the jobs"),
         (["-C", "/nonexistent/dir"], "no such directory"),
     ],
 )
