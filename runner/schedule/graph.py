@@ -2,8 +2,9 @@
 
 A job with `needs` waits for exactly those jobs (those that are part of this run: an optional
 need, or a need outside a partial run, drops out); a job without `needs` waits for every job of
-an earlier stage. Artifacts come from `dependencies` when given, else from the `needs` that
-keep `artifacts: true`, else from every job of an earlier stage of the pipeline.
+an earlier stage. Artifacts come, as GitLab's `Ci::BuildDependencies` picks them, from the
+`needs` that keep `artifacts: true` (a job with `needs`) or every job of an earlier stage of
+the pipeline (without), narrowed to `dependencies` when given (`dependencies: []`: none).
 """
 
 from __future__ import annotations
@@ -34,11 +35,15 @@ class JobGraph:
 
     def artifact_sources(self, job: JobSpec) -> tuple[str, ...]:
         """Jobs whose artifacts `job` receives (names may lie outside this run)."""
-        if job.dependencies is not None:
-            return job.dependencies
         if job.needs is not None:
-            return tuple(n.job for n in job.needs if n.artifacts)
-        return tuple(other.name for other in self.pipeline if other.stage_index < job.stage_index)
+            candidates = tuple(dict.fromkeys(n.job for n in job.needs if n.artifacts))
+        else:
+            candidates = tuple(
+                other.name for other in self.pipeline if other.stage_index < job.stage_index
+            )
+        if job.dependencies is None:
+            return candidates
+        return tuple(name for name in candidates if name in job.dependencies)
 
 
 def with_prerequisites(all_jobs: Sequence[JobSpec], wanted: Iterable[str]) -> tuple[JobSpec, ...]:

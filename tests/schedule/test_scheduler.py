@@ -301,3 +301,23 @@ def test_a_large_pipeline_keeps_stage_order(recorder):
     assert result.status == "success"
     assert violations == []
     assert len(recorder.of(JobFinished)) == 601
+
+
+def test_artifacts_are_needs_with_artifacts_narrowed_by_dependencies():
+    # GitLab's Ci::BuildDependencies#local: the needs that keep `artifacts: true` (or every
+    # earlier stage's job, without needs), then `where(name: dependencies)` when given.
+    from runner.schedule.graph import JobGraph
+
+    jobs = [
+        job("a", "build"),
+        job("b", "build"),
+        job("c", "build"),
+        job(
+            "both", "test", needs=["a", "b", "c"], no_artifacts_from=("b",), dependencies=["a", "b"]
+        ),
+        job("none", "test", needs=["a"], dependencies=[]),
+        job("staged", "test", dependencies=["c", "a"]),
+    ]
+    graph = JobGraph(jobs)
+    sources = {j.name: graph.artifact_sources(j) for j in jobs if j.stage == "test"}
+    assert sources == {"both": ("a",), "none": (), "staged": ("a", "c")}
