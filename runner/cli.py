@@ -53,7 +53,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def requested_command(argv: Sequence[str]) -> str | None:
     """The subcommand named in argv, when it is one of ours (pyci has no global options)."""
     first = next((arg for arg in argv if not arg.startswith("-")), None)
-    return first if first in command_modules() else None
+    module = first.replace("-", "_") if first else None  # `fetch-includes` is fetch_includes
+    return module if module in command_modules() else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,16 +11,18 @@ creation finds (a need of a job that rules left out).
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.commands.common import ProjectOptions
-from runner.errors import ConfigError, ProblemCollector, PyciError
+from runner.errors import ConfigError, ProblemCollector, PyciError, UsageError
 from runner.jobspec import JobSpec, Variable
 
 if TYPE_CHECKING:
+    from runner.config.remote_includes import RemoteIncludes
     from runner.prefetch import LoadingChild
 
 
@@ -66,6 +68,7 @@ class Expanded:
     jobs: dict[str, Any]
     hidden: dict[str, Any]
     files: tuple[str, ...]
+    fetched: tuple[str, ...] = ()  # those of `files` that came from a GitLab server
 
 
 def load_expanded(opts: ProjectOptions, facts: Any = None) -> Expanded:
@@ -77,9 +80,15 @@ def load_expanded(opts: ProjectOptions, facts: Any = None) -> Expanded:
         facts = _git_facts(opts)
     variables = _include_variables(opts, facts)
     matcher = _include_rule_matcher(opts, variables)
-    loaded = load_config(opts.directory, opts.file, rule_matcher=matcher, variables=variables)
+    remote = server_includes(opts, facts)
+    try:
+        loaded = load_config(
+            opts.directory, opts.file, rule_matcher=matcher, variables=variables, remote=remote
+        )
+    finally:
+        remote.close()
     expanded = expand_config(loaded.root)
-    return Expanded(expanded.globals, expanded.jobs, expanded.hidden, tuple(loaded.files))
+    return Expanded(expanded.globals, expanded.jobs, expanded.hidden, loaded.files, loaded.fetched)
 
 
 def load_pipeline(opts: ProjectOptions, prefetch: LoadingChild | None = None) -> Pipeline:
@@ -146,6 +155,39 @@ def _git_facts(opts: ProjectOptions) -> Any:
     from runner.evaluate.predefined import read_git_facts
 
     return read_git_facts(opts.directory)
+
+
+def server_includes(opts: ProjectOptions, facts: Any) -> RemoteIncludes:
+    """Where `project`, `template`, `component` and `remote` includes come from: the server
+    (found as runner.gitlab.server says) behind the cache in `$PYCI_HOME/includes`."""
+    from executors.images.home import default_home
+    from runner.config.remote_includes import DEFAULT_TTL, IncludeSettings, RemoteIncludes
+    from runner.gitlab.server import find_server
+
+    options = opts.includes
+    remote_url = facts.server_url if facts.has_remote else None
+    settings = IncludeSettings(
+        server=find_server(options.gitlab_url, remote_url, opts.directory),
+        cache_dir=default_home() / "includes",
+        offline=options.offline,
+        refresh=options.refresh,
+        ttl=_seconds("PYCI_INCLUDE_TTL", DEFAULT_TTL),
+        local_projects=options.local_projects,
+    )
+    return RemoteIncludes(settings)
+
+
+def _seconds(variable: str, default: float) -> float:
+    text = os.environ.get(variable)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise UsageError(f"{variable}={text!r}: expected a number of seconds")
+    return value
 
 
 def _include_variables(opts: ProjectOptions, facts: Any) -> dict[str, str]:

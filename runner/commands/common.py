@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.config.remote_includes import IncludeOptions
 from runner.errors import UsageError
 
 
@@ -16,6 +17,7 @@ class ProjectOptions:
     directory: Path  # the repository (or plain folder) the pipeline runs for
     file: Path  # the root .gitlab-ci.yml, absolute
     variables: dict[str, str]  # --variable KEY=VALUE, in order; later ones win
+    includes: IncludeOptions = field(default_factory=IncludeOptions)  # server-side includes
 
 
 def add_project_options(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +43,23 @@ def add_project_options(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="set a pipeline variable (highest precedence, like a variable of a manual run)",
     )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="read project/template/component/remote includes from pyci's cache only",
+    )
+    parser.add_argument(
+        "--gitlab-url",
+        metavar="URL",
+        help="the GitLab server for includes (default: $PYCI_GITLAB_URL, else the git remote's)",
+    )
+    parser.add_argument(
+        "--include-project",
+        action="append",
+        default=[],
+        metavar="GROUP/PROJECT=PATH",
+        help="read include:project and components of GROUP/PROJECT from a local checkout",
+    )
 
 
 def project_options(args: argparse.Namespace) -> ProjectOptions:
@@ -50,7 +69,26 @@ def project_options(args: argparse.Namespace) -> ProjectOptions:
     file = (directory / args.file).resolve()
     if not file.is_file():
         raise UsageError(f"{file}: no such file (use -f to name the pipeline file)")
-    return ProjectOptions(directory, file, parse_variables(args.variable))
+    includes = IncludeOptions(
+        offline=args.offline,
+        gitlab_url=args.gitlab_url,
+        local_projects=_include_projects(args.include_project, directory),
+    )
+    return ProjectOptions(directory, file, parse_variables(args.variable), includes)
+
+
+def _include_projects(items: list[str], directory: Path) -> dict[str, Path]:
+    projects: dict[str, Path] = {}
+    for item in items:
+        project, sep, path = item.partition("=")
+        project = project.strip("/")
+        if not sep or "/" not in project or not path:
+            raise UsageError(f"--include-project {item!r}: expected GROUP/PROJECT=PATH")
+        checkout = (directory / path).resolve()
+        if not checkout.is_dir():
+            raise UsageError(f"--include-project {item!r}: {checkout} is not a directory")
+        projects[project] = checkout
+    return projects
 
 
 def parse_variables(items: list[str]) -> dict[str, str]:

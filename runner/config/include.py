@@ -2,8 +2,10 @@
 
 Each file is read, its `spec:inputs` header applied (inputs.py), then its own includes are
 loaded (depth first, in the order written) and deep-merged together, and the file's own content
-is merged over them: "the including file wins". Only `include:local` can be read offline; the
-other kinds are recognised and reported in one line each, never skipped silently.
+is merged over them: "the including file wins". `include:local` is read from the project on
+disk; `project`, `template`, `component` and `remote` come from a GitLab server through
+remote_includes.py (cached, and readable offline from that cache). Without a server to ask
+(`load_single_file`), those kinds are reported in one line each, never skipped silently.
 
 GitLab's limits and words are kept: at most 150 included files per pipeline, duplicates counted
 (GitLab merges a file included twice twice, the last one winning), `Local file `x` does not
@@ -21,13 +23,20 @@ import os
 import re
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner.config.inputs import expand_existing, load_with_inputs
 from runner.config.merge import merge_into
 from runner.config.references import resolve_references
+from runner.config.remote_includes import (
+    PIPELINE_PROJECT,
+    FetchedFile,
+    IncludeError,
+    Origin,
+    RemoteIncludes,
+)
 from runner.config.source import YamlList, YamlMap
 from runner.config.yamlload import ruby_inspect
 from runner.errors import Location, ProblemCollector
@@ -48,6 +57,7 @@ _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 class LoadedConfig:
     root: YamlMap  # root file merged with all includes, inputs interpolated, `include` removed
     files: tuple[str, ...]  # every file read, relative to project_dir, in read order
+    fetched: tuple[str, ...] = ()  # those of `files` that came from a server (or its cache)
 
 
 def load_config(
@@ -57,24 +67,25 @@ def load_config(
     rule_matcher: IncludeRuleMatcher | None = None,
     variables: Mapping[str, str] | None = None,
     inputs: Mapping[str, Any] | None = None,
+    remote: RemoteIncludes | None = None,
 ) -> LoadedConfig:
     """The root file merged with everything it includes; ConfigError lists every problem.
 
     `rule_matcher` decides `include:rules` (without one, every include is taken); `variables`
     expand `$VAR` in include paths and feed `expand_vars`; `inputs` fill the root file's own
-    `spec:inputs` header, if it has one.
+    `spec:inputs` header, if it has one; `remote` reads the kinds that live on a server.
     """
-    loader = _Loader(project_dir, rule_matcher, variables or {})
+    loader = _Loader(project_dir, rule_matcher, variables or {}, remote)
     root = loader.load_root(_relative(project_dir, file), inputs)
     loader.problems.raise_if_any()
-    return LoadedConfig(root, tuple(loader.files))
+    return LoadedConfig(root, tuple(loader.files), tuple(loader.fetched))
 
 
 def load_single_file(project_dir: Path, file: Path | str) -> YamlMap:
     """One file on its own, for `validate --shape-only`: includes are not followed (`include`
     stays), header defaults are interpolated, and `!reference` tags whose target is in this file
     are resolved while the others stay `Reference` objects."""
-    loader = _Loader(project_dir, None, {})
+    loader = _Loader(project_dir, None, {}, None)
     relative = _relative(project_dir, Path(file))
     content = loader.read_root(relative, None)
     loader.problems.raise_if_any()
@@ -98,12 +109,15 @@ class _Loader:
         project_dir: Path,
         rule_matcher: IncludeRuleMatcher | None,
         variables: Mapping[str, str],
+        remote: RemoteIncludes | None,
     ):
         self.project_dir = project_dir.resolve()
+        self.remote = remote
         self.rule_matcher = rule_matcher
         self.variables = variables
         self.problems = ProblemCollector()
         self.files: list[str] = []
+        self.fetched: list[str] = []
         self.count = 0
         self.stopped = False  # the include limit was hit: GitLab stops there
         self._tree: list[str] | None = None
@@ -144,6 +158,12 @@ class _Loader:
         if not text.strip():
             self.problems.add(f"Local file `{relative}` is empty!", entry.where)
             return None
+        return self._load_text(relative, text, entry, chain, PIPELINE_PROJECT)
+
+    def _load_text(
+        self, name: str, text: str, entry: _Entry, chain: tuple[str, ...], origin: Origin
+    ) -> YamlMap | None:
+        relative = name
         content = load_with_inputs(
             text,
             relative,
@@ -160,9 +180,11 @@ class _Loader:
                 f"Included file `{relative}` does not have valid YAML syntax!", entry.where
             )
             return None
-        return self._with_includes(content, (*chain, relative))
+        return self._with_includes(content, (*chain, relative), origin)
 
-    def _with_includes(self, content: YamlMap, chain: tuple[str, ...]) -> YamlMap:
+    def _with_includes(
+        self, content: YamlMap, chain: tuple[str, ...], origin: Origin = PIPELINE_PROJECT
+    ) -> YamlMap:
         if "include" not in content:
             return content
         where = content.loc_of("include")
@@ -171,24 +193,121 @@ class _Loader:
         merged: YamlMap | None = None
         # every file is freshly loaded and used once, so merging in place is safe (and keeps
         # big include trees linear instead of copying the merged result at each step)
-        for included in self._included_files(value, where, chain):
+        for included in self._included_files(value, where, chain, origin):
             merged = included if merged is None else merge_into(merged, included)
         return content if merged is None else merge_into(merged, content)
 
     # --- include entries ---------------------------------------------------------------------
 
     def _included_files(
-        self, value: Any, where: Location | None, chain: tuple[str, ...]
+        self, value: Any, where: Location | None, chain: tuple[str, ...], origin: Origin
     ) -> Iterator[YamlMap]:
         for entry in self._entries(value, where):
             if self.stopped:
                 return
+            if entry.kind != "local" or origin.project is not None:
+                yield from self._server_files(entry, chain, origin)
+                continue
             for relative in self._local_paths(entry, chain[-1]):
                 if self.stopped:
                     return
                 included = self._checked_include(relative, entry, chain)
                 if included is not None:
                     yield included
+
+    def _server_files(
+        self, entry: _Entry, chain: tuple[str, ...], origin: Origin
+    ) -> Iterator[YamlMap]:
+        """The files of one non-local entry (or of a `local:` one inside another project's
+        file), fetched through `self.remote`."""
+        if self.remote is None or entry.kind == "artifact":
+            self._local_paths(entry, chain[-1])  # reports the kind as unreadable here
+            return
+        try:
+            fetched = list(self._fetch(entry, origin, self.remote))
+        except IncludeError as exc:
+            self.problems.add(str(exc), entry.where)
+            return
+        for file in fetched:
+            if self.stopped:
+                return
+            included = self._checked_fetched(file, entry, chain)
+            if included is not None:
+                yield included
+
+    def _fetch(
+        self, entry: _Entry, origin: Origin, remote: RemoteIncludes
+    ) -> Iterator[FetchedFile]:
+        location = entry.location
+        if not isinstance(location, str):
+            raise IncludeError(f"Included file `{ruby_inspect(location)}` needs to be a string")
+        location = expand_existing(location, self.variables)
+        if entry.kind == "local":  # inside a file of another project: that project's file
+            path = location.lstrip("/")
+            if "*" in path:
+                raise IncludeError(
+                    f"Local file `{path}` of project `{origin.project}`: wildcard paths are "
+                    "only read from the pipeline's own project"
+                )
+            if origin.local_dir is not None:
+                yield remote.project_file(origin.project or "", path, None)
+            else:
+                yield remote.project_file(origin.project or "", path, origin.ref)
+        elif entry.kind == "project":
+            files = entry.options.get("file")
+            names = files if isinstance(files, list) else [files]
+            if not names or not all(isinstance(name, str) and name for name in names):
+                raise IncludeError("include:project config requires `file:`, a path or a list")
+            ref = entry.options.get("ref")
+            ref = expand_existing(str(ref), self.variables) if ref is not None else None
+            for name in names:
+                yield remote.project_file(
+                    location, expand_existing(name, self.variables).lstrip("/"), ref
+                )
+        elif entry.kind == "template":
+            if not location.endswith(".gitlab-ci.yml"):
+                raise IncludeError(f"Template file `{location}` is not a valid location!")
+            yield remote.template(location)
+        elif entry.kind == "remote":
+            integrity = entry.options.get("integrity")
+            yield remote.remote(location, str(integrity) if integrity is not None else None)
+        elif entry.kind == "component":
+            yield remote.component(location)
+
+    def _checked_fetched(
+        self, file: FetchedFile, entry: _Entry, chain: tuple[str, ...]
+    ) -> YamlMap | None:
+        self.count += 1
+        if self.count > MAX_INCLUDES:
+            self.problems.add(
+                f"Maximum of {MAX_INCLUDES} nested includes are allowed!", entry.where
+            )
+            self.stopped = True
+            return None
+        path = file.name.rsplit(":", 1)[-1].split("?", 1)[0]
+        if entry.kind not in ("template", "component") and not _YAML_NAME.fullmatch(
+            os.path.basename(path)
+        ):
+            self.problems.add(
+                f"Included file `{file.name}` does not have YAML extension!", entry.where
+            )
+            return None
+        if file.name in chain:
+            cycle = " -> ".join((*chain[chain.index(file.name) :], file.name))
+            self.problems.add(
+                f"Maximum of {MAX_INCLUDES} nested includes are allowed! (include cycle: {cycle})",
+                entry.where,
+            )
+            return None
+        if not file.text.strip():
+            self.problems.add(
+                f"Included file `{file.name}` is empty or does not exist!", entry.where
+            )
+            return None
+        if file.name not in self.files:
+            self.files.append(file.name)
+            self.fetched.append(file.name)
+        return self._load_text(file.name, file.text, entry, chain, file.origin)
 
     def _entries(self, value: Any, where: Location | None) -> Iterator[_Entry]:
         if value is None:
@@ -245,6 +364,7 @@ class _Loader:
             kinds[0],
             item[kinds[0]],
             where,
+            options={key: item[key] for key in ("file", "ref", "integrity") if key in item},
             rules=item.get("rules"),
             inputs=inputs,
             inputs_loc=_key_loc(item, "inputs", where) if inputs is not None else None,
@@ -359,6 +479,7 @@ class _Entry:
     kind: str  # local, project, remote, template, artifact, component
     location: Any
     where: Location | None
+    options: Mapping[str, Any] = field(default_factory=dict)  # project's file/ref, integrity
     rules: Any = None
     inputs: Mapping[str, Any] | None = None
     inputs_loc: Location | None = None

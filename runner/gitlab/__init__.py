@@ -1,0 +1,1 @@
+"""Talking to GitLab servers: one client for the REST and runner APIs."""

@@ -1,0 +1,234 @@
+"""One client for every conversation pyci has with a GitLab server, over httpx.
+
+Here: the REST API that pipeline loading needs (repository files, CI templates, tags, project
+facts) and plain downloads for `include:remote`. Every failure becomes a `GitLabError` whose
+message is one line naming what was asked and what the server (or the network) answered.
+
+Tokens go only to the server they belong to: redirects are followed here, one hop at a time,
+and the token is dropped as soon as a hop leaves the server's origin (httpx would forward a
+`PRIVATE-TOKEN` header anywhere). A token never appears in a message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import httpx
+
+from runner.errors import PyciError
+
+MAX_REDIRECTS = 5
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # more than GitLab's own include size limit (4 MB)
+TAG_PAGES = 20  # 2,000 tags: enough to resolve a component's version
+
+
+class GitLabError(PyciError):
+    """A request to GitLab failed; `status` is the HTTP status (None: no answer)."""
+
+    def __init__(self, message: str, status: int | None = None, server_message: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.server_message = server_message  # GitLab's own `message` (`404 File Not Found`)
+
+
+class GitLabTimeout(GitLabError):
+    """The server did not answer in time."""
+
+
+@dataclass(frozen=True)
+class Server:
+    """A GitLab instance: its URL (`https://gitlab.example.com`) and the token to use there."""
+
+    url: str
+    token: str | None = None
+
+    @property
+    def api(self) -> str:
+        return f"{self.url.rstrip('/')}/api/v4"
+
+    @property
+    def origin(self) -> tuple[str, str, int | None]:
+        return _origin(self.url)
+
+    @property
+    def fqdn(self) -> str:
+        """Host with a non-default port: what `CI_SERVER_FQDN` holds and components name."""
+        parts = urlsplit(self.url)
+        return parts.netloc.rsplit("@", 1)[-1]
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+class GitLabClient:
+    """REST calls against one server. `requests` counts what went over the network."""
+
+    def __init__(
+        self, server: Server, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.server = server
+        self.requests = 0
+        self._http = httpx.Client(
+            timeout=timeout,
+            follow_redirects=False,
+            transport=transport,
+            headers={"User-Agent": "pyci"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> GitLabClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # --- the REST API ---------------------------------------------------------------------
+
+    def project(self, project: str) -> dict[str, Any]:
+        """`GET /projects/:id`: the project's facts (default branch, visibility, ...)."""
+        return self._json(f"/projects/{_id(project)}", what=f"project `{project}`")
+
+    def file_raw(self, project: str, path: str, ref: str) -> bytes:
+        """`GET /projects/:id/repository/files/:path/raw?ref=`: one file at one ref."""
+        return self._api_get(
+            f"/projects/{_id(project)}/repository/files/{_id(path)}/raw",
+            {"ref": ref},
+            what=f"project `{project}` file `{path}` at `{ref}`",
+        ).content
+
+    def ci_template(self, name: str) -> str:
+        """`GET /templates/gitlab_ci_ymls/:key`: a CI/CD template's content."""
+        data = self._json(f"/templates/gitlab_ci_ymls/{_id(name)}", what=f"template `{name}`")
+        content = data.get("content") if isinstance(data, dict) else None
+        if not isinstance(content, str):
+            raise GitLabError(f"template `{name}`: the server's answer has no content")
+        return content
+
+    def tags(self, project: str) -> list[str]:
+        """`GET /projects/:id/repository/tags`, every page (up to TAG_PAGES of 100)."""
+        names: list[str] = []
+        for page in range(1, TAG_PAGES + 1):
+            data = self._json(
+                f"/projects/{_id(project)}/repository/tags",
+                {"per_page": "100", "page": str(page)},
+                what=f"project `{project}` tags",
+            )
+            if not isinstance(data, list):
+                raise GitLabError(f"project `{project}` tags: the server's answer is not a list")
+            names.extend(
+                str(tag["name"]) for tag in data if isinstance(tag, dict) and "name" in tag
+            )
+            if len(data) < 100:
+                break
+        return names
+
+    # --- plain downloads --------------------------------------------------------------------
+
+    def fetch_url(self, url: str) -> bytes:
+        """A GET of any URL (`include:remote`): no token is ever sent with it."""
+        return self._get(url, None, authenticated=False, what=f"`{url}`").content
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _json(self, path: str, params: dict[str, str] | None = None, *, what: str) -> Any:
+        answer = self._api_get(path, params, what=what)
+        try:
+            return json.loads(answer.content)
+        except ValueError as exc:
+            raise GitLabError(f"{what}: the server's answer is not JSON") from exc
+
+    def _api_get(self, path: str, params: dict[str, str] | None, *, what: str) -> _Answer:
+        return self._get(self.server.api + path, params, authenticated=True, what=what)
+
+    def _get(
+        self, url: str, params: dict[str, str] | None, *, authenticated: bool, what: str
+    ) -> _Answer:
+        for _hop in range(MAX_REDIRECTS + 1):
+            headers = {}
+            if authenticated and self.server.token and _origin(url) == self.server.origin:
+                headers["PRIVATE-TOKEN"] = self.server.token
+            answer = self._send(url, params, headers, what)
+            if answer.status in _REDIRECTS and answer.location:
+                url = urljoin(answer.url, answer.location)
+                params = None  # the location carries its own query
+                continue
+            _raise_for_status(answer, what)
+            return answer
+        raise GitLabError(f"{what}: more than {MAX_REDIRECTS} redirects")
+
+    def _send(
+        self, url: str, params: dict[str, str] | None, headers: dict[str, str], what: str
+    ) -> _Answer:
+        self.requests += 1
+        try:
+            with self._http.stream("GET", url, params=params, headers=headers) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise GitLabError(
+                            f"{what}: the answer is larger than {MAX_RESPONSE_BYTES} bytes"
+                        )
+                location = response.headers.get("location")
+                return _Answer(response.status_code, str(response.url), location, bytes(body))
+        except httpx.TimeoutException as exc:
+            raise GitLabTimeout(f"{what}: {self._where(url)} did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise GitLabError(f"{what}: cannot reach {self._where(url)} ({exc})") from exc
+
+    @staticmethod
+    def _where(url: str) -> str:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one request brought back, its body read (and bounded) already."""
+
+    status: int
+    url: str
+    location: str | None
+    content: bytes
+
+
+def _id(value: str) -> str:
+    """A project path or file path as one URL path segment (`group/proj` -> `group%2Fproj`)."""
+    return quote(value, safe="")
+
+
+def _raise_for_status(answer: _Answer, what: str) -> None:
+    if answer.status < 400:
+        return
+    status = answer.status
+    if status == 401:
+        detail = "the token is missing or invalid (set PYCI_GITLAB_TOKEN)"
+    elif status == 403:
+        detail = "access denied"
+    elif status == 404:
+        detail = "not found (or not visible without a token)"
+    else:
+        detail = f"HTTP {status}"
+    raise GitLabError(f"{what}: {detail}", status, _server_message(answer.content))
+
+
+def _server_message(content: bytes) -> str:
+    """GitLab's error bodies are `{"message": "404 Project Not Found"}` (or `error`)."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("error") or "")
+    return ""
