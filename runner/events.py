@@ -29,6 +29,12 @@ FailureReason = Literal[
     "image_pull_failure",
     "out_of_memory",
     "canceled",
+    # a bridge job's (Ci::Bridge): its child pipeline failed, could not be made, or nests
+    # too deep; a multi-project downstream is unreachable from here
+    "unknown_failure",
+    "downstream_pipeline_creation_failed",
+    "reached_max_descendant_pipelines_depth",
+    "downstream_bridge_project_not_found",
 ]
 
 PipelineStatus = Literal["success", "success_with_warnings", "failed", "canceled", "skipped"]
@@ -92,7 +98,34 @@ class PipelineFinished:
     outcomes: dict[str, JobOutcome] = field(default_factory=dict)
 
 
-Event = JobQueued | JobStarted | SectionStarted | LogChunk | JobFinished | PipelineFinished
+@dataclass(frozen=True)
+class ChildPipelineCreated:
+    """A bridge job (`trigger:include`) created its child pipeline: `jobs` (name, stage) are
+    shown nested under the bridge, their names prefixed `bridge > `."""
+
+    bridge: str
+    jobs: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ChildPipelineFinished:
+    """A child pipeline ended; `outcomes` are its jobs' (prefixed names)."""
+
+    bridge: str
+    status: PipelineStatus
+    outcomes: dict[str, JobOutcome] = field(default_factory=dict)
+
+
+Event = (
+    JobQueued
+    | JobStarted
+    | SectionStarted
+    | LogChunk
+    | JobFinished
+    | PipelineFinished
+    | ChildPipelineCreated
+    | ChildPipelineFinished
+)
 
 
 class Reporter(Protocol):

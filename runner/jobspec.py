@@ -121,6 +121,22 @@ class RetrySpec:
 
 
 @dataclass(frozen=True)
+class TriggerSpec:
+    """`trigger:` of a bridge job: a child pipeline made of `includes` (each a plain mapping
+    as written: `{"local": path}`, `{"artifact": path, "job": name}`, `{"project": ...}`), or
+    a downstream `project` (multi-project, which cannot run locally)."""
+
+    includes: tuple[dict, ...] = ()
+    project: str | None = None
+    branch: str | None = None
+    strategy: str | None = None  # "depend": the bridge job takes the child's status
+    forward_yaml_variables: bool = True
+    forward_pipeline_variables: bool = False
+    inputs: dict | None = None
+    variables: tuple[Variable, ...] = ()  # the bridge's YAML variables, forwarded by default
+
+
+@dataclass(frozen=True)
 class JobSpec:
     name: str
     stage: str
@@ -148,6 +164,7 @@ class JobSpec:
     node_total: int | None = None
     # keywords accepted from the YAML but with no local effect (tags, interruptible, ...)
     ignored_keys: tuple[str, ...] = ()
+    trigger: TriggerSpec | None = None  # a bridge job: runs a child pipeline, no script
 
     def variable(self, key: str) -> str | None:
         """The last definition of `key` (later entries take precedence), unexpanded."""

@@ -44,6 +44,7 @@ class Pipeline:
     ignored: tuple[tuple[str, str], ...]  # (job, keyword) with no local effect
     project_dir: Path
     files: tuple[str, ...]  # every configuration file read, the root first
+    facts: Any = None  # the git facts it was planned with (child pipelines reuse them)
 
 
 class NoPipeline(PyciError):
@@ -99,14 +100,22 @@ def load_pipeline(opts: ProjectOptions, prefetch: LoadingChild | None = None) ->
     """
     # Every step's modules first (pydantic, the models: ~150 ms of CPU), the child's answer
     # only then: it has had that long to read git and load the YAML.
-    from runner.config.validate import validate_pipeline
-    from runner.plan.planner import Planner
-    from runner.plan.stages import only_edge_stages
+    import runner.config.validate
+    import runner.plan.planner  # noqa: F401
 
     facts = prefetch.facts(opts.directory) if prefetch is not None else _git_facts(opts)
     expanded = prefetch.expanded(opts, facts) if prefetch is not None else None
     if expanded is None:
         expanded = load_expanded(opts, facts)
+    return plan_expanded(opts, facts, expanded)
+
+
+def plan_expanded(opts: ProjectOptions, facts: Any, expanded: Expanded) -> Pipeline:
+    """Validate, evaluate and plan a loaded configuration (a pipeline's, or a child's)."""
+    from runner.config.validate import validate_pipeline
+    from runner.plan.planner import Planner
+    from runner.plan.stages import only_edge_stages
+
     config = validate_pipeline(expanded.globals, expanded.jobs)
     planner = Planner(config, expanded.jobs, opts, facts, expanded.globals)
     problems = ProblemCollector()
@@ -129,6 +138,7 @@ def load_pipeline(opts: ProjectOptions, prefetch: LoadingChild | None = None) ->
         ignored=planner.ignored,
         project_dir=opts.directory,
         files=expanded.files,
+        facts=facts,
     )
 
 

@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
             print_table(rows)
         return 0
     report_ignored(pipeline)
-    rows = [job_entry(job) for job in pipeline.jobs]
+    from runner.child_pipeline import with_planned_children
+
+    rows = [job_entry(job) for job in with_planned_children(opts, pipeline.facts, pipeline.jobs)]
     if args.all:
         rows += [excluded_entry(job) for job in pipeline.excluded]
     if args.json:

@@ -126,6 +126,7 @@ def checkout_while_loading(directory: Path) -> contextlib.AbstractContextManager
 
 
 def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None) -> int:
+    from runner.child_pipeline import ChildPipelines
     from runner.schedule.scheduler import Scheduler
     from runner.schedule.selection import select_jobs
 
@@ -143,7 +144,15 @@ def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None)
     state_dir = pipeline.project_dir / STATE_DIR_NAME
     listed = [(job.name, job.stage) for job in selection.jobs]
     output = Output(args, listed, state_dir, pipeline.name)
-    run_job = build_runner(pipeline.project_dir, state_dir, args, output)
+    run_job = ChildPipelines(
+        run_options(args),
+        pipeline.facts,
+        build_runner(pipeline.project_dir, state_dir, args, output),
+        output.reporter,
+        state_dir,
+        concurrency=args.concurrency,
+        prepare=lambda job: mask_variables(job, parse_variables(args.masked_variable)),
+    )
     scheduler = Scheduler(
         selection.jobs,
         run_job,
@@ -162,7 +171,8 @@ def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None)
         result = scheduler.run()
     from runner.report.summary import plain_summary, print_summary
 
-    rows = [(job.name, job.stage, result.outcomes[job.name]) for job in selection.jobs]
+    outcomes = output.rows.with_outcomes(result.as_finished()).outcomes
+    rows = [(name, stage, outcomes[name]) for name, stage in output.rows.jobs if name in outcomes]
     waiting = [job.name for job in selection.jobs if result.outcomes[job.name].status == "manual"]
     plain = plain_summary(rows, result.status, result.duration) if plain_summary_possible else None
     if plain is not None:
@@ -300,11 +310,13 @@ class Output:
         title: str | None,
     ) -> None:
         from runner.report import FanOut
+        from runner.report.json_report import ChildRows
         from runner.report.logfiles import LogFiles
         from runner.report.plain import PlainReporter
 
         self.logs = LogFiles(state_dir / "logs")
-        reporters: list[Reporter] = [self.logs]  # first: the reports read the finished logs
+        self.rows = ChildRows(jobs)  # the summary's rows: child pipelines under their bridge
+        reporters: list[Reporter] = [self.logs, self.rows]  # the reports read finished logs
         self.view: LiveReporter | None = None
         self.console: Console | None = None  # made now for the live view, else at the end
         terminal = stdout_is_terminal()

@@ -81,6 +81,31 @@ def load_config(
     return LoadedConfig(root, tuple(loader.files), tuple(loader.fetched))
 
 
+# artifact_reader(job, path) -> the text of `path` in the artifacts of `job` (this run's)
+ArtifactReader = Callable[[str, str], str]
+
+
+def load_child_config(
+    project_dir: Path,
+    includes: list[dict[str, Any]],
+    *,
+    name: str,
+    variables: Mapping[str, str],
+    remote: RemoteIncludes | None,
+    artifact_reader: ArtifactReader,
+) -> LoadedConfig:
+    """A child pipeline's configuration: the files its bridge job's `trigger:include` names
+    (`artifact` + `job` among them: a file an earlier job of this run generated), merged in
+    order as a root file made of that `include:` alone would be. `name` names the child in
+    messages (`trigger:include of deploy`)."""
+    loader = _Loader(project_dir, None, variables, remote, artifact_reader)
+    root = YamlMap(loc=Location(name, 1, 1))
+    root["include"] = YamlList(includes)
+    merged = loader._with_includes(root, (name,))
+    loader.problems.raise_if_any()
+    return LoadedConfig(merged, tuple(loader.files), tuple(loader.fetched))
+
+
 def load_single_file(project_dir: Path, file: Path | str) -> YamlMap:
     """One file on its own, for `validate --shape-only`: includes are not followed (`include`
     stays), header defaults are interpolated, and `!reference` tags whose target is in this file
@@ -110,9 +135,11 @@ class _Loader:
         rule_matcher: IncludeRuleMatcher | None,
         variables: Mapping[str, str],
         remote: RemoteIncludes | None,
+        artifact_reader: ArtifactReader | None = None,
     ):
         self.project_dir = project_dir.resolve()
         self.remote = remote
+        self.artifact_reader = artifact_reader
         self.rule_matcher = rule_matcher
         self.variables = variables
         self.problems = ProblemCollector()
@@ -220,11 +247,15 @@ class _Loader:
     ) -> Iterator[YamlMap]:
         """The files of one non-local entry (or of a `local:` one inside another project's
         file), fetched through `self.remote`."""
-        if self.remote is None or entry.kind == "artifact":
+        if entry.kind == "artifact" and self.artifact_reader is not None:
+            fetched_files = self._artifact_file(entry, self.artifact_reader)
+        elif self.remote is None or entry.kind == "artifact":
             self._local_paths(entry, chain[-1])  # reports the kind as unreadable here
             return
+        else:
+            fetched_files = self._fetch(entry, origin, self.remote)
         try:
-            fetched = list(self._fetch(entry, origin, self.remote))
+            fetched = list(fetched_files)
         except IncludeError as exc:
             self.problems.add(str(exc), entry.where)
             return
@@ -234,6 +265,15 @@ class _Loader:
             included = self._checked_fetched(file, entry, chain)
             if included is not None:
                 yield included
+
+    def _artifact_file(self, entry: _Entry, read: ArtifactReader) -> Iterator[FetchedFile]:
+        """`artifact: path` + `job: name`: a file an earlier job of this run left in its
+        artifacts (a dynamic child pipeline). Its `local:` includes are the project's."""
+        job = entry.options.get("job")
+        if not isinstance(job, str) or not isinstance(entry.location, str):
+            raise IncludeError("include:artifact needs `artifact:` (a path) and `job:`")
+        name = f"artifact:{job}:{entry.location}"
+        yield FetchedFile(name, read(job, entry.location), PIPELINE_PROJECT)
 
     def _fetch(
         self, entry: _Entry, origin: Origin, remote: RemoteIncludes
@@ -364,7 +404,7 @@ class _Loader:
             kinds[0],
             item[kinds[0]],
             where,
-            options={key: item[key] for key in ("file", "ref", "integrity") if key in item},
+            options={key: item[key] for key in ("file", "ref", "integrity", "job") if key in item},
             rules=item.get("rules"),
             inputs=inputs,
             inputs_loc=_key_loc(item, "inputs", where) if inputs is not None else None,

@@ -158,7 +158,6 @@ IGNORED_KEYWORDS = (
     "publish",
     "environment",
     "resource_group",
-    "trigger",
     "run",
     "hooks",
     "inputs",

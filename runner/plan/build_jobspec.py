@@ -22,6 +22,7 @@ from runner.jobspec import (
     Need,
     RetrySpec,
     ServiceSpec,
+    TriggerSpec,
     Variable,
 )
 from runner.plan.job_variables import to_variables
@@ -44,6 +45,9 @@ class Decision:
     node_total: int | None
     ignored_keys: tuple[str, ...] = ()
     environment: str | None = None  # the environment name, expanded
+    # the job's variables from the YAML (global, job, matrix, rules): what a bridge job
+    # forwards to its child pipeline with `forward:yaml_variables`
+    yaml_variables: tuple[Variable, ...] = ()
 
 
 def build_jobspec(job: Any, decision: Decision) -> JobSpec:
@@ -72,6 +76,25 @@ def build_jobspec(job: Any, decision: Decision) -> JobSpec:
         node_index=decision.node_index,
         node_total=decision.node_total,
         ignored_keys=decision.ignored_keys,
+        trigger=trigger_spec(job.trigger, decision.yaml_variables),
+    )
+
+
+def trigger_spec(trigger: Any, yaml_variables: tuple[Variable, ...]) -> TriggerSpec | None:
+    """`trigger:` as the scheduler needs it: include entries as plain mappings."""
+    if trigger is None:
+        return None
+    includes = tuple(entry.model_dump(exclude_none=True) for entry in trigger.include or ())
+    forward = trigger.forward
+    return TriggerSpec(
+        includes=includes,
+        project=trigger.project,
+        branch=trigger.branch,
+        strategy=trigger.strategy,
+        forward_yaml_variables=forward.yaml_variables if forward else True,
+        forward_pipeline_variables=forward.pipeline_variables if forward else False,
+        inputs=dict(trigger.inputs) if trigger.inputs else None,
+        variables=yaml_variables,
     )
 
 

@@ -379,6 +379,7 @@ class Planner:
             node_total=instance.total,
             ignored_keys=tuple(key for name, key in self.ignored if name == planned.config_name),
             environment=environment,
+            yaml_variables=tuple(jv.layered(*yaml_layers, rules_layer).values()),
         )
 
     def _config_path(self) -> str:

@@ -12,7 +12,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from runner.events import Event, JobOutcome, PipelineFinished
+from runner.events import (
+    ChildPipelineCreated,
+    ChildPipelineFinished,
+    Event,
+    JobOutcome,
+    PipelineFinished,
+)
 from runner.report.logfiles import log_path
 
 
@@ -49,6 +55,29 @@ def report_document(
     }
 
 
+class ChildRows:
+    """The jobs of a run as reports list them, child pipelines' jobs nested under their
+    bridge, and those children's outcomes (the parent's PipelineFinished does not carry
+    them). A reporter: feed it every event."""
+
+    def __init__(self, jobs: Iterable[tuple[str, str]]) -> None:
+        self.jobs: list[tuple[str, str]] = list(jobs)
+        self.outcomes: dict[str, JobOutcome] = {}
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, ChildPipelineFinished):
+            self.outcomes.update(event.outcomes)
+        elif isinstance(event, ChildPipelineCreated):
+            from runner.report.state import nested_after
+
+            nested = nested_after(dict(self.jobs), event, lambda _name, stage: stage)
+            self.jobs = list(nested.items())
+
+    def with_outcomes(self, finished: PipelineFinished) -> PipelineFinished:
+        outcomes = {**self.outcomes, **finished.outcomes}
+        return PipelineFinished(finished.status, finished.duration, outcomes)
+
+
 def write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -67,11 +96,13 @@ class JsonReport:
         name: str | None = None,
     ):
         self.path = path
-        self.jobs = list(jobs)
+        self.rows = ChildRows(jobs)
         self.logs_dir = logs_dir
         self.name = name
 
     def handle(self, event: Event) -> None:
+        self.rows.handle(event)
         if isinstance(event, PipelineFinished):
-            document = report_document(self.jobs, event, self.logs_dir, self.name)
+            finished = self.rows.with_outcomes(event)
+            document = report_document(self.rows.jobs, finished, self.logs_dir, self.name)
             write_atomically(self.path, json.dumps(document, indent=2) + "\n")

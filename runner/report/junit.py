@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from runner.events import Event, JobOutcome, PipelineFinished
-from runner.report.json_report import write_atomically
+from runner.report.json_report import ChildRows, write_atomically
 from runner.report.logfiles import log_path
 from runner.report.plain import finished_words
 
@@ -65,13 +65,15 @@ def _log_tail(logs_dir: Path | None, job: str) -> str:
 class JunitReport:
     def __init__(self, path: Path, jobs: Iterable[tuple[str, str]], logs_dir: Path | None):
         self.path = path
-        self.jobs = list(jobs)
+        self.rows = ChildRows(jobs)
         self.logs_dir = logs_dir
 
     def handle(self, event: Event) -> None:
+        self.rows.handle(event)
         if isinstance(event, PipelineFinished):
+            finished = self.rows.with_outcomes(event)
             root = ET.Element("testsuites", name="pyci")
-            root.append(junit_document(self.jobs, event, self.logs_dir))
+            root.append(junit_document(self.rows.jobs, finished, self.logs_dir))
             ET.indent(root)
             text = ET.tostring(root, encoding="unicode", xml_declaration=True)
             write_atomically(self.path, text + "\n")

@@ -10,13 +10,12 @@ from __future__ import annotations
 from typing import TextIO
 
 from runner.events import (
+    ChildPipelineCreated,
     Event,
     JobFinished,
     JobOutcome,
-    JobQueued,
     JobStarted,
     LogChunk,
-    PipelineFinished,
     SectionStarted,
 )
 from runner.report.summary import format_duration
@@ -45,7 +44,10 @@ class PlainReporter:
             self._line(event.job, f"--- {finished_words(event.outcome)}")
         elif isinstance(event, SectionStarted) and event.section == "delayed":
             self._line(event.job, f"--- {event.header}")  # the scheduler's, not in the trace
-        elif isinstance(event, JobQueued | PipelineFinished | SectionStarted):
+        elif isinstance(event, ChildPipelineCreated):
+            names = ", ".join(name for name, _stage in event.jobs)
+            self._line(event.bridge, f"--- child pipeline created: {names}")
+        else:
             return
         self.stream.flush()
 

@@ -9,8 +9,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from runner.events import (
+    ChildPipelineCreated,
+    ChildPipelineFinished,
     Event,
     JobFinished,
     JobOutcome,
@@ -22,6 +25,8 @@ from runner.events import (
     SectionStarted,
 )
 from runner.report.text import clean_line
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -62,6 +67,11 @@ class RunState:
             if isinstance(event, PipelineFinished):
                 self.finished = event
                 return
+            if isinstance(event, ChildPipelineCreated):
+                self.jobs = nested_after(self.jobs, event, lambda n, s: JobView(n, s))
+                return
+            if isinstance(event, ChildPipelineFinished):
+                return  # its jobs' own JobFinished events said everything
             view = self.jobs.get(event.job)
             if view is None:
                 stage = getattr(event, "stage", "")
@@ -71,6 +81,20 @@ class RunState:
     def snapshot(self) -> tuple[float, list[JobView]]:
         with self._lock:
             return self.clock(), [JobView(**vars(view)) for view in self.jobs.values()]
+
+
+def nested_after(
+    items: dict[str, T], created: ChildPipelineCreated, make: Callable[[str, str], T]
+) -> dict[str, T]:
+    """`items` (by job name, in display order) with the child's jobs right after the bridge
+    and its earlier children, as the live view and the reports show them."""
+    prefix = created.bridge + " > "
+    names = list(items)
+    anchors = [i for i, n in enumerate(names) if n == created.bridge or n.startswith(prefix)]
+    at = anchors[-1] + 1 if anchors else len(names)
+    added = [(n, make(n, stage)) for n, stage in created.jobs if n not in items]
+    ordered = [(n, items[n]) for n in names[:at]] + added + [(n, items[n]) for n in names[at:]]
+    return dict(ordered)
 
 
 def _fold(view: JobView, event: Event, clock: Callable[[], float]) -> None:

@@ -51,6 +51,9 @@ class PipelineResult:
     duration: float
     outcomes: dict[str, JobOutcome]  # in pipeline order
 
+    def as_finished(self) -> PipelineFinished:
+        return PipelineFinished(self.status, self.duration, self.outcomes)
+
     @property
     def exit_code(self) -> int:
         if self.status == "canceled":
@@ -76,6 +79,7 @@ class Scheduler:
         played: Iterable[str] = (),
         forced: Iterable[str] = (),
         pipeline: Sequence[JobSpec] | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -85,7 +89,8 @@ class Scheduler:
         self.concurrency = concurrency
         self.played = frozenset(played)
         self.forced = frozenset(forced)
-        self.cancel = threading.Event()
+        # set by a signal handler, or shared with the bridge job a child pipeline runs for
+        self.cancel = cancel if cancel is not None else threading.Event()
         self._status: dict[str, JobStatus] = {job.name: "created" for job in jobs}
         self._outcomes: dict[str, JobOutcome] = {}
         self._pending: list[str] = []  # released, waiting for a slot, in pipeline order

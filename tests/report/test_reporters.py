@@ -302,3 +302,21 @@ def test_live_view_keeps_running_and_failed_jobs_in_sight_when_the_terminal_is_s
     assert lines[-1] == (
         "12.00s  2 running · 22 waiting · 5 passed · 1 failed  (+25 jobs not shown)"
     )
+
+
+def test_live_state_nests_a_child_pipeline_under_its_bridge():
+    from runner.events import ChildPipelineCreated
+    from runner.report.state import RunState
+
+    state = RunState([("build", "build"), ("bridge", "test"), ("deploy", "deploy")])
+    state.apply(ChildPipelineCreated("bridge", (("bridge > a", "test"), ("bridge > b", "test"))))
+    state.apply(ChildPipelineCreated("bridge > a", (("bridge > a > x", "test"),)))
+    _, views = state.snapshot()
+    assert [view.name for view in views] == [
+        "build",
+        "bridge",
+        "bridge > a",
+        "bridge > a > x",
+        "bridge > b",
+        "deploy",
+    ]
