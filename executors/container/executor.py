@@ -146,7 +146,7 @@ class ContainerExecutor:
                 bridge = network.ensure_bridge()
             except OSError as exc:
                 raise ExecutorError(f"bridge network: {exc}") from exc
-            self._pool = network.AddressPool(bridge, settings.state_dir / "ipam")
+            self._pool = network.AddressPool(bridge)
             self._address = self._pool.lease()
         for service in job.services:
             self._start_service(service, job, log)

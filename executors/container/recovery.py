@@ -6,7 +6,7 @@ namespace, veth pairs in its network namespace, and container processes follow t
 closes). What remains on disk is found by owner pid:
 - scratch dirs `<state>/containers/<id>/` (an `owner` file holds the pid),
 - cgroups named `pyci-<pid>-<hex>` below pyci's own cgroups,
-- address leases `<state>/ipam/<address>` (holding the pid),
+- address leases of the bridge (network.AddressPool: machine-wide, holding the pid),
 - the build's copy-on-write overlay of the sources (mount source `pyci-sources`, made by
   runner/build/snapshot.py at `<job dir>/<project>`): it lives in the host's mount namespace
   and outlives pyci. Its owner is whoever holds the flock on the job dir (workspace.py); a
@@ -32,7 +32,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from executors.container import cgroups, syscalls
+from executors.container import cgroups, network, syscalls
 from executors.container.runtime import DEFAULT_STATE_DIR, remove_tree
 
 _OWNED_NAME = re.compile(r"^pyci-(\d+)-[0-9a-f]+$")
@@ -89,16 +89,10 @@ def recover(
             driver = cgroups.open_driver()
     if driver is not None:
         _recover_cgroups(driver, report, cgroup_timeout)
-    leases = state_dir / "ipam"
-    if leases.is_dir():
-        for lease in leases.iterdir():
-            try:
-                owner = int(lease.read_text().strip() or "0")
-            except (OSError, ValueError):
-                owner = 0
-            if not pid_alive(owner):
-                lease.unlink(missing_ok=True)
-                report.leases.append(lease.name)
+    try:
+        report.leases.extend(network.default_pool().release_stale())
+    except OSError as exc:
+        report.failed.append(f"address leases: {exc}")
     recover_source_overlays(report)
     return report
 
