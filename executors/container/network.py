@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import hashlib
 import ipaddress
 import itertools
 import os
@@ -28,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from executors.container import names
 from executors.container.netd import Netd
 from executors.container.spec import NetworkSpec
 
@@ -243,6 +245,12 @@ def default_pool() -> AddressPool:
     return AddressPool(Bridge(BRIDGE_NAME, ipaddress.IPv4Network(DEFAULT_SUBNET)))
 
 
+LINK_NAME_MAX = 15  # the kernel's IFNAMSIZ, less the terminating NUL
+
+
 def host_link_name(container_id: str) -> str:
-    """A host-side veth name with 'pyci' in it, within the kernel's 15 characters."""
-    return ("pyci" + container_id.replace("pyci", "").replace("-", ""))[:15]
+    """The host-side veth of a container: the id prefix (names.py), then a digest of the id
+    to fill the kernel's 15 characters; ids are longer, and a digest stays unique where
+    cutting the id (pid, then random part) would leave only a few random characters."""
+    digest = hashlib.blake2s(container_id.encode()).hexdigest()
+    return (names.id_prefix() + digest)[:LINK_NAME_MAX]

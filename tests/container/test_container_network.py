@@ -16,6 +16,7 @@ import pytest
 from executors.base import BuildDirs, ExecutorError
 from executors.container import network
 from executors.container.executor import ContainerExecutor, ContainerSettings
+from executors.container.names import new_container_id
 from executors.container.network import (
     DEFAULT_SUBNET,
     AddressPool,
@@ -199,9 +200,19 @@ def test_leases_are_unique_and_those_of_ended_processes_reclaimed(tmp_path):
     assert pool.holders() == {}
 
 
-def test_host_link_names_fit_the_kernel_limit():
-    name = host_link_name("pyci-0123456789abcdef")
-    assert name.startswith("pyci") and len(name) <= 15
+def test_host_link_names_fit_the_kernel_limit_and_carry_the_prefix(monkeypatch):
+    # the longest prefix allowed, and ids that differ only beyond what a cut would keep
+    monkeypatch.setenv("PYCI_ID_PREFIX", "pyci12345")
+    ids = [f"pyci12345-4194303-{n:06x}" for n in range(1000)]
+    link_names = {host_link_name(container_id) for container_id in ids}
+    assert len(link_names) == len(ids)
+    assert all(name.startswith("pyci12345") and len(name) <= 15 for name in link_names)
+
+
+def test_an_invalid_id_prefix_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv("PYCI_ID_PREFIX", "ci-run")
+    with pytest.raises(ExecutorError, match=r"^PYCI_ID_PREFIX='ci-run': must be 'pyci' followed"):
+        new_container_id()
 
 
 def test_loopback_up_is_idempotent_in_a_fresh_namespace(launcher, make_spec):

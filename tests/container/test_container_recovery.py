@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from executors.container import cgroups, network
+from executors.container.names import id_prefix, sources_mount
 from executors.container.recovery import recover, recover_in_background, recover_once
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def _leases_of(pid: int) -> set[str]:
 
 
 def _owned_cgroups(pid: int) -> set[Path]:
-    return {p for p in cgroups.open_driver().stale() if p.name.startswith(f"pyci-{pid}-")}
+    return {p for p in cgroups.open_driver().stale() if p.name.startswith(f"{id_prefix()}-{pid}-")}
 
 
 def wait_until(condition, timeout: float, pause: float = 0.05) -> bool:
@@ -200,7 +201,7 @@ def test_the_next_pyci_run_removes_what_a_killed_one_left(tmp_path, busybox_root
         seen = read_until(process.stdout, b"[job] READY", 60)
         assert b"[job] READY" in seen, seen
         processes = descendants(process.pid)
-        overlays = [m for m in _pyci_mounts() if m.startswith("pyci-sources ")]
+        overlays = [m for m in _pyci_mounts() if m.startswith(f"{sources_mount()} ")]
         assert any(str(tmp_path / "builds") in m for m in overlays), overlays
         assert _owned_cgroups(process.pid)
     finally:
@@ -236,7 +237,7 @@ def test_a_source_overlay_is_removed_only_when_no_build_holds_its_job_dir(tmp_pa
         directory.mkdir(parents=True)
     (lower / "file").write_text("from the snapshot\n")
     options = f"lowerdir={lower},upperdir={upper},workdir={work}"
-    syscalls.mount("pyci-sources", str(target), "overlay", 0, options)
+    syscalls.mount(sources_mount(), str(target), "overlay", 0, options)
     try:
         lock = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
