@@ -123,10 +123,9 @@ def test_kill_takes_every_process_and_remove_leaves_nothing(launcher, make_spec,
         while len(cgroup.processes()) < 4 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert len(cgroup.processes()) >= 4  # init, sh, two sleeps
-        started = time.monotonic()
         cgroup.kill()
-        thread.join(10)
-        assert not thread.is_alive() and time.monotonic() - started < 5
+        thread.join(10)  # a watchdog: without the kill, the sleeps run for 60 s
+        assert not thread.is_alive()
         assert cgroup.processes() == []
     finally:
         cgroup.remove()
