@@ -98,7 +98,8 @@ def test_two_containers_on_the_bridge_reach_each_other(launcher, make_spec, pool
     )
     thread.start()
     connect = f"nc -w 2 {server_ip} 7000 2>/dev/null"
-    script = f"for i in $(seq 50); do {connect} && exit 0; sleep 0.1; done; exit 1"
+    # retried until the server listens (the container's timeout is the watchdog)
+    script = f"for i in $(seq 600); do {connect} && exit 0; sleep 0.1; done; exit 1"
     client_spec, client_address = bridged(make_spec, pool, script)
     try:
         result, out = run_container(launcher, client_spec, timeout=20)
