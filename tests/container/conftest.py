@@ -28,6 +28,14 @@ from runner import background
 
 SESSION_PREFIX = id_prefix()  # this session's own (tests/conftest.py)
 
+# eth0's operstate as a container sees it once the kernel has settled it: the kernel applies a
+# link's state change asynchronously (linkwatch, which a loaded machine delays), so a read at
+# the container's start may still say "unknown". Waits for "up" (at most 10 s), then prints it.
+ETH0_OPERSTATE = (
+    'i=0; until [ "$(cat /sys/class/net/eth0/operstate)" = up ] || [ $i -ge 1000 ]; '
+    "do i=$((i+1)); sleep 0.01; done; cat /sys/class/net/eth0/operstate"
+)
+
 
 def _mounts() -> set[str]:
     with open("/proc/mounts") as f:

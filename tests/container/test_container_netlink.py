@@ -20,7 +20,7 @@ import pytest
 from executors.container import network
 from executors.container.netd import Netd, NetdError, helper_command
 from executors.container.network import BRIDGE_NAME, DEFAULT_SUBNET
-from tests.container.conftest import SESSION_PREFIX
+from tests.container.conftest import ETH0_OPERSTATE, SESSION_PREFIX
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="link changes need root")
 REPO = Path(__file__).resolve().parents[2]
@@ -261,12 +261,12 @@ from executors.container import network
 from executors.container.runtime import Launcher, Scratch, run_container
 from executors.container.spec import ContainerSpec, NetworkSpec, Rootfs
 
-rootfs, state = sys.argv[1], sys.argv[2]
+rootfs, state, operstate = sys.argv[1], sys.argv[2], sys.argv[3]
 from pathlib import Path
 scratch = Scratch.create(Path(state), "pyci-nopyroute2")
 bridge = network.ensure_bridge()
 spec = ContainerSpec(
-    id="pyci-nopyroute2", command=("cat", "/sys/class/net/eth0/operstate"),
+    id="pyci-nopyroute2", command=("sh", "-c", operstate),
     rootfs=Rootfs((rootfs,), scratch.upper, scratch.work, scratch.merged),
     network=NetworkSpec("bridge", "10.213.0.251/24", bridge.gateway, bridge.name,
                         network.host_link_name("pyci-nopyroute2")),
@@ -284,7 +284,7 @@ print(json.dumps({"exit": result.exit_code, "out": out.decode(),
 
 def test_pyci_runs_a_bridge_container_without_importing_pyroute2(busybox_rootfs, state_dir):
     done = subprocess.run(
-        [sys.executable, "-c", PYCI_PROCESS, str(busybox_rootfs), str(state_dir)],
+        [sys.executable, "-c", PYCI_PROCESS, str(busybox_rootfs), str(state_dir), ETH0_OPERSTATE],
         capture_output=True, text=True, cwd=REPO, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -27,6 +27,7 @@ from executors.container.network import (
 from executors.container.runtime import run_container
 from executors.container.spec import NetworkSpec
 from runner.jobspec import ImageSpec, JobSpec
+from tests.container.conftest import ETH0_OPERSTATE
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_two_containers_on_the_bridge_reach_each_other(launcher, make_spec, pool
 
 
 def test_veth_disappears_with_the_container(launcher, make_spec, pool):
-    spec, address = bridged(make_spec, pool, "cat /sys/class/net/eth0/operstate")
+    spec, address = bridged(make_spec, pool, ETH0_OPERSTATE)
     _, out = run_container(launcher, spec, timeout=20)
     pool.release(address)
     assert out == b"up\n"
