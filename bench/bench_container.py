@@ -187,7 +187,7 @@ def main() -> int:
                     scratch.remove()
 
         driver = cgroups.open_driver()
-        pool = network.AddressPool(network.ensure_bridge(), state / "ipam")
+        pool = network.AddressPool(network.ensure_bridge())
         pyci = median_of(lambda: one(launcher), count)
         rows.append(("pyci launch", pyci, "fork server, network none, upper layer on tmpfs"))
         on_disk = median_of(lambda: one(launcher, disk=True), count)

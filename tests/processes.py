@@ -25,6 +25,17 @@ def marked_processes(key: str, value: str) -> list[int]:
     return found
 
 
+# A watchdog, not a speed limit: how long a stage may take before a test calls it hung. Far
+# longer than any stage takes on a loaded machine, far shorter than the `sleep 300` that a
+# stage waiting for its leftovers (or ignoring its timeout or cancel) would sit in.
+HANG_SECONDS = 60.0
+
+
+def hung_since(started: float) -> bool:
+    """Whether more than HANG_SECONDS passed since `started` (a `time.monotonic()`)."""
+    return time.monotonic() - started > HANG_SECONDS
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> bool:
     """Poll `predicate` until it holds or `timeout` seconds pass; its last answer."""
     end = time.monotonic() + timeout

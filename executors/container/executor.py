@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import os
 import re
-import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from executors.base import BuildDirs, ExecResult, ExecutorError, JobLog, StageCo
 from executors.container import cgroups, hosts, network, recovery, services
 from executors.container.cgroups import CgroupError, Limits
 from executors.container.images import RootImage, has_bash, resolve_image
+from executors.container.names import new_container_id
 from executors.container.runtime import (
     DEFAULT_STATE_DIR,
     ContainerError,
@@ -69,11 +69,6 @@ def parse_memory(text: str) -> int:
         raise ValueError(f"invalid memory size {text!r} (use e.g. 512m or 2g)")
     number, unit = float(match.group(1)), match.group(2).lower()
     return int(number * 1024 ** " kmgt".index(unit or " "))
-
-
-def new_container_id() -> str:
-    """`pyci-<our pid>-<random>`: recovery finds the owner of a leftover by its name."""
-    return f"pyci-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -146,7 +141,7 @@ class ContainerExecutor:
                 bridge = network.ensure_bridge()
             except OSError as exc:
                 raise ExecutorError(f"bridge network: {exc}") from exc
-            self._pool = network.AddressPool(bridge, settings.state_dir / "ipam")
+            self._pool = network.AddressPool(bridge)
             self._address = self._pool.lease()
         for service in job.services:
             self._start_service(service, job, log)

@@ -9,21 +9,27 @@ then sets address and route with classic ioctls (interfaces.py). The kernel dest
 together with the namespace: a link cannot outlive its container, even after `kill -9`;
 `finish()` at the end of a run waits for that and deletes any straggler.
 
-Addresses are leased as files under `<state>/ipam/` created with O_EXCL and holding the owner's
-pid, so concurrent pyci runs never share an address and stale leases can be recovered.
+Addresses are leased in one machine-wide file per bridge (`/run/pyci/pyci0.leases`, changed
+under an flock), whatever a run's state dir, so concurrent pyci runs never share an address;
+the lease of a process that has ended is reclaimed at the next lease.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
+import hashlib
 import ipaddress
+import itertools
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from executors.container import names
 from executors.container.netd import Netd
 from executors.container.spec import NetworkSpec
 
@@ -136,47 +142,115 @@ def finish(timeout: float = LINKS_GONE_TIMEOUT) -> list[str]:
 atexit.register(finish)
 
 
-class AddressPool:
-    """Leases addresses of `bridge.subnet` (the gateway excluded) as files under `directory`."""
+LEASES_DIR = Path("/run/pyci")  # machine-wide, as the bridge is, whatever a run's state dir
 
-    def __init__(self, bridge: Bridge, directory: Path):
+
+@dataclass(frozen=True)
+class _Lease:
+    address: str
+    pid: int
+    started: str  # the process's start time (/proc/<pid>/stat): a reused pid is not the owner
+
+    def alive(self) -> bool:
+        return bool(self.started) and _start_time(self.pid) == self.started
+
+
+def _start_time(pid: int) -> str:
+    """Field 22 of /proc/<pid>/stat (after the command, which may hold spaces); "" if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat[stat.rfind(")") + 2 :].split()[19]
+
+
+class AddressPool:
+    """Leases addresses of `bridge.subnet` (the gateway excluded) to processes.
+
+    The bridge is one per machine, so are its leases: one file, `<bridge name>.leases` in
+    `LEASES_DIR`, shared by every pyci run whatever its state dir (two runs with their own
+    dirs once leased the same address). It is read and replaced under an flock of a lock file
+    beside it; the new list is renamed into place, so a run killed mid-write leaves the old
+    list, never half of one. A lease whose process has ended is dropped at the next change:
+    a killed run's addresses come back without a recovery step."""
+
+    def __init__(self, bridge: Bridge, leases_dir: Path = LEASES_DIR):
         self.bridge = bridge
-        self.directory = directory
+        self.path = leases_dir / f"{bridge.name}.leases"
 
     def lease(self, owner_pid: int | None = None) -> str:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        owner = str(owner_pid or os.getpid())
-        hosts = list(self.bridge.subnet.hosts())[1:]
-        for address in hosts:
-            path = self.directory / str(address)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(owner)
-            return f"{address}/{self.bridge.subnet.prefixlen}"
+        pid = owner_pid or os.getpid()
+        with self._leases() as (leases, _):
+            taken = {lease.address for lease in leases}
+            for address in itertools.islice(self.bridge.subnet.hosts(), 1, None):
+                if str(address) not in taken:
+                    leases.append(_Lease(str(address), pid, _start_time(pid)))
+                    return f"{address}/{self.bridge.subnet.prefixlen}"
         raise OSError(f"no free address left in {self.bridge.subnet}")
 
     def release(self, address: str) -> None:
-        (self.directory / address.split("/")[0]).unlink(missing_ok=True)
+        plain = address.split("/")[0]
+        with self._leases() as (leases, _):
+            leases[:] = [lease for lease in leases if lease.address != plain]
 
     def release_stale(self) -> list[str]:
-        """Remove leases whose owner process is gone; returns the addresses freed."""
-        freed = []
-        if not self.directory.is_dir():
+        """Drop leases whose process is gone; returns the addresses freed."""
+        with self._leases() as (_, freed):
             return freed
-        for path in self.directory.iterdir():
-            try:
-                pid = int(path.read_text() or "0")
-            except (OSError, ValueError):
-                pid = 0
-            if not pid or not Path(f"/proc/{pid}").exists():
-                path.unlink(missing_ok=True)
-                freed.append(path.name)
-        return freed
+
+    def holders(self) -> dict[str, int]:
+        """Address -> pid of its holder, for every lease held now (stale ones dropped)."""
+        with self._leases() as (leases, _):
+            return {lease.address: lease.pid for lease in leases}
+
+    @contextlib.contextmanager
+    def _leases(self) -> Iterator[tuple[list[_Lease], list[str]]]:
+        """Under the lock: the live leases (to change in place) and the stale ones dropped;
+        the list is written back when the block ends without an error."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            leases = self._read()
+            live = [lease for lease in leases if lease.alive()]
+            freed = [lease.address for lease in leases if not lease.alive()]
+            before = list(live)
+            yield live, freed
+            if live != before or freed:
+                self._write(live)
+        finally:
+            os.close(lock)  # releases the flock
+
+    def _read(self) -> list[_Lease]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        leases = []
+        for line in text.splitlines():
+            address, pid, *started = line.split()
+            if pid.isdigit():
+                leases.append(_Lease(address, int(pid), started[0] if started else ""))
+        return leases
+
+    def _write(self, leases: list[_Lease]) -> None:
+        temporary = self.path.with_suffix(".new")
+        temporary.write_text("".join(f"{x.address} {x.pid} {x.started}\n" for x in leases))
+        os.replace(temporary, self.path)
+
+
+def default_pool() -> AddressPool:
+    """The leases of the default bridge (without creating the bridge: recovery frees the
+    leases of ended processes through it)."""
+    return AddressPool(Bridge(BRIDGE_NAME, ipaddress.IPv4Network(DEFAULT_SUBNET)))
+
+
+LINK_NAME_MAX = 15  # the kernel's IFNAMSIZ, less the terminating NUL
 
 
 def host_link_name(container_id: str) -> str:
-    """A host-side veth name with 'pyci' in it, within the kernel's 15 characters."""
-    return ("pyci" + container_id.replace("pyci", "").replace("-", ""))[:15]
+    """The host-side veth of a container: the id prefix (names.py), then a digest of the id
+    to fill the kernel's 15 characters; ids are longer, and a digest stays unique where
+    cutting the id (pid, then random part) would leave only a few random characters."""
+    digest = hashlib.blake2s(container_id.encode()).hexdigest()
+    return (names.id_prefix() + digest)[:LINK_NAME_MAX]

@@ -5,9 +5,9 @@ namespace, veth pairs in its network namespace, and container processes follow t
 (every PID 1 carries PDEATHSIG, and the launcher exits when pyci's end of its socket
 closes). What remains on disk is found by owner pid:
 - scratch dirs `<state>/containers/<id>/` (an `owner` file holds the pid),
-- cgroups named `pyci-<pid>-<hex>` below pyci's own cgroups,
-- address leases `<state>/ipam/<address>` (holding the pid),
-- the build's copy-on-write overlay of the sources (mount source `pyci-sources`, made by
+- cgroups named `<prefix>-<pid>-<hex>` (names.py; `pyci-…` by default) below pyci's own cgroups,
+- address leases of the bridge (network.AddressPool: machine-wide, holding the pid),
+- the build's copy-on-write overlay of the sources (mount source `<prefix>-sources`, made by
   runner/build/snapshot.py at `<job dir>/<project>`): it lives in the host's mount namespace
   and outlives pyci. Its owner is whoever holds the flock on the job dir (workspace.py); a
   dead build holds none, so the overlay is unmounted and its job dir removed.
@@ -32,11 +32,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from executors.container import cgroups, syscalls
+from executors.container import cgroups, names, network, syscalls
 from executors.container.runtime import DEFAULT_STATE_DIR, remove_tree
 
-_OWNED_NAME = re.compile(r"^pyci-(\d+)-[0-9a-f]+$")
-SOURCES_MOUNT = "pyci-sources"  # the mount source runner/build/snapshot.py gives its overlays
 CGROUP_TIMEOUT = 10.0  # per cgroup, only ever waited for when it is really still busy
 
 
@@ -89,24 +87,18 @@ def recover(
             driver = cgroups.open_driver()
     if driver is not None:
         _recover_cgroups(driver, report, cgroup_timeout)
-    leases = state_dir / "ipam"
-    if leases.is_dir():
-        for lease in leases.iterdir():
-            try:
-                owner = int(lease.read_text().strip() or "0")
-            except (OSError, ValueError):
-                owner = 0
-            if not pid_alive(owner):
-                lease.unlink(missing_ok=True)
-                report.leases.append(lease.name)
+    try:
+        report.leases.extend(network.default_pool().release_stale())
+    except OSError as exc:
+        report.failed.append(f"address leases: {exc}")
     recover_source_overlays(report)
     return report
 
 
 def _recover_cgroups(driver: cgroups.Driver, report: RecoveryReport, timeout: float) -> None:
     for directory in driver.stale():
-        match = _OWNED_NAME.match(directory.name)
-        if not match or pid_alive(int(match.group(1))):
+        owner = names.container_owner(directory.name)
+        if owner is None or pid_alive(owner):
             continue
         try:
             cgroups.kill_all(directory)
@@ -129,7 +121,7 @@ def source_overlays(mountinfo: Path = Path("/proc/self/mountinfo")) -> list[Path
         if "-" not in fields:
             continue
         after = fields[fields.index("-") + 1 :]
-        if len(after) >= 2 and after[0] == "overlay" and after[1] == SOURCES_MOUNT:
+        if len(after) >= 2 and after[0] == "overlay" and names.is_sources_mount(after[1]):
             found.append(Path(_unescape(fields[4])))
     return found
 

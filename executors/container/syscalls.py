@@ -9,6 +9,7 @@ argument` instead of a bare errno. Only what the container runtime needs is here
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -53,7 +54,21 @@ _SYSCALL_NUMBERS = {
 }
 CLONE_PIDFD = 0x00001000
 _SIGCHLD = 17
-_NR = _SYSCALL_NUMBERS.get(os.uname().machine, _SYSCALL_NUMBERS["x86_64"])
+
+
+def _number(call: str) -> int:
+    """The number of `call` on this machine. Looked up at each use, not at import: a machine
+    we have no table for must fail with a clear error when a container is started (not make
+    whatever call has that number there), and not break commands that never start one."""
+    machine = os.uname().machine
+    numbers = _SYSCALL_NUMBERS.get(machine)
+    if numbers is None:
+        known = " and ".join(sorted(_SYSCALL_NUMBERS))
+        raise OSError(
+            errno.ENOSYS,
+            f"{call}: pyci knows the system call numbers of {known} only, not of {machine}",
+        )
+    return numbers[call]
 
 
 def _fail(call: str, **args: object) -> OSError:
@@ -84,7 +99,7 @@ def umount2(target: str, flags: int = 0) -> None:
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    if _libc.syscall(ctypes.c_long(_NR["pivot_root"]), _c(new_root), _c(put_old)) != 0:
+    if _libc.syscall(ctypes.c_long(_number("pivot_root")), _c(new_root), _c(put_old)) != 0:
         raise _fail("pivot_root", new_root=new_root, put_old=put_old)
 
 
@@ -136,7 +151,7 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[index].effective = (effective >> shift) & 0xFFFFFFFF
         data[index].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[index].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    nr = ctypes.c_long(_NR["capset"])
+    nr = ctypes.c_long(_number("capset"))
     if _libc.syscall(nr, ctypes.byref(header), ctypes.byref(data)) != 0:
         raise _fail("capset", effective=hex(effective), permitted=hex(permitted))
 
@@ -145,7 +160,7 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
     """(effective, permitted, inheritable) of `pid` (0: this thread)."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
     data = (_CapData * 2)()
-    nr = ctypes.c_long(_NR["capget"])
+    nr = ctypes.c_long(_number("capget"))
     if _libc.syscall(nr, ctypes.byref(header), ctypes.byref(data)) != 0:
         raise _fail("capget", pid=pid)
     eff = data[0].effective | (data[1].effective << 32)
@@ -201,10 +216,11 @@ def clone_process(flags: int, cgroup_fd: int = -1) -> tuple[int, int]:
         )
         call = f"clone3(flags={hex(flags)}, cgroup={cgroup_fd})"
     else:
+        number = _number("clone")  # may raise: before PyOS_BeforeFork takes its locks
         api.PyOS_BeforeFork()
         # x86_64 and aarch64 argument order: flags, stack, parent_tid (pidfd), child_tid, tls
         pid = _libc_gil.syscall(
-            ctypes.c_long(_NR["clone"]),
+            ctypes.c_long(number),
             ctypes.c_ulong(flags | CLONE_PIDFD | _SIGCHLD),
             ctypes.c_void_p(0),
             ctypes.byref(pidfd),

@@ -188,13 +188,13 @@ _OVERLAY_EXTRAS = [
 
 
 def _mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
-    from executors.container import syscalls
+    from executors.container import names, syscalls
 
     options = f"lowerdir={lower},upperdir={upper},workdir={work}"
     while True:
         extras = _OVERLAY_EXTRAS[0]
         try:
-            syscalls.mount("pyci-sources", str(target), "overlay", 0, options + extras)
+            syscalls.mount(names.sources_mount(), str(target), "overlay", 0, options + extras)
             return
         except OSError as exc:
             if exc.errno != errno.EINVAL or len(_OVERLAY_EXTRAS) == 1:

@@ -9,6 +9,7 @@ import processes
 from runner.jobspec import Variable
 
 wait_for = processes.wait_for
+hung_since = processes.hung_since
 
 
 def new_marker() -> Variable:

@@ -20,7 +20,7 @@ from runner.build import snapshot as snapshots
 from runner.build import workspace
 
 from .conftest import Builder
-from .procs import marked_processes, new_marker, wait_for
+from .procs import hung_since, marked_processes, new_marker, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,7 +65,7 @@ def test_timeout_kills_the_whole_process_tree(builder: Builder, make_job, isolat
     )
     started = time.monotonic()
     outcome = builder.run(job, options=options(isolate))
-    assert time.monotonic() - started < 8
+    assert not hung_since(started)
     assert (outcome.status, outcome.failure_reason) == ("failed", "job_execution_timeout")
     assert outcome.exit_code is None
     assert marked_processes(marker) == []
@@ -81,7 +81,7 @@ def test_background_processes_die_with_a_finished_script(builder: Builder, make_
     job = make_job("job", ("sleep 300 &", "echo done"), variables=(marker,))
     started = time.monotonic()
     assert builder.run(job, options=options(isolate)).status == "success"
-    assert time.monotonic() - started < 8
+    assert not hung_since(started)
     assert marked_processes(marker) == []
 
 
@@ -109,7 +109,7 @@ def test_cancel_stops_the_job_and_runs_after_script(builder: Builder, make_job, 
     started = time.monotonic()
     outcome = builder.run(job, cancel=cancel, options=options(isolate))
     timer.join()
-    assert time.monotonic() - started < 8
+    assert not hung_since(started)
     assert (outcome.status, outcome.failure_reason) == ("canceled", "canceled")
     assert "after: canceled\n" in builder.recorder.log()
     assert marked_processes(marker) == []

@@ -12,7 +12,7 @@ from runner.config.source import YamlList, YamlMap
 from runner.config.yamlload import Reference, load_yaml, load_yaml_documents, psych_scalar
 from runner.errors import ConfigError, Location
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance"
+CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,11 @@
 
 Every test here runs real containers (root, namespaces, overlayfs). After each test the
 `no_leftovers` fixture asserts that nothing the test made survived it: no mount, cgroup,
-network namespace, link or container process with "pyci" in its name.
+network namespace, link or container process. Only this session's objects count: their
+names carry the session's id prefix (`PYCI_ID_PREFIX`, set in tests/conftest.py), so other
+pyci runs on the machine neither fail the check nor hide a leak; container processes count
+when they descend from this process. Objects may vanish while they are listed (another
+test's cgroup removed mid-walk): the scan skips what is gone.
 """
 
 from __future__ import annotations
@@ -17,32 +21,44 @@ from pathlib import Path
 
 import pytest
 
-from executors.container.network import BRIDGE_NAME
+from executors.container.names import id_prefix
 from executors.container.runtime import Launcher, Scratch, remove_tree
 from executors.container.spec import ContainerSpec, Rootfs
 from runner import background
 
+SESSION_PREFIX = id_prefix()  # this session's own (tests/conftest.py)
+
+# eth0's operstate as a container sees it once the kernel has settled it: the kernel applies a
+# link's state change asynchronously (linkwatch, which a loaded machine delays), so a read at
+# the container's start may still say "unknown". Waits for "up" (at most 10 s), then prints it.
+ETH0_OPERSTATE = (
+    'i=0; until [ "$(cat /sys/class/net/eth0/operstate)" = up ] || [ $i -ge 1000 ]; '
+    "do i=$((i+1)); sleep 0.01; done; cat /sys/class/net/eth0/operstate"
+)
+
 
 def _mounts() -> set[str]:
     with open("/proc/mounts") as f:
-        return {line for line in f if "pyci" in line}
+        return {line for line in f if SESSION_PREFIX in line}
 
 
 def _cgroups() -> set[str]:
-    found = set()
-    for top in Path("/sys/fs/cgroup").iterdir():
-        if top.is_dir():
-            found.update(str(p) for p in top.rglob("pyci*") if p.is_dir())
-    return found
+    # os.walk skips a directory removed while it is listed (rglob raised ENOENT)
+    return {
+        os.path.join(parent, name)
+        for parent, directories, _ in os.walk("/sys/fs/cgroup")
+        for name in directories
+        if name.startswith(SESSION_PREFIX)
+    }
 
 
 def _netns() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+    return {line.split()[0] for line in out.splitlines() if SESSION_PREFIX in line}
 
 
 def _links() -> set[str]:
-    return {name for name in os.listdir("/sys/class/net") if "pyci" in name} - {BRIDGE_NAME}
+    return {name for name in os.listdir("/sys/class/net") if name.startswith(SESSION_PREFIX)}
 
 
 def _container_processes() -> set[str]:
@@ -152,7 +168,7 @@ def make_spec(state_dir: Path, busybox_rootfs: Path) -> SpecFactory:
     counter = iter(range(1000))
 
     def factory(*command: str, lower: tuple[str, ...] | None = None, **fields) -> ContainerSpec:
-        container_id = f"pyci-test-{os.getpid()}-{next(counter)}"
+        container_id = f"{SESSION_PREFIX}-test-{os.getpid()}-{next(counter)}"
         scratch = Scratch.create(state_dir, container_id)
         rootfs = Rootfs(
             lower_dirs=lower or (str(busybox_rootfs),),

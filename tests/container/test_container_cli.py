@@ -244,10 +244,8 @@ def test_ctrl_c_stops_the_jobs_and_the_fork_server(tmp_path, env):
             break
     assert launchers_of(process.pid)  # spawned by pyci itself, running
     process.send_signal(signal.SIGINT)
-    started = time.monotonic()
-    _out, err = process.communicate(timeout=30)
+    _out, err = process.communicate(timeout=30)  # a watchdog: the jobs sleep far longer
     assert process.returncode == 130, err
-    assert time.monotonic() - started < 15
     assert launchers_of(process.pid) == []
     assert list(Path(env["PYCI_RUN_DIR"]).glob("containers/*")) == []
 

@@ -20,6 +20,7 @@ import pytest
 from executors.container import network
 from executors.container.netd import Netd, NetdError, helper_command
 from executors.container.network import BRIDGE_NAME, DEFAULT_SUBNET
+from tests.container.conftest import ETH0_OPERSTATE, SESSION_PREFIX
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="link changes need root")
 REPO = Path(__file__).resolve().parents[2]
@@ -78,7 +79,7 @@ def test_the_bridge_has_its_address_is_up_and_nats(helper):
 
 def test_the_veth_peer_is_born_in_the_other_namespace_and_dies_with_it(helper, holder):
     helper.call("ensure_bridge", name=BRIDGE_NAME, subnet=DEFAULT_SUBNET)
-    host_link = f"pycit{os.getpid() % 100000}v"
+    host_link = f"{SESSION_PREFIX}v"
     helper.call("add_veth", host=host_link, bridge=BRIDGE_NAME, mtu=1400, peer="eth0",
                 pid=holder.pid)  # fmt: skip
     sysfs = Path(f"/sys/class/net/{host_link}")
@@ -92,7 +93,7 @@ def test_the_veth_peer_is_born_in_the_other_namespace_and_dies_with_it(helper, h
 
 
 def test_delete_link_says_whether_there_was_one(helper):
-    name = f"pycitd{os.getpid() % 100000}"
+    name = f"{SESSION_PREFIX}x"
     subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
     try:
         assert helper.call("delete_link", name=name) is True
@@ -217,7 +218,7 @@ def test_a_helper_busy_with_unread_work_is_killed_with_its_children_at_close(hel
 
 def test_replies_reach_the_thread_that_asked(helper):
     helper.submit("ensure_bridge", keep=False, name=BRIDGE_NAME, subnet=DEFAULT_SUBNET)
-    names = [f"pycitn{i}" for i in range(8)]
+    names = [f"{SESSION_PREFIX}n{i}" for i in range(8)]
     subprocess.run(["ip", "link", "add", names[0], "type", "bridge"], check=True)
     answers: dict[str, object] = {}
 
@@ -233,7 +234,7 @@ def test_replies_reach_the_thread_that_asked(helper):
 
 
 def test_finish_waits_for_the_kernel_and_deletes_only_stragglers(holder):
-    alive = f"pycit{os.getpid() % 100000}a"
+    alive = f"{SESSION_PREFIX}a"
     network.ensure_bridge()
     net = network.NetworkSpec("bridge", "10.213.0.250/24", "10.213.0.1", BRIDGE_NAME, alive)
     network.attach_veth(net, holder.pid)  # its namespace outlives the deadline
@@ -245,7 +246,7 @@ def test_finish_waits_for_the_kernel_and_deletes_only_stragglers(holder):
 
 
 def test_finish_does_not_delete_what_the_kernel_removes(holder):
-    dying = f"pycit{os.getpid() % 100000}d"
+    dying = f"{SESSION_PREFIX}d"
     network.ensure_bridge()
     net = network.NetworkSpec("bridge", "10.213.0.250/24", "10.213.0.1", BRIDGE_NAME, dying)
     network.attach_veth(net, holder.pid)
@@ -260,12 +261,12 @@ from executors.container import network
 from executors.container.runtime import Launcher, Scratch, run_container
 from executors.container.spec import ContainerSpec, NetworkSpec, Rootfs
 
-rootfs, state = sys.argv[1], sys.argv[2]
+rootfs, state, operstate = sys.argv[1], sys.argv[2], sys.argv[3]
 from pathlib import Path
 scratch = Scratch.create(Path(state), "pyci-nopyroute2")
 bridge = network.ensure_bridge()
 spec = ContainerSpec(
-    id="pyci-nopyroute2", command=("cat", "/sys/class/net/eth0/operstate"),
+    id="pyci-nopyroute2", command=("sh", "-c", operstate),
     rootfs=Rootfs((rootfs,), scratch.upper, scratch.work, scratch.merged),
     network=NetworkSpec("bridge", "10.213.0.251/24", bridge.gateway, bridge.name,
                         network.host_link_name("pyci-nopyroute2")),
@@ -283,7 +284,7 @@ print(json.dumps({"exit": result.exit_code, "out": out.decode(),
 
 def test_pyci_runs_a_bridge_container_without_importing_pyroute2(busybox_rootfs, state_dir):
     done = subprocess.run(
-        [sys.executable, "-c", PYCI_PROCESS, str(busybox_rootfs), str(state_dir)],
+        [sys.executable, "-c", PYCI_PROCESS, str(busybox_rootfs), str(state_dir), ETH0_OPERSTATE],
         capture_output=True, text=True, cwd=REPO, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

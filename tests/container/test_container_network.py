@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import socket
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -14,10 +16,18 @@ import pytest
 from executors.base import BuildDirs, ExecutorError
 from executors.container import network
 from executors.container.executor import ContainerExecutor, ContainerSettings
-from executors.container.network import AddressPool, Bridge, ensure_bridge, host_link_name
+from executors.container.names import new_container_id
+from executors.container.network import (
+    DEFAULT_SUBNET,
+    AddressPool,
+    Bridge,
+    ensure_bridge,
+    host_link_name,
+)
 from executors.container.runtime import run_container
 from executors.container.spec import NetworkSpec
 from runner.jobspec import ImageSpec, JobSpec
+from tests.container.conftest import ETH0_OPERSTATE
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +36,8 @@ def bridge() -> Bridge:
 
 
 @pytest.fixture
-def pool(bridge, state_dir) -> AddressPool:
-    return AddressPool(bridge, state_dir / "ipam")
+def pool(bridge) -> AddressPool:
+    return AddressPool(bridge)  # the machine-wide leases, as the executor uses them
 
 
 def bridged(make_spec, pool: AddressPool, script: str, **fields):
@@ -89,7 +99,8 @@ def test_two_containers_on_the_bridge_reach_each_other(launcher, make_spec, pool
     )
     thread.start()
     connect = f"nc -w 2 {server_ip} 7000 2>/dev/null"
-    script = f"for i in $(seq 50); do {connect} && exit 0; sleep 0.1; done; exit 1"
+    # retried until the server listens (the container's timeout is the watchdog)
+    script = f"for i in $(seq 600); do {connect} && exit 0; sleep 0.1; done; exit 1"
     client_spec, client_address = bridged(make_spec, pool, script)
     try:
         result, out = run_container(launcher, client_spec, timeout=20)
@@ -102,7 +113,7 @@ def test_two_containers_on_the_bridge_reach_each_other(launcher, make_spec, pool
 
 
 def test_veth_disappears_with_the_container(launcher, make_spec, pool):
-    spec, address = bridged(make_spec, pool, "cat /sys/class/net/eth0/operstate")
+    spec, address = bridged(make_spec, pool, ETH0_OPERSTATE)
     _, out = run_container(launcher, spec, timeout=20)
     pool.release(address)
     assert out == b"up\n"
@@ -110,8 +121,6 @@ def test_veth_disappears_with_the_container(launcher, make_spec, pool):
 
 
 def test_nat_rule_covers_the_subnet(bridge):
-    import subprocess
-
     rules = subprocess.run(
         ["iptables", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, text=True
     ).stdout
@@ -119,20 +128,93 @@ def test_nat_rule_covers_the_subnet(bridge):
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
 
 
-def test_address_leases_are_unique_and_stale_ones_recovered(pool):
+# a pyci process of its own: leases `count` addresses once a line arrives on stdin, prints
+# them, and holds them until stdin closes
+HOLDER = """
+import ipaddress, sys
+from pathlib import Path
+from executors.container.network import DEFAULT_SUBNET, LEASES_DIR, AddressPool, Bridge
+
+directory = Path(sys.argv[2]) if len(sys.argv) > 2 else LEASES_DIR
+pool = AddressPool(Bridge("pyci0", ipaddress.IPv4Network(DEFAULT_SUBNET)), directory)
+sys.stdin.readline()
+print(" ".join(pool.lease() for _ in range(int(sys.argv[1]))), flush=True)
+sys.stdin.read()
+"""
+
+
+def _holder(count: int, *args: str, run_dir: Path | None = None) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    if run_dir is not None:
+        env["PYCI_RUN_DIR"] = str(run_dir)
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(count), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _read_line(holder: subprocess.Popen[str]) -> str:
+    assert holder.stdout is not None
+    return holder.stdout.readline()
+
+
+def test_two_runs_with_their_own_run_dirs_lease_disjoint_addresses(tmp_path):
+    """Both lease from the machine-wide file at once (each waits for the same go), whatever
+    PYCI_RUN_DIR says: no address is given twice."""
+    holders = [_holder(20, run_dir=tmp_path / name) for name in ("run-a", "run-b")]
+    try:
+        for holder in holders:
+            assert holder.stdin is not None
+            holder.stdin.write("go\n")
+            holder.stdin.flush()
+        leased = [set(_read_line(holder).split()) for holder in holders]
+    finally:
+        for holder in holders:
+            holder.communicate(timeout=30)  # closes stdin: each releases by exiting
+    assert len(leased[0]) == len(leased[1]) == 20
+    assert not leased[0] & leased[1]
+
+
+def test_leases_are_unique_and_those_of_ended_processes_reclaimed(tmp_path):
+    # a private lease file: no concurrent pyci run reclaims the dead leases before we look
+    pool = AddressPool(Bridge("pyci0", ipaddress.IPv4Network(DEFAULT_SUBNET)), tmp_path)
     first, second = pool.lease(), pool.lease()
     assert first != second and first.endswith("/24")
     assert first.split("/")[0] != pool.bridge.gateway
-    dead = pool.lease(owner_pid=2**22 + 1)  # beyond pid_max: a pid that cannot be alive
-    assert pool.release_stale() == [dead.split("/")[0]]
+    holder = _holder(1, str(tmp_path))
+    assert holder.stdin is not None
+    holder.stdin.write("go\n")
+    holder.stdin.flush()
+    killed = _read_line(holder).strip().split("/")[0]
+    assert pool.holders()[killed] == holder.pid
+    holder.kill()  # as kill -9 of a pyci run: no release
+    holder.communicate()
+    assert pool.release_stale() == [killed]
+    assert pool.lease() == f"{killed}/24"  # the lowest free address, given again
+    never_alive = pool.lease(owner_pid=2**22 + 1)  # beyond pid_max: a pid that cannot be alive
+    assert pool.release_stale() == [never_alive.split("/")[0]]
     pool.release(first)
     pool.release(second)
-    assert list(pool.directory.iterdir()) == []
+    pool.release(f"{killed}/24")
+    assert pool.holders() == {}
 
 
-def test_host_link_names_fit_the_kernel_limit():
-    name = host_link_name("pyci-0123456789abcdef")
-    assert name.startswith("pyci") and len(name) <= 15
+def test_host_link_names_fit_the_kernel_limit_and_carry_the_prefix(monkeypatch):
+    # the longest prefix allowed, and ids that differ only beyond what a cut would keep
+    monkeypatch.setenv("PYCI_ID_PREFIX", "pyci12345")
+    ids = [f"pyci12345-4194303-{n:06x}" for n in range(1000)]
+    link_names = {host_link_name(container_id) for container_id in ids}
+    assert len(link_names) == len(ids)
+    assert all(name.startswith("pyci12345") and len(name) <= 15 for name in link_names)
+
+
+def test_an_invalid_id_prefix_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv("PYCI_ID_PREFIX", "ci-run")
+    with pytest.raises(ExecutorError, match=r"^PYCI_ID_PREFIX='ci-run': must be 'pyci' followed"):
+        new_container_id()
 
 
 def test_loopback_up_is_idempotent_in_a_fresh_namespace(launcher, make_spec):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from executors.container.names import sources_mount
 from tests.container.test_container_cli import (  # noqa: F401 - fixtures used by name
     SHELL_PIPELINE,
     busybox_ref,
@@ -59,8 +60,8 @@ def test_a_signalled_pyci_shell_leaves_nothing_behind(tmp_path, env, busybox_ref
         os.write(primary, b"echo in-the-shell; sleep 100\n")
         seen = read_until(primary, b"in-the-shell\r\n", 30)
         assert b"in-the-shell\r\n" in seen, seen
-        overlays = [line for line in Path("/proc/mounts").read_text().splitlines()
-                    if line.startswith("pyci-sources ") and str(tmp_path) in line]  # fmt: skip
+        mounts = Path("/proc/mounts").read_text().splitlines()
+        overlays = [m for m in mounts if m.startswith(f"{sources_mount()} ") and str(tmp_path) in m]
         assert overlays  # the job's view of the repository exists while the shell runs
         process.send_signal(signum)
         code = process.wait(timeout=30)

@@ -1,4 +1,4 @@
-"""GitLab's own `rules:if` cases (statement_spec.rb), read from the shared conformance folder."""
+"""GitLab's own `rules:if` cases (statement_spec.rb), kept in tests/conformance/."""
 
 import json
 from pathlib import Path
@@ -7,9 +7,7 @@ import pytest
 
 from runner.evaluate.expression import evaluate, matches
 
-CASES_FILE = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance" / "rules-if-cases.json"
-)
+CASES_FILE = Path(__file__).resolve().parents[1] / "conformance" / "rules-if-cases.json"
 
 
 def _cases() -> list[tuple[str, dict, str, object]]:

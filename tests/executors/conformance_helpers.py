@@ -11,6 +11,7 @@ import processes
 from executors.base import BuildDirs, Executor
 
 wait_for = processes.wait_for
+hung_since = processes.hung_since
 
 
 def new_marker() -> tuple[str, str]:

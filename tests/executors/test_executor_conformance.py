@@ -5,7 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
-from conformance_helpers import CollectingLog, Prepared, marked_processes, new_marker, wait_for
+from conformance_helpers import (
+    CollectingLog,
+    Prepared,
+    hung_since,
+    marked_processes,
+    new_marker,
+    wait_for,
+)
 
 from executors.base import StageCommand
 
@@ -60,7 +67,7 @@ def test_timeout_kills_everything_promptly(prepared: Prepared):
     marker = new_marker()
     started = time.monotonic()
     result = run(prepared, script("sleep 300 &", "sleep 301"), 0.5, dict([marker]))
-    assert time.monotonic() - started < 5
+    assert not hung_since(started)
     assert (result.exit_code, result.timed_out) == (None, True)
     assert marked_processes(marker) == []
 
@@ -75,7 +82,7 @@ def test_cancel_returns_promptly_and_kills_everything(prepared: Prepared):
     started = time.monotonic()
     result = run(prepared, script("sleep 300"), None, dict([marker]), cancel)
     watcher.join()
-    assert time.monotonic() - started < 5
+    assert not hung_since(started)
     assert (result.exit_code, result.canceled) == (None, True)
     assert marked_processes(marker) == []
 
@@ -84,7 +91,7 @@ def test_leftover_background_work_does_not_hold_the_stage(prepared: Prepared):
     marker = new_marker()
     started = time.monotonic()
     result = run(prepared, script("sleep 300 &", "echo bye"), None, dict([marker]))
-    assert result.exit_code == 0 and time.monotonic() - started < 5
+    assert result.exit_code == 0 and not hung_since(started)
     assert marked_processes(marker) == []
 
 
@@ -108,7 +115,7 @@ def test_a_broken_log_neither_hangs_the_stage_nor_goes_unnoticed(prepared: Prepa
         assert "reporter broke" in str(exc)
     else:
         raise AssertionError("the log's failure was swallowed")
-    assert time.monotonic() - started < 8
+    assert not hung_since(started)
     assert marked_processes(marker) == []
 
 

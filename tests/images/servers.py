@@ -253,6 +253,7 @@ class FaultProxy:
         self.drop_after: int | None = None
         self.stall_after: int | None = None  # send this much of a blob, then hang
         self.released = threading.Event()
+        self.stalls_expired = 0  # stalls that ran their 30 s out instead of being released
         self.redirect_blobs = False
         self.dropped: set[str] = set()
         self.requests: list[tuple[str, str, dict]] = []
@@ -323,7 +324,8 @@ class FaultProxy:
         request.wfile.write(body[:cut] if cut is not None else body)
         if stall:
             request.wfile.flush()
-            self.released.wait(30)
+            if not self.released.wait(30):
+                self.stalls_expired += 1
         if cut is not None:
             request.wfile.flush()
             with contextlib.suppress(OSError):

@@ -4,7 +4,6 @@ that leaves nothing half-visible in the store."""
 
 import base64
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -121,8 +120,7 @@ def test_layer_rejected_mid_download_does_not_wait_for_the_rest(
     hostile = make_tar([file("../escaped", b"evil"), file("filler", os.urandom(600_000))])
     push(registries, "test/hostile-big", build_image([hostile], "none"))
     proxy.stall_after = 100_000
-    began = time.monotonic()
     with pytest.raises(ImagePullError, match="climbs out"):
         pull_image(store, f"{proxy.host}/test/hostile-big:v1", auth=anonymous)
-    assert time.monotonic() - began < 10  # the stall lasts 30 s
+    assert proxy.stalls_expired == 0  # it failed while the connection still stalled
     proxy.released.set()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 import xml.etree.ElementTree as ET
 
+from processes import wait_for
 from rich.console import Console
 
 from runner.events import (
@@ -128,8 +128,8 @@ def test_live_reporter_runs_and_leaves_no_thread():
     with LiveReporter(con, JOBS, refresh_per_second=50) as live:
         for event in pipeline_events()[:4]:
             live.handle(event)
-        time.sleep(0.1)  # a few refreshes on the view's own thread
-        assert "wrote bin/ap" in out.getvalue()  # the latest output, even unfinished
+        # the view's own thread refreshes: the latest output shows, even unfinished
+        assert wait_for(lambda: "wrote bin/ap" in out.getvalue(), timeout=30)
         for event in pipeline_events()[4:]:
             live.handle(event)
     assert threading.active_count() == before

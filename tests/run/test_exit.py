@@ -19,12 +19,17 @@ def test_threads_atexit_handlers_and_output_finish_before_the_exit_code():
         import runner.cli as cli
 
         def main():
+            returning = threading.Event()
             def late():
+                returning.wait()
+                # most likely still running once main has returned; the order asserted
+                # below holds either way (the events order it, not this sleep)
                 time.sleep(0.2)
                 print("thread done", flush=True)
             threading.Thread(target=late).start()
             atexit.register(lambda: print("atexit ran"))
             sys.stdout.write("buffered, not flushed\\n")
+            returning.set()
             return 3
 
         cli.main = main

@@ -22,6 +22,25 @@ def statuses(result):
     return {name: outcome.status for name, outcome in result.outcomes.items()}
 
 
+# Jobs are ordered by files, never by sleeping: a job waits for a file another job makes. A
+# wait gives up after 30 s (exit 9) so that a scheduler that never starts the other job fails
+# the test instead of hanging it.
+WATCHDOG = 'i=$((i+1)); [ "$i" -lt 3000 ] || exit 9; sleep 0.01'
+
+
+def wait_for_file(path) -> str:
+    """sh: wait until `path` exists."""
+    return f'i=0; until [ -e "{path}" ]; do {WATCHDOG}; done'
+
+
+def rendezvous(directory, count: int) -> str:
+    """sh: mark this job as running in `directory`, then wait until `count` jobs have."""
+    return (
+        f'touch "{directory}/$CI_JOB_NAME"; i=0; '
+        f'until [ "$(ls "{directory}" | wc -l)" -ge {count} ]; do {WATCHDOG}; done'
+    )
+
+
 def test_stages_run_in_order(sh_runner, recorder):
     jobs = [job("compile", "build", "sleep 0.1"), job("unit", "test"), job("ship", "deploy")]
     result = run(jobs, sh_runner, recorder)
@@ -31,38 +50,44 @@ def test_stages_run_in_order(sh_runner, recorder):
     assert isinstance(recorder.events[-1][1], PipelineFinished)
 
 
-def test_needs_start_before_the_stage_is_done(sh_runner, recorder):
+def test_needs_start_before_the_stage_is_done(sh_runner, recorder, tmp_path):
+    gate = tmp_path / "after-fast-ran"
     jobs = [
-        job("slow", "build", "sleep 0.6"),
+        job("slow", "build", wait_for_file(gate)),  # ends only once after-fast has run
         job("fast", "build"),
-        job("after-fast", "test", needs=["fast"]),
+        job("after-fast", "test", f'touch "{gate}"', needs=["fast"]),
         job("after-all", "test"),
     ]
-    run(jobs, sh_runner, recorder)
-    assert recorder.time_of(JobFinished, "after-fast") < recorder.time_of(JobFinished, "slow")
+    result = run(jobs, sh_runner, recorder)
+    assert result.status == "success", statuses(result)
+    assert recorder.time_of(JobStarted, "after-fast") < recorder.time_of(JobFinished, "slow")
     assert recorder.time_of(JobStarted, "after-all") >= recorder.time_of(JobFinished, "slow")
 
 
-def test_empty_needs_starts_at_once(sh_runner, recorder):
-    jobs = [job("slow", "build", "sleep 0.5"), job("lint", "deploy", needs=[])]
-    run(jobs, sh_runner, recorder)
-    assert recorder.time_of(JobFinished, "lint") < recorder.time_of(JobFinished, "slow")
+def test_empty_needs_starts_at_once(sh_runner, recorder, tmp_path):
+    gate = tmp_path / "lint-ran"
+    jobs = [
+        job("slow", "build", wait_for_file(gate)),  # ends only once lint (a later stage) ran
+        job("lint", "deploy", f'touch "{gate}"', needs=[]),
+    ]
+    result = run(jobs, sh_runner, recorder)
+    assert result.status == "success", statuses(result)
+    assert recorder.time_of(JobStarted, "lint") < recorder.time_of(JobFinished, "slow")
 
 
-def test_concurrency_limits_parallel_jobs(sh_runner, recorder):
-    jobs = [job(f"j{i}", "build", "sleep 0.2") for i in range(4)]
-    started = time.monotonic()
-    run(jobs, sh_runner, recorder, concurrency=2)
-    assert time.monotonic() - started >= 0.4
-    running = max_parallel(recorder)
-    assert running == 2
+def test_concurrency_limits_parallel_jobs(sh_runner, recorder, tmp_path):
+    # the first two wait for each other: without the limit the other two would start too
+    jobs = [job(f"j{i}", "build", rendezvous(tmp_path, 2)) for i in range(4)]
+    result = run(jobs, sh_runner, recorder, concurrency=2)
+    assert result.status == "success", statuses(result)
+    assert max_parallel(recorder) == 2
 
 
-def test_concurrency_runs_jobs_in_parallel(sh_runner, recorder):
-    jobs = [job(f"j{i}", "build", "sleep 0.3") for i in range(3)]
-    started = time.monotonic()
-    run(jobs, sh_runner, recorder, concurrency=3)
-    assert time.monotonic() - started < 0.85
+def test_concurrency_runs_jobs_in_parallel(sh_runner, recorder, tmp_path):
+    # each job ends only once all three are running: they must run at the same time
+    jobs = [job(f"j{i}", "build", rendezvous(tmp_path, 3)) for i in range(3)]
+    result = run(jobs, sh_runner, recorder, concurrency=3)
+    assert result.status == "success", statuses(result)
     assert max_parallel(recorder) == 3
 
 
@@ -210,13 +235,28 @@ def test_named_job_runs_whatever_its_when(sh_runner, recorder):
     assert result.outcomes["report"].status == "success"
 
 
-def test_cancel_stops_running_jobs_and_cancels_the_rest(sh_runner, recorder):
-    jobs = [job("long", "build", "sleep 30"), job("next", "test")]
+def cancel_once_running(scheduler: Scheduler, marker, action=None) -> threading.Thread:
+    """A thread that waits until a job made `marker`, then cancels (or runs `action`)."""
+
+    def wait_then_act() -> None:
+        for _ in range(3000):  # a watchdog: the job never started
+            if marker.exists():
+                break
+            time.sleep(0.01)
+        (action or scheduler.cancel.set)()
+
+    thread = threading.Thread(target=wait_then_act, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_cancel_stops_running_jobs_and_cancels_the_rest(sh_runner, recorder, tmp_path):
+    marker = tmp_path / "long-runs"
+    jobs = [job("long", "build", f'touch "{marker}"; sleep 30'), job("next", "test")]
     scheduler = Scheduler(jobs, sh_runner, recorder, concurrency=2)
-    threading.Timer(0.3, scheduler.cancel.set).start()
-    started = time.monotonic()
+    cancel_once_running(scheduler, marker)
     result = scheduler.run()
-    assert time.monotonic() - started < 5
+    # "canceled" (not success after 30 s, not a timeout): the sleep was killed
     assert statuses(result) == {"long": "canceled", "next": "canceled"}
     assert result.status == "canceled" and result.exit_code == 130
 
@@ -257,24 +297,24 @@ def test_a_job_that_fails_after_cancel_counts_as_canceled(recorder):
     assert result.status == "canceled"
 
 
-def test_a_slow_signal_handler_cannot_stall_the_loop(sh_runner, recorder):
+def test_a_slow_signal_handler_cannot_stall_the_loop(sh_runner, recorder, tmp_path):
     # A Ctrl-C handler that runs longer than the loop's poll once hung CPython's SimpleQueue.
-    jobs = [job("long", "build", "sleep 30")]
+    marker = tmp_path / "long-runs"
+    jobs = [job("long", "build", f'touch "{marker}"; sleep 30')]
     scheduler = Scheduler(jobs, sh_runner, recorder, concurrency=1)
 
     def slow_handler(signum, frame):
-        time.sleep(0.2)
+        time.sleep(0.2)  # the slowness under test, not an ordering
         scheduler.cancel.set()
 
     previous = signal.signal(signal.SIGUSR1, slow_handler)
     try:
-        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1)).start()
-        started = time.monotonic()
+        # the signal arrives while the loop waits for the running job
+        cancel_once_running(scheduler, marker, lambda: os.kill(os.getpid(), signal.SIGUSR1))
         result = scheduler.run()
     finally:
         signal.signal(signal.SIGUSR1, previous)
-    assert result.status == "canceled"
-    assert time.monotonic() - started < 5
+    assert result.status == "canceled"  # by the handler, while the job ran
 
 
 def test_a_large_pipeline_keeps_stage_order(recorder):

@@ -17,9 +17,7 @@ import pytest
 from runner.config.validate import validate_shape
 from runner.config.yamlload import load_yaml
 
-SCHEMA_DIR = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance" / "gitlab-schema"
-).resolve()
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "conformance" / "gitlab-schema"
 
 KNOWN_DISAGREEMENTS = {
     "positive/run.yml::step_using_action": (
@@ -58,7 +56,7 @@ def _agrees(case_id: str, positive: bool, document: object) -> tuple[bool, list[
 
 
 def test_fixtures_are_there():
-    # 34 + 74 YAML files, 10 + 8 JSON files, as /work/shared/conformance/README.md lists them
+    # 34 + 74 YAML files, 10 + 8 JSON files, as tests/conformance/NOTICE lists them
     files = {case_id.split("::")[0] for case_id, _, _ in CASES}
     assert len(files) == 34 + 74 + 10 + 8
     assert len(CASES) > 380
