@@ -134,7 +134,10 @@ def open_driver(layout: str | None = None) -> Driver:
     if layout == "hybrid":
         if v2 is None:
             raise CgroupError("the hybrid layout needs a cgroup v2 hierarchy")
-        return cgroups_v1.V1Driver(v1, tracker=cgroups_v2.V2Driver(v2))
+        # the v2 side holds the device policy only where no v1 hierarchy has `devices`
+        devices_on_v1 = any("devices" in h.controllers for h in v1)
+        tracker = cgroups_v2.V2Driver(v2, device_policy=not devices_on_v1)
+        return cgroups_v1.V1Driver(v1, tracker=tracker)
     raise CgroupError(f"unknown cgroup layout {layout!r}")
 
 
