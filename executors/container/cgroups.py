@@ -9,6 +9,7 @@ Three layouts exist in the wild and each has a driver:
 `open_driver()` picks the driver from /proc/self/cgroup and /proc/self/mountinfo. A driver's
 `create(name, limits)` returns a `Cgroup`: the directories a container joins, `kill()`,
 `oom_killed()` and `remove()`. Every cgroup name contains "pyci" (leftover checks look for it).
+A driver also puts the device policy (devicepolicy.py) on every cgroup it creates.
 """
 
 from __future__ import annotations
@@ -117,11 +118,17 @@ def detect_layout(hierarchies: list[Hierarchy]) -> str:
     raise CgroupError("no cgroup hierarchy is mounted")
 
 
-def open_driver(layout: str | None = None) -> Driver:
-    """The driver for this machine's layout (or the one named: "v1", "v2", "hybrid")."""
+def open_driver(layout: str | None = None, hierarchies: list[Hierarchy] | None = None) -> Driver:
+    """The driver for this machine's layout (or the one named: "v1", "v2", "hybrid"), over
+    `hierarchies` (default: the ones this process belongs to).
+
+    The driver also decides where the device policy goes: the v1 `devices` controller where
+    one is mounted, else a BPF program on the container's cgroup v2 directory; with neither,
+    it raises CgroupError rather than run containers without a device policy."""
     from executors.container import cgroups_v1, cgroups_v2
 
-    hierarchies = discover()
+    if hierarchies is None:
+        hierarchies = discover()
     layout = layout or detect_layout(hierarchies)
     v2 = next((h for h in hierarchies if h.version == 2), None)
     if layout == "v2":

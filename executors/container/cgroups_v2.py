@@ -67,6 +67,8 @@ class V2Driver:
             return set()
 
     def _enable(self, needed: set[str]) -> None:
+        if not needed:
+            return
         enabled = set((self.parent / "cgroup.subtree_control").read_text().split())
         missing = needed - enabled
         if not missing:
