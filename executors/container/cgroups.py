@@ -122,10 +122,11 @@ def open_driver(layout: str | None = None, hierarchies: list[Hierarchy] | None =
     """The driver for this machine's layout (or the one named: "v1", "v2", "hybrid"), over
     `hierarchies` (default: the ones this process belongs to).
 
-    The driver also decides where the device policy goes: the v1 `devices` controller where
-    one is mounted, else a BPF program on the container's cgroup v2 directory; with neither,
-    it raises CgroupError rather than run containers without a device policy."""
-    from executors.container import cgroups_v1, cgroups_v2
+    The driver also decides where the device policy goes: a BPF program on the container's
+    cgroup v2 directory where there is one and this process may load the program, else the
+    v1 `devices` controller; with neither, it raises CgroupError rather than run containers
+    without a device policy."""
+    from executors.container import cgroups_v1, cgroups_v2, devicepolicy
 
     if hierarchies is None:
         hierarchies = discover()
@@ -141,10 +142,13 @@ def open_driver(layout: str | None = None, hierarchies: list[Hierarchy] | None =
     if layout == "hybrid":
         if v2 is None:
             raise CgroupError("the hybrid layout needs a cgroup v2 hierarchy")
-        # the v2 side holds the device policy only where no v1 hierarchy has `devices`
+        # The kernel runs a v2 device program even beside a v1 devices controller (an open
+        # must pass both), and it costs nothing: PID 1 is born in its v2 cgroup, while joining
+        # a v1 devices cgroup waits for an RCU grace period (+8 ms a container here). So the
+        # v1 controller holds the policy only where the program cannot be loaded.
         devices_on_v1 = any("devices" in h.controllers for h in v1)
-        tracker = cgroups_v2.V2Driver(v2, device_policy=not devices_on_v1)
-        return cgroups_v1.V1Driver(v1, tracker=tracker)
+        bpf = not devices_on_v1 or devicepolicy.program_loads()
+        return cgroups_v1.V1Driver(v1, tracker=cgroups_v2.V2Driver(v2, device_policy=bpf))
     raise CgroupError(f"unknown cgroup layout {layout!r}")
 
 

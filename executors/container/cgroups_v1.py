@@ -1,11 +1,11 @@
 """cgroup v1 driver: one directory per container in each controller's hierarchy.
 
-Only the hierarchies a container's limits need are used: memory, cpu, pids; and always
-`devices`, which holds the device policy (devicepolicy.py) when it is mounted here. Without a v2
+Only the hierarchies a container's limits need are used: memory, cpu, pids; and `devices`
+when it holds the device policy (devicepolicy.py), which it does only where the v2 tracker
+below cannot hold it as a BPF program. Without a v2
 tracker, pids is always used too: it is how v1 finds every process of a container (killing a
 container means emptying its pids cgroup). In the hybrid layout a controller-less v2 `tracker`
-cgroup is added to every container, which gives an atomic `cgroup.kill`, and holds the device
-policy as a BPF program where v1 has no `devices` controller.
+cgroup is added to every container, which gives an atomic `cgroup.kill`.
 """
 
 from __future__ import annotations
@@ -80,8 +80,9 @@ class V1Driver:
                     self.parents.setdefault(controller, hierarchy.own_dir)
         self.tracker = tracker
         self.layout = "hybrid" if tracker is not None else "v1"
-        self.devices_on_v1 = "devices" in self.parents
-        if not self.devices_on_v1 and not (tracker is not None and tracker.device_policy):
+        # the device policy: on the v2 tracker if it takes it, else here
+        self.policy_on_v1 = not (tracker is not None and tracker.device_policy)
+        if self.policy_on_v1 and "devices" not in self.parents:
             raise CgroupError(
                 "no device policy can be set: cgroup v1 has no devices controller here and no "
                 "cgroup v2 hierarchy takes a BPF device program"
@@ -95,7 +96,7 @@ class V1Driver:
             "memory": limits.memory_bytes is not None,
             "cpu": limits.cpus is not None,
             "pids": limits.pids_max is not None or self.tracker is None,
-            "devices": self.devices_on_v1,
+            "devices": self.policy_on_v1,
         }
         for controller, needed in wanted.items():
             if needed and controller not in self.parents:
@@ -121,7 +122,7 @@ class V1Driver:
                 cgroups.write(cpu / "cpu.cfs_quota_us", str(quota))
             if limits.pids_max is not None:
                 cgroups.write(cgroup.directories["pids"] / "pids.max", str(limits.pids_max))
-            if self.devices_on_v1:
+            if self.policy_on_v1:
                 for filename, rule in devicepolicy.v1_writes():
                     cgroups.write(cgroup.directories["devices"] / filename, rule)
             if self.tracker is not None:

@@ -16,13 +16,13 @@ two, which it denies on purpose:
 - 10:200 (/dev/net/tun): creating a tun interface needs CAP_NET_ADMIN, which a job has not;
   runc removed the rule in 1.2.0 and only restored it for compatibility.
 
-Two kernel interfaces hold the policy; which one is used depends on where the machine's
-`devices` controller is (see cgroups.open_driver):
-- cgroup v1: the container's directory in the `devices` hierarchy, written as
-  `a` to devices.deny, then one rule per write to devices.allow (`v1_writes`);
+Two kernel interfaces hold the policy (cgroups.open_driver picks one):
 - cgroup v2: a BPF_PROG_TYPE_CGROUP_DEVICE program (`assemble`), loaded once per process and
   attached to each container's cgroup before its PID 1 is cloned into it (`attach`). Removing
-  the cgroup detaches it.
+  the cgroup detaches it. The kernel runs it on the v2 side of a v1/v2 hybrid too;
+- cgroup v1 (where no program can be loaded or no v2 hierarchy exists): the container's
+  directory in the `devices` hierarchy, written as `a` to devices.deny, then one rule per
+  write to devices.allow (`v1_writes`).
 """
 
 from __future__ import annotations
@@ -207,6 +207,16 @@ class _SharedProgram:
 
 
 _shared_program = _SharedProgram()
+
+
+def program_loads() -> bool:
+    """Whether this process may load the policy's program (CAP_SYS_ADMIN or CAP_BPF, a kernel
+    with cgroup BPF, no seccomp filter refusing bpf(2)); the program is then kept."""
+    try:
+        _shared_program.fd()
+    except OSError:
+        return False
+    return True
 
 
 def attach(cgroup_dir: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -215,17 +217,51 @@ def test_pure_v2_puts_the_policy_in_a_bpf_program(tmp_path):
     assert isinstance(driver, V2Driver) and driver.device_policy
 
 
-def test_hybrid_with_v1_devices_uses_the_devices_controller(tmp_path):
+def test_hybrid_puts_the_policy_in_a_bpf_program_even_beside_v1_devices(tmp_path):
     hierarchies = hierarchies_of(tmp_path, "memory", "pids", "devices", v2=True)
     driver = open_driver(hierarchies=hierarchies)
-    assert isinstance(driver, V1Driver) and driver.devices_on_v1
-    assert driver.tracker is not None and not driver.tracker.device_policy
+    assert isinstance(driver, V1Driver) and not driver.policy_on_v1
+    assert driver.tracker is not None and driver.tracker.device_policy
 
 
 def test_hybrid_without_v1_devices_puts_a_bpf_program_on_the_tracker(tmp_path):
     driver = open_driver(hierarchies=hierarchies_of(tmp_path, "memory", "pids", v2=True))
-    assert isinstance(driver, V1Driver) and not driver.devices_on_v1
+    assert isinstance(driver, V1Driver) and not driver.policy_on_v1
     assert driver.tracker is not None and driver.tracker.device_policy
+
+
+def test_pure_v1_uses_the_devices_controller(tmp_path):
+    driver = open_driver(hierarchies=hierarchies_of(tmp_path, "memory", "pids", "devices"))
+    assert isinstance(driver, V1Driver) and driver.policy_on_v1 and driver.tracker is None
+
+
+DECIDE_WITHOUT_BPF = """
+import sys
+from pathlib import Path
+from executors.container.cgroups import Hierarchy, open_driver
+top = Path(sys.argv[1])
+driver = open_driver(hierarchies=[
+    Hierarchy(1, frozenset({"devices"}), top, top / "devices"),
+    Hierarchy(2, frozenset(), top, top / "unified"),
+])
+print(driver.layout, driver.policy_on_v1, driver.tracker.device_policy)
+"""
+
+
+def test_hybrid_falls_back_to_v1_devices_where_no_program_may_be_loaded(tmp_path):
+    """Without CAP_SYS_ADMIN and CAP_BPF (e.g. pyci in a container) the kernel refuses the
+    program: the v1 devices controller holds the policy instead."""
+    (tmp_path / "devices").mkdir()
+    (tmp_path / "unified").mkdir()
+    done = subprocess.run(
+        [
+            "setpriv", "--bounding-set=-sys_admin,-bpf", "--inh-caps=-all", "--",
+            sys.executable, "-c", DECIDE_WITHOUT_BPF, str(tmp_path),
+        ],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["hybrid", "True", "False"]
 
 
 def test_no_place_for_a_device_policy_is_a_clear_error(tmp_path):
@@ -242,10 +278,9 @@ def test_a_refused_bpf_program_fails_the_cgroup_and_leaves_nothing(tmp_path):
     assert list((tmp_path / "unified").iterdir()) == []
 
 
-def test_this_machines_containers_get_the_v1_devices_rules():
-    driver = open_driver()
-    if not (isinstance(driver, V1Driver) and driver.devices_on_v1):
-        pytest.fail(f"expected the devices controller on cgroup v1 here, not {driver.layout}")
+def test_v1_containers_get_the_devices_rules():
+    driver = open_driver("v1")  # this machine's v1 hierarchies, without the v2 side
+    assert isinstance(driver, V1Driver) and driver.policy_on_v1
     cgroup = driver.create("pyci-test-devices", Limits())
     try:
         devices_dir = next(Path(d) for d in cgroup.dirs if (Path(d) / "devices.list").exists())

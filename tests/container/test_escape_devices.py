@@ -5,8 +5,9 @@ may succeed, as in Docker; opening it must fail with EPERM. The nodes a containe
 
 Each case runs a real job through the container executor, in every network mode, on both
 kinds of image (a busybox directory, and the host's root as the default image), with the
-policy in each place this machine can hold it: the cgroup v1 `devices` controller (the
-detected layout here) and a BPF program on the cgroup v2 directory (`cgroup_layout="v2"`).
+policy in each place this machine can hold it: a BPF program on the container's cgroup v2
+directory (pure v2 driver, and the detected hybrid layout) and the cgroup v1 `devices`
+controller (pure v1 driver).
 The policy's own parts (the rule table, the BPF assembler, the v1 rules) are checked against
 Docker's table and against the kernel further down.
 """
@@ -122,7 +123,12 @@ def run_job(executor: ContainerExecutor, job: JobSpec, dirs: BuildDirs, script: 
     return log.text
 
 
-POLICY_PLACES = {"v1-devices-controller": None, "v2-bpf-program": "v2"}
+# where the policy is held, and the cgroup layout that puts it there on this hybrid machine
+POLICY_PLACES = {
+    "v2-bpf-program": "v2",  # the pure v2 driver
+    "hybrid-bpf-program": None,  # the detected layout: the program on the v2 tracker
+    "v1-devices-controller": "v1",  # the pure v1 driver
+}
 
 
 @pytest.fixture(params=list(POLICY_PLACES))
@@ -130,8 +136,10 @@ def cgroup_layout(request) -> str | None:
     layout = POLICY_PLACES[request.param]
     driver = cgroups.shared_driver(layout)
     if request.param == "v1-devices-controller":
-        # this machine is a v1/v2 hybrid with `devices` on v1: the detected layout uses it
-        assert isinstance(driver, V1Driver) and driver.devices_on_v1, driver.layout
+        assert isinstance(driver, V1Driver) and driver.policy_on_v1
+    elif request.param == "hybrid-bpf-program":
+        assert isinstance(driver, V1Driver) and driver.layout == "hybrid"
+        assert driver.tracker is not None and driver.tracker.device_policy
     return layout
 
 
