@@ -9,6 +9,7 @@ Three layouts exist in the wild and each has a driver:
 `open_driver()` picks the driver from /proc/self/cgroup and /proc/self/mountinfo. A driver's
 `create(name, limits)` returns a `Cgroup`: the directories a container joins, `kill()`,
 `oom_killed()` and `remove()`. Every cgroup name contains "pyci" (leftover checks look for it).
+A driver also puts the device policy (devicepolicy.py) on every cgroup it creates.
 """
 
 from __future__ import annotations
@@ -117,11 +118,18 @@ def detect_layout(hierarchies: list[Hierarchy]) -> str:
     raise CgroupError("no cgroup hierarchy is mounted")
 
 
-def open_driver(layout: str | None = None) -> Driver:
-    """The driver for this machine's layout (or the one named: "v1", "v2", "hybrid")."""
-    from executors.container import cgroups_v1, cgroups_v2
+def open_driver(layout: str | None = None, hierarchies: list[Hierarchy] | None = None) -> Driver:
+    """The driver for this machine's layout (or the one named: "v1", "v2", "hybrid"), over
+    `hierarchies` (default: the ones this process belongs to).
 
-    hierarchies = discover()
+    The driver also decides where the device policy goes: a BPF program on the container's
+    cgroup v2 directory where there is one and this process may load the program, else the
+    v1 `devices` controller; with neither, it raises CgroupError rather than run containers
+    without a device policy."""
+    from executors.container import cgroups_v1, cgroups_v2, devicepolicy
+
+    if hierarchies is None:
+        hierarchies = discover()
     layout = layout or detect_layout(hierarchies)
     v2 = next((h for h in hierarchies if h.version == 2), None)
     if layout == "v2":
@@ -134,7 +142,13 @@ def open_driver(layout: str | None = None) -> Driver:
     if layout == "hybrid":
         if v2 is None:
             raise CgroupError("the hybrid layout needs a cgroup v2 hierarchy")
-        return cgroups_v1.V1Driver(v1, tracker=cgroups_v2.V2Driver(v2))
+        # The kernel runs a v2 device program even beside a v1 devices controller (an open
+        # must pass both), and it costs nothing: PID 1 is born in its v2 cgroup, while joining
+        # a v1 devices cgroup waits for an RCU grace period (+8 ms a container here). So the
+        # v1 controller holds the policy only where the program cannot be loaded.
+        devices_on_v1 = any("devices" in h.controllers for h in v1)
+        bpf = not devices_on_v1 or devicepolicy.program_loads()
+        return cgroups_v1.V1Driver(v1, tracker=cgroups_v2.V2Driver(v2, device_policy=bpf))
     raise CgroupError(f"unknown cgroup layout {layout!r}")
 
 

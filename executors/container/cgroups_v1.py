@@ -1,6 +1,8 @@
 """cgroup v1 driver: one directory per container in each controller's hierarchy.
 
-Only the hierarchies a container's limits need are used: memory, cpu, pids. Without a v2
+Only the hierarchies a container's limits need are used: memory, cpu, pids; and `devices`
+when it holds the device policy (devicepolicy.py), which it does only where the v2 tracker
+below cannot hold it as a BPF program. Without a v2
 tracker, pids is always used too: it is how v1 finds every process of a container (killing a
 container means emptying its pids cgroup). In the hybrid layout a controller-less v2 `tracker`
 cgroup is added to every container, which gives an atomic `cgroup.kill`.
@@ -11,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from executors.container import cgroups
+from executors.container import cgroups, devicepolicy
 from executors.container.cgroups import CPU_PERIOD_US, CgroupError, Hierarchy, Limits
 from executors.container.cgroups_v2 import V2Cgroup, V2Driver
 
-USED_CONTROLLERS = ("memory", "cpu", "pids")
+USED_CONTROLLERS = ("memory", "cpu", "pids", "devices")
 
 
 @dataclass
@@ -78,6 +80,13 @@ class V1Driver:
                     self.parents.setdefault(controller, hierarchy.own_dir)
         self.tracker = tracker
         self.layout = "hybrid" if tracker is not None else "v1"
+        # the device policy: on the v2 tracker if it takes it, else here
+        self.policy_on_v1 = not (tracker is not None and tracker.device_policy)
+        if self.policy_on_v1 and "devices" not in self.parents:
+            raise CgroupError(
+                "no device policy can be set: cgroup v1 has no devices controller here and no "
+                "cgroup v2 hierarchy takes a BPF device program"
+            )
 
     def create(self, name: str, limits: Limits) -> V1Cgroup:
         # Joining a cgroup costs an RCU grace period per hierarchy (milliseconds): join only
@@ -87,6 +96,7 @@ class V1Driver:
             "memory": limits.memory_bytes is not None,
             "cpu": limits.cpus is not None,
             "pids": limits.pids_max is not None or self.tracker is None,
+            "devices": self.policy_on_v1,
         }
         for controller, needed in wanted.items():
             if needed and controller not in self.parents:
@@ -112,6 +122,9 @@ class V1Driver:
                 cgroups.write(cpu / "cpu.cfs_quota_us", str(quota))
             if limits.pids_max is not None:
                 cgroups.write(cgroup.directories["pids"] / "pids.max", str(limits.pids_max))
+            if self.policy_on_v1:
+                for filename, rule in devicepolicy.v1_writes():
+                    cgroups.write(cgroup.directories["devices"] / filename, rule)
             if self.tracker is not None:
                 cgroup.tracker = self.tracker.create(name, Limits())
         except BaseException:

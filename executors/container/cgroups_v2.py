@@ -5,6 +5,11 @@ refuses that in a non-root cgroup that holds processes ("no internal processes")
 where pyci itself usually sits on a systemd machine; we then report the limit as unavailable
 instead of moving pyci's own processes around. Without limits a v2 cgroup still tracks every
 process of a container and kills them all at once through `cgroup.kill`.
+
+The device policy (devicepolicy.py) is a BPF program attached to each container's directory
+as it is made, before PID 1 is cloned into it, so it holds from PID 1's first instruction. A
+v2 hierarchy that only tracks processes beside v1 controllers (the hybrid layout) leaves the
+policy to the v1 `devices` controller when there is one (`device_policy=False`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from executors.container import cgroups
+from executors.container import cgroups, devicepolicy
 from executors.container.cgroups import CPU_PERIOD_US, CgroupError, Hierarchy, Limits
 
 
@@ -50,9 +55,10 @@ class V2Cgroup:
 class V2Driver:
     layout = "v2"
 
-    def __init__(self, hierarchy: Hierarchy):
+    def __init__(self, hierarchy: Hierarchy, device_policy: bool = True):
         self.hierarchy = hierarchy
         self.parent = hierarchy.own_dir
+        self.device_policy = device_policy
 
     def available_controllers(self) -> set[str]:
         try:
@@ -61,6 +67,8 @@ class V2Driver:
             return set()
 
     def _enable(self, needed: set[str]) -> None:
+        if not needed:
+            return
         enabled = set((self.parent / "cgroup.subtree_control").read_text().split())
         missing = needed - enabled
         if not missing:
@@ -86,6 +94,13 @@ class V2Driver:
         directory.mkdir()
         cgroup = V2Cgroup(directory)
         try:
+            if self.device_policy:
+                try:
+                    devicepolicy.attach(str(directory))
+                except OSError as exc:
+                    raise CgroupError(
+                        exc.errno, f"cannot set the device policy on {directory}: {exc.strerror}"
+                    ) from exc
             if limits.memory_bytes is not None:
                 cgroups.write(directory / "memory.max", str(limits.memory_bytes))
                 swap = directory / "memory.swap.max"

@@ -1,7 +1,11 @@
 """/dev for a container: a small tmpfs with the standard nodes and symlinks, its own devpts
 instance (so the container's terminals are its own), /dev/shm and /dev/mqueue.
 
-The host's /dev is never shown: it would expose every disk and the host's terminals.
+The host's /dev is never shown: it would expose every disk and the host's terminals. What is
+here is what Docker's /dev holds without a terminal (no /dev/console: Docker only makes one
+for `-t`, as a pty). A job's root may still mknod other nodes here (CAP_MKNOD, as in Docker):
+the device policy (devicepolicy.py) is what refuses to open them, and it allows every node
+below.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import stat
 from executors.container import syscalls
 from executors.container.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_STRICTATIME
 
-# name -> (major, minor); the set every OCI runtime creates, all mode 0666
+# name -> (major, minor); the set runc creates for Docker, all mode 0666
 STANDARD_NODES = {
     "null": (1, 3),
     "zero": (1, 5),

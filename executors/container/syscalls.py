@@ -236,3 +236,124 @@ def clone_process(flags: int, cgroup_fd: int = -1) -> tuple[int, int]:
     if pid < 0:
         raise OSError(err, f"{call}: {os.strerror(err)}")
     return pid, pidfd.value
+
+
+# --- bpf(2): the device policy's program on cgroup v2 ------------------------------------------
+# (linux/bpf.h) Only what a BPF_PROG_TYPE_CGROUP_DEVICE program needs: load, attach, query.
+
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_QUERY = 16
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6  # the attach type
+BPF_F_ALLOW_MULTI = 2
+_NR_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
+
+
+class _BpfProgLoad(ctypes.Structure):
+    """The BPF_PROG_LOAD member of union bpf_attr, up to `expected_attach_type`."""
+
+    _fields_ = [
+        ("prog_type", ctypes.c_uint32),
+        ("insn_cnt", ctypes.c_uint32),
+        ("insns", ctypes.c_uint64),
+        ("license", ctypes.c_uint64),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_uint64),
+        ("kern_version", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_name", ctypes.c_char * 16),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("expected_attach_type", ctypes.c_uint32),
+    ]
+
+
+class _BpfProgAttach(ctypes.Structure):
+    _fields_ = [
+        ("target_fd", ctypes.c_uint32),
+        ("attach_bpf_fd", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("attach_flags", ctypes.c_uint32),
+        ("replace_bpf_fd", ctypes.c_uint32),
+    ]
+
+
+class _BpfProgQuery(ctypes.Structure):
+    _fields_ = [
+        ("target_fd", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("query_flags", ctypes.c_uint32),
+        ("attach_flags", ctypes.c_uint32),
+        ("prog_ids", ctypes.c_uint64),
+        ("prog_cnt", ctypes.c_uint32),
+    ]
+
+
+def _bpf(cmd: int, attr: ctypes.Structure) -> int:
+    return _libc.syscall(
+        ctypes.c_long(_NR_BPF),
+        ctypes.c_int(cmd),
+        ctypes.byref(attr),
+        ctypes.c_uint(ctypes.sizeof(attr)),
+    )
+
+
+def bpf_prog_load(
+    prog_type: int, instructions: bytes, name: str, expected_attach_type: int = 0
+) -> int:
+    """Load a program; returns its file descriptor (close-on-exec, as every bpf fd). A refusal
+    by the verifier raises OSError whose message ends with the verifier's own log."""
+    if len(instructions) % 8:
+        raise ValueError("eBPF instructions are 8 bytes each")
+    code = ctypes.create_string_buffer(instructions, len(instructions))
+    license_text = ctypes.create_string_buffer(b"GPL")  # not required for this type; harmless
+    log = ctypes.create_string_buffer(1 << 16)
+    attr = _BpfProgLoad(
+        prog_type=prog_type,
+        insn_cnt=len(instructions) // 8,
+        insns=ctypes.addressof(code),
+        license=ctypes.addressof(license_text),
+        log_level=1,
+        log_size=len(log),
+        log_buf=ctypes.addressof(log),
+        prog_name=name.encode()[:15],
+        expected_attach_type=expected_attach_type,
+    )
+    fd = _bpf(BPF_PROG_LOAD, attr)
+    if fd < 0:
+        error = _fail("bpf", cmd="BPF_PROG_LOAD", prog_type=prog_type, name=name)
+        # the verifier's reason is the last line of its log before the "processed" summary
+        verifier = [
+            line.strip()
+            for line in log.value.decode(errors="replace").splitlines()
+            if line.strip() and not line.startswith("processed ")
+        ]
+        if verifier:
+            error = OSError(error.errno, f"{error.strerror}; verifier: {verifier[-1]}")
+        raise error
+    return fd
+
+
+def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
+    attr = _BpfProgAttach(
+        target_fd=target_fd, attach_bpf_fd=prog_fd, attach_type=attach_type, attach_flags=flags
+    )
+    if _bpf(BPF_PROG_ATTACH, attr) != 0:
+        raise _fail("bpf", cmd="BPF_PROG_ATTACH", target_fd=target_fd, attach_type=attach_type)
+
+
+def bpf_prog_query(
+    target_fd: int, attach_type: int, max_programs: int = 64
+) -> tuple[int, list[int]]:
+    """(attach flags, ids of the programs attached directly to `target_fd` for `attach_type`)."""
+    ids = (ctypes.c_uint32 * max_programs)()
+    attr = _BpfProgQuery(
+        target_fd=target_fd,
+        attach_type=attach_type,
+        prog_ids=ctypes.addressof(ids),
+        prog_cnt=max_programs,
+    )
+    if _bpf(BPF_PROG_QUERY, attr) != 0:
+        raise _fail("bpf", cmd="BPF_PROG_QUERY", target_fd=target_fd, attach_type=attach_type)
+    return attr.attach_flags, list(ids[: attr.prog_cnt])

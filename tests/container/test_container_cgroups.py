@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -10,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from executors.container import cgroups
-from executors.container.cgroups import CgroupError, Limits, detect_layout, discover, open_driver
+from executors.container.cgroups import (
+    CgroupError,
+    Hierarchy,
+    Limits,
+    detect_layout,
+    discover,
+    open_driver,
+)
+from executors.container.cgroups_v1 import V1Driver
+from executors.container.cgroups_v2 import V2Driver
 from executors.container.runtime import run_container
 from tests.container.conftest import SESSION_PREFIX
 
@@ -184,3 +195,98 @@ def test_pid1_is_in_every_cgroup_of_the_container(launcher, make_spec, cloned_in
         container.kill()
         container.wait(timeout=10)
         cgroup.remove()
+
+
+# --- where the device policy goes -------------------------------------------------------------
+
+
+def hierarchies_of(tmp_path: Path, *v1_controllers: str, v2: bool = False) -> list[Hierarchy]:
+    """Mounted hierarchies as discover() returns them, over plain directories."""
+    found = []
+    for controller in v1_controllers:
+        (tmp_path / controller).mkdir()
+        found.append(Hierarchy(1, frozenset({controller}), tmp_path, tmp_path / controller))
+    if v2:
+        (tmp_path / "unified").mkdir()
+        found.append(Hierarchy(2, frozenset(), tmp_path, tmp_path / "unified"))
+    return found
+
+
+def test_pure_v2_puts_the_policy_in_a_bpf_program(tmp_path):
+    driver = open_driver(hierarchies=hierarchies_of(tmp_path, v2=True))
+    assert isinstance(driver, V2Driver) and driver.device_policy
+
+
+def test_hybrid_puts_the_policy_in_a_bpf_program_even_beside_v1_devices(tmp_path):
+    hierarchies = hierarchies_of(tmp_path, "memory", "pids", "devices", v2=True)
+    driver = open_driver(hierarchies=hierarchies)
+    assert isinstance(driver, V1Driver) and not driver.policy_on_v1
+    assert driver.tracker is not None and driver.tracker.device_policy
+
+
+def test_hybrid_without_v1_devices_puts_a_bpf_program_on_the_tracker(tmp_path):
+    driver = open_driver(hierarchies=hierarchies_of(tmp_path, "memory", "pids", v2=True))
+    assert isinstance(driver, V1Driver) and not driver.policy_on_v1
+    assert driver.tracker is not None and driver.tracker.device_policy
+
+
+def test_pure_v1_uses_the_devices_controller(tmp_path):
+    driver = open_driver(hierarchies=hierarchies_of(tmp_path, "memory", "pids", "devices"))
+    assert isinstance(driver, V1Driver) and driver.policy_on_v1 and driver.tracker is None
+
+
+DECIDE_WITHOUT_BPF = """
+import sys
+from pathlib import Path
+from executors.container.cgroups import Hierarchy, open_driver
+top = Path(sys.argv[1])
+driver = open_driver(hierarchies=[
+    Hierarchy(1, frozenset({"devices"}), top, top / "devices"),
+    Hierarchy(2, frozenset(), top, top / "unified"),
+])
+print(driver.layout, driver.policy_on_v1, driver.tracker.device_policy)
+"""
+
+
+def test_hybrid_falls_back_to_v1_devices_where_no_program_may_be_loaded(tmp_path):
+    """Without CAP_SYS_ADMIN and CAP_BPF (e.g. pyci in a container) the kernel refuses the
+    program: the v1 devices controller holds the policy instead."""
+    (tmp_path / "devices").mkdir()
+    (tmp_path / "unified").mkdir()
+    done = subprocess.run(
+        [
+            "setpriv", "--bounding-set=-sys_admin,-bpf", "--inh-caps=-all", "--",
+            sys.executable, "-c", DECIDE_WITHOUT_BPF, str(tmp_path),
+        ],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["hybrid", "True", "False"]
+
+
+def test_no_place_for_a_device_policy_is_a_clear_error(tmp_path):
+    with pytest.raises(CgroupError, match="no device policy can be set"):
+        open_driver(hierarchies=hierarchies_of(tmp_path, "memory", "pids"))
+
+
+def test_a_refused_bpf_program_fails_the_cgroup_and_leaves_nothing(tmp_path):
+    """A directory that is no cgroup takes no device program: the kernel refuses the attach,
+    and create() says so instead of handing back a cgroup without a policy."""
+    driver = open_driver(hierarchies=hierarchies_of(tmp_path, v2=True))
+    with pytest.raises(CgroupError, match=r"cannot set the device policy on .*BPF_PROG_ATTACH"):
+        driver.create("pyci-test-nopolicy", Limits())
+    assert list((tmp_path / "unified").iterdir()) == []
+
+
+def test_v1_containers_get_the_devices_rules():
+    driver = open_driver("v1")  # this machine's v1 hierarchies, without the v2 side
+    assert isinstance(driver, V1Driver) and driver.policy_on_v1
+    cgroup = driver.create("pyci-test-devices", Limits())
+    try:
+        devices_dir = next(Path(d) for d in cgroup.dirs if (Path(d) / "devices.list").exists())
+        listed = (devices_dir / "devices.list").read_text().splitlines()
+    finally:
+        cgroup.remove()
+    assert listed[:3] == ["c *:* m", "b *:* m", "c 1:3 rwm"]
+    assert "a *:* rwm" not in listed and "c 136:* rwm" in listed
+    assert not devices_dir.exists()
