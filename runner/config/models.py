@@ -289,10 +289,12 @@ class DefaultConfig(Model):
     timeout: Annotated[str | None, BeforeValidator(nonempty_text)] = None
 
 
-def _stages(value: Any) -> list[str]:
-    """`stages:` names, where an item may itself be a list of names (an expanded reference)."""
+def _stages(value: Any, info: ValidationInfo) -> list[str]:
+    """`stages:` names, where an item may itself be a list of names (an expanded reference).
+    GitLab's schema wants at least one; its `Stages` entry takes an empty array (leaving only
+    `.pre` and `.post`)."""
     what = "config should be an array of strings"
-    if not isinstance(value, list) or not value:
+    if not isinstance(value, list) or (not value and shape_only(info)):
         raise gitlab_error(what)
     names: list[str] = []
     for item in value:

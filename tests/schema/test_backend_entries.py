@@ -138,3 +138,11 @@ def test_empty_rules_are_blank_for_jobs_and_workflow():
     assert [str(p) for p in info.value.problems] == [
         "ci.yml:2:3: workflow:rules config can't be blank"
     ]
+
+
+def test_stages_may_be_empty_leaving_pre_and_post():
+    # Entry::Stages validates `array_of_strings`; the schema's minItems is stricter.
+    document = load_yaml("stages: []\nj:\n  stage: .pre\n  script: x\n", "ci.yml")
+    config = validate_pipeline({"stages": document["stages"]}, {"j": document["j"]})
+    assert config.all_stages() == [".pre", ".post"]
+    assert shape_problems("stages: []\nj:\n  script: x\n") != []
