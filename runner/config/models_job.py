@@ -244,14 +244,20 @@ def _retry_max(value: Any) -> int:
     return value
 
 
-def _exit_codes(value: Any) -> list[int]:
+def _exit_codes(value: Any, info: ValidationInfo) -> list[int]:
+    """`allow_failure:exit_codes` and `retry:exit_codes`. GitLab's schema wants a non-empty
+    list without duplicates; its entries (`array_of_integers_or_integer`) take any list of
+    integers, an empty one too (which then allows, or retries, no exit code)."""
     if is_int(value):
         return [value]
-    if not isinstance(value, list) or not value or not all(is_int(code) for code in value):
+    schema = shape_only(info)
+    if not isinstance(value, list) or (schema and not value):
         raise gitlab_error("config should be an array of integers or an integer")
-    if len(set(value)) != len(value):
+    if not all(is_int(code) for code in value):
+        raise gitlab_error("config should be an array of integers or an integer")
+    if schema and len(set(value)) != len(value):
         raise gitlab_error("config should not contain duplicate exit codes")
-    return list(value)
+    return list(dict.fromkeys(value))
 
 
 def _retry_when(value: Any) -> list[str]:

@@ -146,3 +146,17 @@ def test_stages_may_be_empty_leaving_pre_and_post():
     config = validate_pipeline({"stages": document["stages"]}, {"j": document["j"]})
     assert config.all_stages() == [".pre", ".post"]
     assert shape_problems("stages: []\nj:\n  script: x\n") != []
+
+
+def test_exit_codes_may_be_an_empty_array():
+    # Entry::AllowFailure and Entry::Retry::FullRetry: `array_of_integers_or_integer`, which
+    # an empty array satisfies (the schema wants one at least, and no duplicates).
+    text = (
+        "j:\n  script: x\n  allow_failure: {exit_codes: []}\n"
+        "  retry: {max: 1, exit_codes: [1, 1]}\n"
+    )
+    document = load_yaml(text, "ci.yml")
+    model, problems = validate_job("j", document["j"])
+    assert problems == []
+    assert (model.allow_failure.exit_codes, model.retry.exit_codes) == ([], [1])
+    assert shape_problems(text) != []
