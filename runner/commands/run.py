@@ -293,9 +293,9 @@ def preload_in_background(modules: tuple[str, ...]) -> None:
 
 
 def make_console() -> Console:
-    from rich.console import Console
+    from runner.report.console import PyciConsole
 
-    console = Console(highlight=False)
+    console = PyciConsole(highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 160  # a pipe or a file: keep summary rows on one line each
     return console

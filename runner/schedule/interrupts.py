@@ -1,13 +1,15 @@
-"""Ctrl-C and SIGTERM during a run: the first cancels, the second stops at once.
+"""Ctrl-C, SIGTERM and SIGHUP during a run: the first cancels, the second stops at once.
 
-The first SIGINT or SIGTERM sets `cancel`: running jobs are killed, their after_script still
+SIGTERM (`kill`, systemd, CI) and SIGHUP (the terminal closed) are taken as Ctrl-C: a run
+killed outright would leave its jobs' mounts and cgroups to the next run's recovery.
+The first signal sets `cancel`: running jobs are killed, their after_script still
 runs (at most 10 s, build.py), nothing new starts. The second sets `abort`: canceled jobs'
 after_script is killed too, so the run ends as soon as the jobs' clean-up is done. Should even
 that not end it within FORCE_GRACE_SECONDS (something in pyci is stuck), pyci exits there and
 then; the next run's recovery removes what it left (docs/run.md).
 
 Exit codes follow the shell's convention for a program ended by a signal: 128 + its number,
-130 for SIGINT, 143 for SIGTERM (the first signal decides).
+130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP (the first signal decides).
 
 The handler runs on the main thread between any two bytecodes, possibly while that thread
 holds a reporter's or a stream's lock: so it only sets events and writes with os.write.
@@ -24,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 FORCE_GRACE_SECONDS = 5.0
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Interrupts:
 
 @contextlib.contextmanager
 def cancel_on_signals(cancel: threading.Event, abort: threading.Event) -> Iterator[Interrupts]:
-    """SIGINT and SIGTERM handled as above for the duration of the block (the previous
+    """SIGINT, SIGTERM and SIGHUP handled as above for the duration of the block (the previous
     handlers come back after it). Off the main thread no handler can be installed: the block
     runs with none."""
     interrupts = Interrupts(cancel, abort)

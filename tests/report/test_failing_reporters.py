@@ -12,8 +12,11 @@ import pytest
 from runner.events import JobFinished, JobOutcome, JobStarted, LogChunk
 from runner.filenames import NAME_MAX
 from runner.report import FanOut, StopWhenClosed
+from runner.report.console import PyciConsole
+from runner.report.live import LiveReporter
 from runner.report.logfiles import JobLogError, LogFiles, log_file_name
 from runner.report.plain import PlainReporter
+from tests.processes import wait_for
 from tests.schedule.conftest import Recorder
 
 OK = JobOutcome("success", exit_code=0, duration=1.0)
@@ -86,3 +89,22 @@ def test_log_file_names_of_long_strange_names_fit_and_stay_distinct():
         assert "/" not in file and not file.startswith(".")
         assert file.isascii()
     assert log_file_name("build") == "build.log"
+
+
+def test_a_live_view_whose_output_went_away_says_so_at_the_next_event():
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w")
+    console = PyciConsole(file=stream, width=80, force_terminal=True)
+    view = LiveReporter(console, [("a", "build")], refresh_per_second=50)
+    closed: list[str] = []
+    reporter = StopWhenClosed(view, lambda: closed.append("closed"))
+    with view:
+        os.close(read_end)  # the reader goes while the view draws
+        assert wait_for(lambda: view.output_error is not None)
+        reporter.handle(JobStarted("a", "build"))
+        reporter.handle(LogChunk("a", "later\n"))
+    assert closed == ["closed"]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, write_end)
+    os.close(devnull)
+    stream.close()

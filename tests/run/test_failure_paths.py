@@ -269,13 +269,16 @@ next:
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)
-def test_sigterm_mid_run_cancels_like_ctrl_c_and_exits_143(executor, tmp_path, job_tmp):
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_mid_run_cancels_like_ctrl_c(executor, signum, exit_code, tmp_path, job_tmp):
+    """SIGTERM (`kill`, systemd) and SIGHUP (the terminal closed) cancel as Ctrl-C does, and
+    exit as the shell reports a program ended by that signal: 128 + its number."""
     repo = make_project(tmp_path, LONG_JOB)
     child = Child(repo, job_tmp, executor)
     try:
         child.wait_for_output("[long] started")
-        child.process.send_signal(signal.SIGTERM)  # to pyci alone, as `kill` or systemd do
-        assert child.wait() == 143, child.stderr
+        child.process.send_signal(signum)  # to pyci alone, as `kill` or systemd do
+        assert child.wait() == exit_code, child.stderr
     finally:
         child.kill_if_running()
     assert child.jobs["long"]["status"] == "canceled"
