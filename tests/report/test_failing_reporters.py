@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from runner.events import JobFinished, JobOutcome, JobStarted, LogChunk
+from runner.events import JobFinished, JobOutcome, JobStarted, LogChunk, PipelineFinished
 from runner.filenames import NAME_MAX
 from runner.report import FanOut, StopWhenClosed
 from runner.report.console import PyciConsole
+from runner.report.json_report import JsonReport, ReportError
 from runner.report.live import LiveReporter
 from runner.report.logfiles import JobLogError, LogFiles, log_file_name
 from runner.report.plain import PlainReporter
@@ -108,3 +109,12 @@ def test_a_live_view_whose_output_went_away_says_so_at_the_next_event():
     os.dup2(devnull, write_end)
     os.close(devnull)
     stream.close()
+
+
+def test_a_report_that_cannot_be_written_is_one_line_for_the_user(tmp_path: Path):
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the report's directory should be")
+    report = JsonReport(blocked / "report.json", [("a", "build")], None)
+    with pytest.raises(ReportError, match=f"cannot write the report {blocked}/report.json: "):
+        report.handle(PipelineFinished("success", 1.0, {"a": OK}))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-dir"]
