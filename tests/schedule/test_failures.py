@@ -39,14 +39,14 @@ class FailingFor(Recorder):
     """Records events, but raises for the events of `job` of the kinds given, as a log file
     on a full disk would."""
 
-    def __init__(self, job: str, kinds: tuple[type, ...]) -> None:
+    def __init__(self, job: str, kinds: tuple[type[JobStarted | LogChunk | JobFinished], ...]):
         super().__init__()
         self.job = job
         self.kinds = kinds
 
     def handle(self, event: Event) -> None:
         super().handle(event)
-        if isinstance(event, self.kinds) and getattr(event, "job", None) == self.job:
+        if isinstance(event, self.kinds) and event.job == self.job:  # kinds: job events
             raise OSError(28, "No space left on device")
 
 
