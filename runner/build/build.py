@@ -101,7 +101,7 @@ class _Build:
         self.ctx: BuildContext = ctx
         self.cancel: threading.Event = cancel
         # a second Ctrl-C: stop a canceled job's after_script as well
-        self.abort: threading.Event = abort or threading.Event()
+        self.abort: threading.Event = abort if abort is not None else threading.Event()
         self.masker = Masker(v.value for v in job.variables if v.masked)
         self.log = BuildLog(job.name, reporter, self.masker, job.coverage)
         self.store = ArtifactStore(ctx.state_dir)

@@ -2,8 +2,9 @@
 
 The top level reads as the list of steps: load the pipeline, choose the jobs, wire the
 reporters, run the scheduler under a Ctrl-C handler, print the summary, return the exit code
-(0 passed, also with warnings; 1 failed; 2 usage or configuration error; 130 / 143 canceled by
-SIGINT / SIGTERM; 141 when the reader of the output went away, as a program killed by SIGPIPE).
+(0 passed, also with warnings; 1 failed; 2 usage or configuration error; 130 / 143 / 129
+canceled by SIGINT / SIGTERM / SIGHUP; 141 when the reader of the output went away, as a
+program killed by SIGPIPE would).
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the pipeline, or the named jobs",
         description="Run the pipeline here: every job, or only the named jobs (with --needs, "
         "also what they need). Exit 0 when it passed, 1 when it failed, 2 on usage or "
-        "configuration errors, 130 when interrupted (143 on SIGTERM), 141 when the reader "
-        "of its output went away.",
+        "configuration errors, 130 when interrupted (143 on SIGTERM, 129 on SIGHUP), 141 "
+        "when the reader of its output went away.",
     )
     parser.add_argument("jobs", nargs="*", metavar="JOB", help="run only these jobs")
     parser.add_argument(

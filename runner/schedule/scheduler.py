@@ -102,7 +102,7 @@ class Scheduler:
         self.concurrency = concurrency
         self.played = frozenset(played)
         self.forced = frozenset(forced)
-        self.cancel = cancel or threading.Event()
+        self.cancel = cancel if cancel is not None else threading.Event()
         self._status: dict[str, JobStatus] = {job.name: "created" for job in jobs}
         self._outcomes: dict[str, JobOutcome] = {}
         self._pending: list[str] = []  # released, waiting for a slot, in pipeline order
