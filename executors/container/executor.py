@@ -35,6 +35,7 @@ from executors.container.runtime import (
 )
 from executors.container.spec import ContainerSpec, Mount, NetworkMode, NetworkSpec, Rootfs
 from runner import background
+from runner.filenames import file_stem
 from runner.jobspec import JobSpec, ServiceSpec
 
 MEMORY_VARIABLE = "PYCI_MEMORY_LIMIT"
@@ -402,8 +403,8 @@ class ContainerExecutor:
             assert self._dirs is not None
             directory = self._dirs.scratch
         directory.mkdir(parents=True, exist_ok=True)
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{job.name}-service-{name}")
-        return os.open(directory / f"{safe}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        stem = file_stem(f"{job.name}-service-{name}")  # within NAME_MAX, whatever the names
+        return os.open(directory / f"{stem}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
     def _stop_service(self, service: _Service) -> None:
         with contextlib.suppress(Exception):

@@ -10,7 +10,6 @@ new one, never half of each; a job that starts clears what an earlier run of it 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -21,18 +20,15 @@ from pathlib import Path
 
 from runner.build import fileset, globs
 from runner.build.joblog import BuildLog
+from runner.filenames import file_stem
 from runner.jobspec import ArtifactsSpec, Variable
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _DOTENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def job_slug(job: str) -> str:
-    """A file name for `job`; names that had to change get a hash so two never collide."""
-    slug = _UNSAFE.sub("-", job).strip("-.") or "job"
-    if slug != job:
-        slug = f"{slug[:80]}-{hashlib.sha1(job.encode()).hexdigest()[:8]}"
-    return slug
+    """A file name for `job` (runner/filenames.py: safe, short, distinct)."""
+    return file_stem(job)
 
 
 def parse_dotenv(text: str) -> tuple[list[tuple[str, str]], list[str]]:

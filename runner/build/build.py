@@ -8,7 +8,9 @@
 stages work on the job's copy of the repository from the host (they need no tool inside the
 job's environment, and the copy is a host directory for every executor). A failing script is a
 result; an `ExecutorError` or a failed copy is a system failure. `run_build` never raises for
-either, and always removes the job's directories.
+either, and always removes the job's directories. It raises for what is pyci's failure, not
+the job's: a bug, or a job log that could not be written (raised once the job's processes are
+gone); the scheduler makes either the job's `runner_system_failure`.
 """
 
 from __future__ import annotations
@@ -93,11 +95,13 @@ def _fmt_seconds(seconds: float) -> str:
 
 
 class _Build:
-    def __init__(self, job, executor, ctx, reporter, cancel):
+    def __init__(self, job, executor, ctx, reporter, cancel, abort):
         self.job: JobSpec = job
         self.executor: Executor = executor
         self.ctx: BuildContext = ctx
         self.cancel: threading.Event = cancel
+        # a second Ctrl-C: stop a canceled job's after_script as well
+        self.abort: threading.Event = abort if abort is not None else threading.Event()
         self.masker = Masker(v.value for v in job.variables if v.masked)
         self.log = BuildLog(job.name, reporter, self.masker, job.coverage)
         self.store = ArtifactStore(ctx.state_dir)
@@ -322,12 +326,11 @@ class _Build:
             return
         timeout = _parse_duration(self.env_value("RUNNER_AFTER_SCRIPT_TIMEOUT"))
         timeout = AFTER_SCRIPT_TIMEOUT if timeout is None else timeout
-        # a cancel has already set the job's event: after_script gets one of its own
-        event = threading.Event()
+        # a cancel has already set the job's event: after_script gets the second one's
+        event = self.cancel
         if result.state == "canceled":
             timeout = min(timeout, CANCELED_AFTER_SCRIPT_TIMEOUT)
-        else:
-            event = self.cancel
+            event = self.abort
         text = scripts.after_script(self.script_env(), self.job.after_script, result.state)
         with self.section("after_script", "Running after_script"):
             res = self.executor.run(StageCommand("after_script", text, timeout), self.log, event)
@@ -420,8 +423,14 @@ def run_build(
     ctx: BuildContext,
     reporter: Reporter,
     cancel: threading.Event,
+    abort: threading.Event | None = None,
 ) -> JobOutcome:
     """Run every stage of `job` with `executor`; emits SectionStarted and (masked) LogChunk
     events to `reporter`. Script failures, timeouts, cancels and executor errors all become
-    the returned outcome."""
-    return _Build(job, executor, ctx, reporter, cancel).run()
+    the returned outcome. `abort` (a second Ctrl-C): a canceled job's after_script is stopped
+    too. Raises what `reporter` raised, if it failed to take the job's log."""
+    build = _Build(job, executor, ctx, reporter, cancel, abort)
+    outcome = build.run()
+    if build.log.failure is not None:
+        raise build.log.failure
+    return outcome

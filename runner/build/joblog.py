@@ -4,6 +4,11 @@ Everything a job prints, from its scripts or from pyci's own host-side stages, g
 `BuildLog`, which masks it and hands it to the reporter as `LogChunk` events. Section markers
 use GitLab's trace format (`section_start:<unix time>:<name>\\r\\e[0K` + a bold cyan header), so
 the log files read like a GitLab job log and runner mode can send them to GitLab unchanged.
+
+A reporter that fails (the job's log file cannot be written) never raises into whoever wrote
+the output (an executor relaying the script's output, a build stage): the first failure is
+kept in `BuildLog.failure`, and the build turns it into the job's failure once the job's
+processes are gone (build.py).
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ class BuildLog:
         self._masker = masker
         self._coverage = CoverageScanner(coverage)
         self._lock = threading.Lock()
+        self.failure: Exception | None = None  # the first event a reporter could not take
 
     def write(self, text: str) -> None:
         with self._lock:
@@ -95,7 +101,14 @@ class BuildLog:
     def _emit(self, text: str) -> None:
         if text:
             self._coverage.feed(text)
-            self._reporter.handle(LogChunk(self.job, text))
+            self._send(LogChunk(self.job, text))
+
+    def _send(self, event: LogChunk | SectionStarted) -> None:
+        try:
+            self._reporter.handle(event)
+        except Exception as exc:
+            if self.failure is None:
+                self.failure = exc
 
     def close(self) -> None:
         with self._lock:
@@ -120,7 +133,8 @@ class BuildLog:
         self.line(f"{ANSI_BOLD_RED}ERROR: {text}{ANSI_RESET}")
 
     def section_start(self, name: str, header: str) -> None:
-        self._reporter.handle(SectionStarted(self.job, name, header))
+        with self._lock:
+            self._send(SectionStarted(self.job, name, header))
         stamp = int(time.time())
         self.write(
             f"section_start:{stamp}:{name}\r{ANSI_CLEAR}{ANSI_BOLD_CYAN}{header}{ANSI_RESET}\n"

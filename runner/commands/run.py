@@ -2,7 +2,9 @@
 
 The top level reads as the list of steps: load the pipeline, choose the jobs, wire the
 reporters, run the scheduler under a Ctrl-C handler, print the summary, return the exit code
-(0 passed, also with warnings; 1 failed; 2 usage or configuration error; 130 canceled).
+(0 passed, also with warnings; 1 failed; 2 usage or configuration error; 130 / 143 / 129
+canceled by SIGINT / SIGTERM / SIGHUP; 141 when the reader of the output went away, as a
+program killed by SIGPIPE would).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from runner.executor_options import (
     chosen_executor,
     executor_options,
 )
+from runner.schedule.interrupts import cancel_on_signals
 
 # The scheduler, the reporters and the job shape (~30-45 ms of imports) are imported where they
 # are used, after `run_command` has forked the prefetch child: it then starts that much sooner.
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     from runner.schedule.scheduler import JobRunner
 
 STATE_DIR_NAME = ".pyci"
+OUTPUT_CLOSED_EXIT = 128 + signal.SIGPIPE  # 141, what a shell reports for `pyci run | head`
 # What the summary draws with. Plain output needs none of it before the end, so it is imported
 # while the jobs run (the main thread then only waits), not before the first job starts.
 SUMMARY_MODULES = ("rich.console", "rich.table", "rich.text")
@@ -53,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the pipeline, or the named jobs",
         description="Run the pipeline here: every job, or only the named jobs (with --needs, "
         "also what they need). Exit 0 when it passed, 1 when it failed, 2 on usage or "
-        "configuration errors, 130 when interrupted.",
+        "configuration errors, 130 when interrupted (143 on SIGTERM, 129 on SIGHUP), 141 "
+        "when the reader of its output went away.",
     )
     parser.add_argument("jobs", nargs="*", metavar="JOB", help="run only these jobs")
     parser.add_argument(
@@ -143,11 +148,13 @@ def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None)
     )
     state_dir = pipeline.project_dir / STATE_DIR_NAME
     listed = [(job.name, job.stage) for job in selection.jobs]
-    output = Output(args, listed, state_dir, pipeline.name)
+    # first signal (or the output gone): cancel; second: abort (docs/run.md, Ctrl-C)
+    cancel, abort = threading.Event(), threading.Event()
+    output = Output(args, listed, state_dir, pipeline.name, cancel)
     run_job = ChildPipelines(
         run_options(args),
         pipeline.facts,
-        build_runner(pipeline.project_dir, state_dir, args, output),
+        build_runner(pipeline.project_dir, state_dir, args, output, abort),
         output.reporter,
         state_dir,
         concurrency=args.concurrency,
@@ -161,14 +168,18 @@ def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None)
         played=selection.played,
         forced=selection.forced,
         pipeline=pipeline.jobs if selection.partial else None,
+        cancel=cancel,
     )
     # On a pipe or a file the summary is drawn without rich (rich draws it only when it has to
     # wrap). On a terminal, rich (~40 ms) is imported on a thread while the jobs run.
     plain_summary_possible = output.view is None and plain_console_output()
-    with cancel_on_signals(scheduler.cancel), output.running():
+    with cancel_on_signals(cancel, abort) as interrupts, output.running():
         if output.view is None and not plain_summary_possible:
             preload_in_background(SUMMARY_MODULES)
         result = scheduler.run()
+    if output.closed.is_set():
+        return OUTPUT_CLOSED_EXIT  # quietly: nobody reads a summary
+    exit_code = interrupts.exit_code or result.exit_code
     from runner.report.summary import plain_summary, print_summary
 
     outcomes = output.rows.with_outcomes(result.as_finished()).outcomes
@@ -180,12 +191,12 @@ def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None)
         if waiting:
             sys.stdout.write(manual_hint(waiting) + "\n")
         sys.stdout.flush()
-        return result.exit_code
+        return exit_code
     console = output.console or make_console()
     print_summary(console, rows, result.status, result.duration)
     if waiting:
         console.print(manual_hint(waiting), style="cyan", markup=False)
-    return result.exit_code
+    return exit_code
 
 
 def plain_console_output() -> bool:
@@ -291,16 +302,19 @@ def preload_in_background(modules: tuple[str, ...]) -> None:
 
 
 def make_console() -> Console:
-    from rich.console import Console
+    from runner.report.console import PyciConsole
 
-    console = Console(highlight=False)
+    console = PyciConsole(highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 160  # a pipe or a file: keep summary rows on one line each
     return console
 
 
 class Output:
-    """The reporters of one run: log files, the live view or plain lines, the reports."""
+    """The reporters of one run: log files, the live view or plain lines, the reports.
+
+    When the reader of stdout goes away (`pyci run | head -1`), `closed` is set and `cancel`
+    too: the run ends as a program killed by SIGPIPE would, but with its jobs wound down."""
 
     def __init__(
         self,
@@ -308,8 +322,9 @@ class Output:
         jobs: list[tuple[str, str]],
         state_dir: Path,
         title: str | None,
+        cancel: threading.Event,
     ) -> None:
-        from runner.report import FanOut
+        from runner.report import FanOut, StopWhenClosed
         from runner.report.json_report import ChildRows
         from runner.report.logfiles import LogFiles
         from runner.report.plain import PlainReporter
@@ -319,15 +334,18 @@ class Output:
         reporters: list[Reporter] = [self.logs, self.rows]  # the reports read finished logs
         self.view: LiveReporter | None = None
         self.console: Console | None = None  # made now for the live view, else at the end
+        self.closed = threading.Event()
+        self._cancel = cancel
         terminal = stdout_is_terminal()
         if args.plain or not terminal:
-            reporters.append(PlainReporter(sys.stdout, colors=terminal))
+            plain = PlainReporter(sys.stdout, colors=terminal)
+            reporters.append(StopWhenClosed(plain, self._stdout_closed))
         else:
             from runner.report.live import LiveReporter
 
             self.console = make_console()
             self.view = LiveReporter(self.console, jobs, title=title)
-            reporters.append(self.view)
+            reporters.append(StopWhenClosed(self.view, self._stdout_closed))
         cwd = Path.cwd()
         if args.json_report:
             from runner.report.json_report import JsonReport
@@ -345,6 +363,16 @@ class Output:
 
             self.held = HeldOutput(self.reporter)
             self.reporter = self.held
+
+    def _stdout_closed(self) -> None:
+        # What is still buffered for stdout, and whatever else is written to it later, goes
+        # to /dev/null: flushing it cannot fail again, at exit or in the interpreter's teardown
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        self.closed.set()
+        self._cancel.set()
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
@@ -375,9 +403,14 @@ def mask_variables(job: JobSpec, masked: dict[str, str]) -> JobSpec:
 
 
 def build_runner(
-    project_dir: Path, state_dir: Path, args: argparse.Namespace, output: Output
+    project_dir: Path,
+    state_dir: Path,
+    args: argparse.Namespace,
+    output: Output,
+    abort: threading.Event,
 ) -> JobRunner:
-    """One fresh executor and one build per attempt of a job."""
+    """One fresh executor and one build per attempt of a job; `abort` (a second Ctrl-C)
+    stops canceled jobs' after_script too."""
     from executors.factory import create_executor
     from runner.build.build import run_build
     from runner.build.context import BuildContext
@@ -395,40 +428,9 @@ def build_runner(
         context = BuildContext(
             project_dir=project_dir, state_dir=state_dir, upstream=upstream, attempt=attempt
         )
-        return run_build(job, executor, context, output.reporter, cancel)
+        return run_build(job, executor, context, output.reporter, cancel, abort)
 
     return run_job
-
-
-@contextlib.contextmanager
-def cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
-    """Ctrl-C (or SIGTERM) cancels the pipeline: running jobs stop, their after_script runs,
-    nothing new starts. Further signals only repeat that we are winding down.
-
-    The handler runs on the main thread between any two bytecodes, possibly while that thread
-    holds a reporter's or a stream's lock: so it only sets the event and writes with os.write.
-    """
-
-    def on_signal(signum: int, frame: object) -> None:
-        again = cancel.is_set()
-        cancel.set()
-        message = (
-            "still canceling: waiting for after_script and cleanup"
-            if again
-            else ("canceling the pipeline...")
-        )
-        with contextlib.suppress(OSError):
-            os.write(sys.stderr.fileno(), f"\n{message}\n".encode())
-
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be installed from the main thread
-        return
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def manual_hint(waiting: list[str]) -> str:

@@ -6,12 +6,14 @@ never sees half a report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from runner.errors import PyciError
 from runner.events import (
     ChildPipelineCreated,
     ChildPipelineFinished,
@@ -78,11 +80,20 @@ class ChildRows:
         return PipelineFinished(finished.status, finished.duration, outcomes)
 
 
+class ReportError(PyciError):
+    """A report file could not be written: one line for the user, exit 1."""
+
+
 def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise ReportError(f"cannot write the report {path}: {exc.strerror or exc}") from exc
 
 
 class JsonReport:

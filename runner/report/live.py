@@ -4,10 +4,14 @@ job fits on the terminal, the running and failed ones stay in view.
 
 It renders from `RunState` (folded from events) on its own refresh thread; it never asks
 the scheduler anything. When the run ends the view disappears and the summary takes its place.
+If drawing fails (the terminal, or the pipe FORCE_COLOR drew to, has gone), the thread stops
+and the error is raised once from the next `handle`, on the thread of whoever reports: for a
+reader gone (EPIPE) that ends the run (runner/report/__init__.py, StopWhenClosed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable
 from types import TracebackType
@@ -138,6 +142,8 @@ class LiveReporter:
         self.interval = 1 / refresh_per_second
         # Our own refresh thread rather than rich's, so that leaving the view joins it.
         self._stop = threading.Event()
+        self.output_error: OSError | None = None  # why drawing stopped
+        self._error_raised = False
         self._thread = threading.Thread(target=self._refresh_loop, name="live view", daemon=True)
         self._live = Live(
             get_renderable=self.renderable,
@@ -156,10 +162,17 @@ class LiveReporter:
 
     def handle(self, event: Event) -> None:
         self.state.apply(event)
+        if self.output_error is not None and not self._error_raised:
+            self._error_raised = True
+            raise self.output_error
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self._live.refresh()
+            try:
+                self._live.refresh()
+            except OSError as exc:
+                self.output_error = exc
+                return
 
     def __enter__(self) -> LiveReporter:
         self._live.start(refresh=True)
@@ -174,4 +187,8 @@ class LiveReporter:
     ) -> None:
         self._stop.set()
         self._thread.join()
-        self._live.stop()
+        if self.output_error is None:
+            self._live.stop()
+            return
+        with contextlib.suppress(OSError):  # what is there to draw on fails again
+            self._live.stop()

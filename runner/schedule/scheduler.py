@@ -9,6 +9,13 @@ executors start their processes themselves.
 Cancellation: setting `Scheduler.cancel` (the SIGINT handler does) cancels every running job
 through its own cancel event, marks every job not yet started as canceled, waits for the
 running ones to wind down (their after_script still runs), and ends with status "canceled".
+
+Failures of pyci itself: whatever a job's thread raises (a bug in the build, a reporter that
+cannot write the job's log) becomes that job's failure with reason `runner_system_failure`,
+its traceback in the job's log (or, when the log is what failed, on stderr: unlogged.py); the
+thread always hands an outcome back, so the loop never waits for a job that will not come.
+A reporter that fails on the loop's own thread (a job's last log line) is reported the same
+way and the run goes on.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from runner.jobspec import JobSpec
 from runner.schedule import release
 from runner.schedule.graph import JobGraph
 from runner.schedule.retry import should_retry
+from runner.schedule.unlogged import report_unlogged
 
 # run_job(job, attempt, upstream, cancel) -> outcome; `upstream` names the jobs whose
 # artifacts the job receives. It must return promptly once `cancel` is set.
@@ -43,6 +51,13 @@ JobRunner = Callable[[JobSpec, int, tuple[str, ...], threading.Event], JobOutcom
 
 # How often the loop looks at the cancel flag and delayed jobs when nothing else happens.
 _POLL_SECONDS = 0.05
+
+# What a job ends as if its thread stops before it decided (only a BaseException gets there).
+_THREAD_DIED = JobOutcome(
+    "failed",
+    failure_reason="runner_system_failure",
+    message="runner system failure: the job's thread ended unexpectedly",
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +81,8 @@ class Scheduler:
 
     `played`: manual jobs the user asked for. `forced`: jobs named on the command line; when
     none of what they wait for is part of this run, they run whatever their `when` says.
-    `pipeline`: all jobs of the pipeline when `jobs` is only a part of it.
+    `pipeline`: all jobs of the pipeline when `jobs` is only a part of it. `cancel`: the
+    event that cancels the run (made here if not given).
     """
 
     def __init__(
@@ -169,7 +185,7 @@ class Scheduler:
         elif job.when == "delayed" and job.start_in:
             self._delayed[job.name] = time.monotonic() + job.start_in
             header = f"Delayed: starts in {job.start_in:g}s (when: delayed)"
-            self.reporter.handle(SectionStarted(job.name, "delayed", header))
+            self._emit(job, SectionStarted(job.name, "delayed", header))
         else:
             self._queue(job)
         return True
@@ -187,7 +203,7 @@ class Scheduler:
     def _queue(self, job: JobSpec) -> None:
         self._status[job.name] = "pending"
         self._pending.append(job.name)
-        self.reporter.handle(JobQueued(job.name, job.stage))
+        self._emit(job, JobQueued(job.name, job.stage))
 
     def _start_due_delayed(self) -> None:
         now = time.monotonic()
@@ -238,7 +254,15 @@ class Scheduler:
         self._changed = True
         self._status[job.name] = outcome.status
         self._outcomes[job.name] = outcome
-        self.reporter.handle(JobFinished(job.name, job.stage, outcome))
+        self._emit(job, JobFinished(job.name, job.stage, outcome))
+
+    def _emit(self, job: JobSpec, event: JobQueued | SectionStarted | JobFinished) -> None:
+        """An event of the loop's own thread; a reporter failing on it fails no job (the
+        outcome is decided, or the job has not started) and must not end the loop."""
+        try:
+            self.reporter.handle(event)
+        except Exception as exc:
+            report_unlogged(job.name, one_line(exc), traceback.format_exc())
 
     def _cancel_everything(self) -> None:
         self._canceled = True
@@ -270,9 +294,17 @@ class Scheduler:
     # -- a worker thread --------------------------------------------------------------------
 
     def _work(self, job: JobSpec, upstream: tuple[str, ...], cancel: threading.Event) -> None:
+        outcome = _THREAD_DIED
+        try:
+            outcome = self._attempts(job, upstream, cancel)
+        finally:
+            self._finished.put((job.name, outcome))  # whatever happened: the loop waits for it
+
+    def _attempts(
+        self, job: JobSpec, upstream: tuple[str, ...], cancel: threading.Event
+    ) -> JobOutcome:
         attempt = 1
         while True:
-            self.reporter.handle(JobStarted(job.name, job.stage, attempt))
             outcome = self._attempt(job, attempt, upstream, cancel)
             if cancel.is_set() or not should_retry(job.retry, outcome, attempt):
                 break
@@ -283,24 +315,40 @@ class Scheduler:
             outcome = replace(outcome, status="canceled", failure_reason="canceled")
         elif outcome.status == "failed":
             outcome = replace(outcome, allowed_failure=job.allow_failure.permits(outcome.exit_code))
-        self._finished.put((job.name, replace(outcome, attempts=attempt)))
+        return replace(outcome, attempts=attempt)
 
     def _attempt(
         self, job: JobSpec, attempt: int, upstream: tuple[str, ...], cancel: threading.Event
     ) -> JobOutcome:
         started = time.monotonic()
         try:
+            self.reporter.handle(JobStarted(job.name, job.stage, attempt))
             outcome = self.run_job(job, attempt, upstream, cancel)
-        except Exception as exc:  # a bug below us: fail this job, keep the pipeline going
-            self.reporter.handle(LogChunk(job.name, traceback.format_exc()))
-            outcome = JobOutcome(
-                "failed",
-                failure_reason="runner_system_failure",
-                message=f"internal error: {type(exc).__name__}: {exc}",
-            )
+        except Exception as exc:  # a bug below us, or the job's log failed: fail this job
+            outcome = self._system_failure(job, exc)
         if not outcome.duration:
             outcome = replace(outcome, duration=time.monotonic() - started)
         return outcome
+
+    def _system_failure(self, job: JobSpec, exc: Exception) -> JobOutcome:
+        """The job's failure for `exc`; its traceback goes to the job's log, or where the log
+        itself failed, to stderr and a file (unlogged.py)."""
+        details = "".join(traceback.format_exception(exc))
+        try:
+            self.reporter.handle(LogChunk(job.name, details))
+        except Exception:
+            report_unlogged(job.name, one_line(exc), details)
+        return JobOutcome(
+            "failed",
+            failure_reason="runner_system_failure",
+            message=f"runner system failure: {one_line(exc)}",
+        )
+
+
+def one_line(exc: BaseException) -> str:
+    """`exc` for a summary's note: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def pipeline_status(
