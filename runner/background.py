@@ -46,8 +46,8 @@ class _BackgroundQueue:
                 removal = self._queue.get()
             try:
                 removal()
-            except Exception:
-                traceback.print_exc()  # a bug; still, later removals must go on
+            except BaseException:  # SystemExit too: the worker must outlive any removal,
+                traceback.print_exc()  # or later ones would wait for it (and exit with them)
             finally:
                 self._queue.task_done()
 

@@ -3,7 +3,8 @@
 Each subcommand lives in its own module under `runner.commands` and exposes
 `register(subparsers)`, which adds its parser and sets `handler` (a function taking the parsed
 arguments and returning an exit code). Exit codes: 0 ok/passed, 1 invalid/failed,
-2 usage or configuration error where a command says so, 130 interrupted.
+2 usage or configuration error where a command says so, 128 + the signal when a signal ended
+the run (130 SIGINT, 143 SIGTERM, 129 SIGHUP), 141 when the reader of the output went away.
 Expected errors (`PyciError`) become one line per problem on stderr; anything else is a bug
 and keeps its traceback.
 """

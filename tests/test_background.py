@@ -30,3 +30,18 @@ def test_removals_run_and_the_thread_ends(tmp_path):
     background.remove_later(lambda: later.rmdir())
     background.finish_removals()
     assert not later.exists()
+
+
+def test_a_removal_raising_systemexit_does_not_stop_later_ones(tmp_path, capsys):
+    done = threading.Event()
+
+    def exits() -> None:
+        raise SystemExit(3)
+
+    background.remove_later(exits)
+    background.remove_later(done.set)
+    finished = threading.Thread(target=background.finish_removals, daemon=True)
+    finished.start()
+    finished.join(timeout=30)  # a watchdog: before the fix this waited for ever
+    assert not finished.is_alive() and done.is_set()
+    assert "SystemExit" in capsys.readouterr().err
