@@ -51,7 +51,9 @@ _DEFAULTED = tuple(
 # What differs from the default in PID 1 when it is forked: Python ignores SIGPIPE and SIGXFSZ
 # and handles SIGINT; the server ignores SIGINT and SIGCHLD (which would make waitpid fail).
 _CHANGED_IN_PID1 = (signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ)
-_FD_LIMIT = 2**31 - 1  # above any descriptor number (os.closerange's end is exclusive)
+# No descriptor is opened at or above RLIMIT_NOFILE, which the server never lowers. (Not 2**31:
+# without close_range(2), a kernel before 5.9, os.closerange closes one number at a time.)
+_FD_LIMIT = os.sysconf("SC_OPEN_MAX")
 
 
 def _send(status: socket.socket, **message: object) -> None:
