@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from runner.errors import UsageError
 
@@ -44,9 +46,21 @@ def add_executor_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--network", choices=NETWORKS, default="bridge", help="container network (default: bridge)"
     )
-    group.add_argument("--memory", metavar="SIZE", help="memory limit per container, e.g. 512m")
-    group.add_argument("--cpus", type=float, metavar="N", help="CPU limit per container, e.g. 1.5")
-    group.add_argument("--pids-limit", type=int, metavar="N", help="process limit per container")
+    group.add_argument(
+        "--memory",
+        metavar="SIZE",
+        help="memory limit per container, e.g. 512m (0: none); jobs may only ask for less",
+    )
+    group.add_argument(
+        "--cpus",
+        metavar="N",
+        help="CPU limit per container, e.g. 1.5 (0: none); jobs may only ask for less",
+    )
+    group.add_argument(
+        "--pids-limit",
+        metavar="N",
+        help="process limit per container (0 or -1: none); jobs may only ask for less",
+    )
     group.add_argument(
         "--no-new-privileges",
         action="store_true",
@@ -80,20 +94,12 @@ def chosen_executor(args: argparse.Namespace) -> str:
 
 def executor_options(args: argparse.Namespace, state_dir: Path):
     """`ExecutorOptions` from the parsed flags; a bad value is a one-line usage error."""
+    from executors.container import limits
     from executors.factory import ExecutorOptions
 
-    memory = None
-    if args.memory:
-        from executors.container.executor import parse_memory
-
-        try:
-            memory = parse_memory(args.memory)
-        except ValueError as exc:
-            raise UsageError(f"--memory {args.memory}: {exc}") from None
-    if args.cpus is not None and args.cpus <= 0:
-        raise UsageError(f"--cpus {args.cpus:g}: must be more than 0")
-    if args.pids_limit is not None and args.pids_limit < 1:
-        raise UsageError(f"--pids-limit {args.pids_limit}: must be at least 1")
+    memory = _limit("--memory", args.memory, limits.memory_limit)
+    cpus = _limit("--cpus", args.cpus, limits.cpus_limit)
+    pids = _limit("--pids-limit", args.pids_limit, limits.pids_limit)
     mirrors = tuple(args.registry_mirror)
     if not mirrors and os.environ.get("PYCI_REGISTRY_MIRROR"):
         from executors.images.pull import mirrors_from_env  # httpx: only when needed
@@ -103,11 +109,24 @@ def executor_options(args: argparse.Namespace, state_dir: Path):
         default_image=args.default_image or None,
         network=args.network,
         memory=memory,
-        cpus=args.cpus,
-        pids_limit=args.pids_limit,
+        cpus=cpus,
+        pids_limit=pids,
         no_new_privs=args.no_new_privileges,
         pull_policy=args.pull_policy,
         registry_mirrors=mirrors,
         insecure_registries=tuple(args.insecure_registry),
         service_log_dir=state_dir / "logs",
     )
+
+
+_Limit = TypeVar("_Limit", int, float)
+
+
+def _limit(flag: str, text: str | None, parse: Callable[[str], _Limit | None]) -> _Limit | None:
+    """A limit flag's value (Docker's syntax; None: no limit); a bad one is a usage error."""
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError as exc:  # limits.LimitError
+        raise UsageError(f"{flag} {text}: {exc}") from None

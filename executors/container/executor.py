@@ -15,13 +15,12 @@ import codecs
 import contextlib
 import dataclasses
 import os
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from executors.base import BuildDirs, ExecResult, ExecutorError, JobLog, StageCommand
-from executors.container import cgroups, hosts, network, recovery, services
+from executors.container import cgroups, hosts, limits, network, recovery, services
 from executors.container.cgroups import CgroupError, Limits
 from executors.container.images import RootImage, has_bash, resolve_image
 from executors.container.names import new_container_id
@@ -38,11 +37,6 @@ from runner import background
 from runner.filenames import file_stem
 from runner.jobspec import JobSpec, ServiceSpec
 
-MEMORY_VARIABLE = "PYCI_MEMORY_LIMIT"
-CPUS_VARIABLE = "PYCI_CPU_LIMIT"
-PIDS_VARIABLE = "PYCI_PIDS_LIMIT"
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
-
 
 @dataclass(frozen=True)
 class ContainerSettings:
@@ -50,9 +44,10 @@ class ContainerSettings:
     image_home: Path | None = None  # the image store (None: $PYCI_HOME or its default)
     default_image: str | None = None  # None: the host root as a read-only lower layer
     network: NetworkMode = "bridge"
+    # the operator's ceilings (limits.py): jobs may only ask for less; None or 0: no limit
     memory: int | None = None  # bytes
     cpus: float | None = None
-    pids_limit: int | None = None
+    pids_limit: int | None = None  # -1 too: no limit
     no_new_privs: bool = False
     seccomp: bool = True  # Docker's default profile
     pull_policy: str = "if-not-present"
@@ -63,13 +58,6 @@ class ContainerSettings:
     cgroup_layout: str | None = None  # None: detect
 
 
-def parse_memory(text: str) -> int:
-    """`512m`, `1g`, `1.5GiB`, `1048576` -> bytes (Docker's units, powers of 1024)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"invalid memory size {text!r} (use e.g. 512m or 2g)")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * 1024 ** " kmgt".index(unit or " "))
 
 
 @dataclass
@@ -115,7 +103,7 @@ class ContainerExecutor:
             )
             for failure in recovered.failed:
                 log.write(f"WARNING: could not remove a leftover: {failure}\n")
-        self._limits = self._job_limits(job)
+        self._limits = self._job_limits(job, log)
         try:
             self._driver = cgroups.shared_driver(settings.cgroup_layout)
         except CgroupError as exc:
@@ -321,18 +309,21 @@ class ContainerExecutor:
             return tuple(e for e in override if e)
         return self._image.config.entrypoint or ()
 
-    def _job_limits(self, job: JobSpec) -> Limits:
-        memory, cpus, pids = self.settings.memory, self.settings.cpus, self.settings.pids_limit
+    def _ceiling(self) -> Limits:
+        settings = self.settings
+        return limits.ceiling(settings.memory, settings.cpus, settings.pids_limit)
+
+    def _job_limits(self, job: JobSpec, log: JobLog) -> Limits:
+        """The operator's limits, lowered where the job's variables ask for less. A bad value
+        is the job's own mistake, not the runner's: a script_failure, as gitlab-runner reports
+        errors of the job's making."""
         try:
-            if job.variable(MEMORY_VARIABLE):
-                memory = parse_memory(job.variable(MEMORY_VARIABLE) or "")
-            if job.variable(CPUS_VARIABLE):
-                cpus = float(job.variable(CPUS_VARIABLE) or "")
-            if job.variable(PIDS_VARIABLE):
-                pids = int(job.variable(PIDS_VARIABLE) or "")
-        except ValueError as exc:
-            raise ExecutorError(f"job {job.name}: invalid limit variable: {exc}") from exc
-        return Limits(memory, cpus, pids)
+            chosen, notes = limits.job_limits(self._ceiling(), job.variable)
+        except limits.LimitError as exc:
+            raise ExecutorError(f"job {job.name}: {exc}", reason="script_failure") from None
+        for note in notes:
+            log.write(f"WARNING: {note}\n")
+        return chosen
 
     # -- services ---------------------------------------------------------------------------
     def _start_service(self, service: ServiceSpec, job: JobSpec, log: JobLog) -> None:
@@ -373,7 +364,9 @@ class ContainerExecutor:
         )
         entry.log_fd = self._service_log(job, names[0])
         try:
-            entry.cgroup = self._driver.create(container_id, Limits())
+            # the operator's limits: a service runs what the job says (`command:`), so
+            # without them a job could escape its ceiling through a service
+            entry.cgroup = self._driver.create(container_id, self._ceiling())
             spec = dataclasses.replace(
                 spec, cgroup_dirs=entry.cgroup.dirs, cgroup_v2_dir=entry.cgroup.v2_dir
             )

@@ -10,13 +10,14 @@ spec, with four file descriptors attached (status socket, stdin, stdout, stderr)
 Per container, two processes, and only one fork of this Python process (forks are the main
 cost here: they copy page tables in proportion to memory):
 - *PID 1*: cloned straight into its cgroup v2 directory and new mount, uts, ipc and pid
-  namespaces, then enters the network namespace the server made ahead of time (unless
-  `host`). It joins the v1 cgroups, unshares a cgroup namespace, asks the runtime to plug in
-  its veth (bridge) and builds the root file system meanwhile, sets up the network inside,
-  drops to the container's user, capabilities, no_new_privs and seccomp, then `posix_spawn`s
-  the command (vfork + exec: cheap whatever our size). It forwards signals, reaps orphans,
-  reports the command's exit and exits — which makes the kernel kill everything left in the
-  container;
+  namespaces. First it makes itself non-dumpable and sheds what it inherited from the server
+  (its stdio made /dev/null, every descriptor closed but those of its request), then enters
+  the network namespace the server made ahead of time (unless `host`). It joins the v1
+  cgroups, unshares a cgroup namespace, asks the runtime to plug in its veth (bridge) and
+  builds the root file system meanwhile, sets up the network inside, drops to the container's
+  user, capabilities, no_new_privs and seccomp, then `posix_spawn`s the command (vfork +
+  exec: cheap whatever our size). It forwards signals, reaps orphans, reports the command's
+  exit and exits — which makes the kernel kill everything left in the container;
 - the *command*.
 
 Status messages on the status socket (JSON, one per datagram): {"pid1": N} with a pidfd
@@ -50,6 +51,9 @@ _DEFAULTED = tuple(
 # What differs from the default in PID 1 when it is forked: Python ignores SIGPIPE and SIGXFSZ
 # and handles SIGINT; the server ignores SIGINT and SIGCHLD (which would make waitpid fail).
 _CHANGED_IN_PID1 = (signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ)
+# No descriptor is opened at or above RLIMIT_NOFILE, which the server never lowers. (Not 2**31:
+# without close_range(2), a kernel before 5.9, os.closerange closes one number at a time.)
+_FD_LIMIT = os.sysconf("SC_OPEN_MAX")
 
 
 def _send(status: socket.socket, **message: object) -> None:
@@ -72,11 +76,16 @@ def _namespace_flags(spec: ContainerSpec) -> int:
 
 
 def run_pid1(
-    spec: ContainerSpec, status: socket.socket, stdio: list[int], clone: _Clone
+    spec: ContainerSpec, status: socket.socket, stdio: list[int], clone: _Clone, devnull: int
 ) -> NoReturn:
     """PID 1 of the container, from clone to its exit. Never returns."""
     try:
+        # Before anything else, as runc's init does: not dumpable, so the job (root without
+        # CAP_SYS_PTRACE, or PID 1's own user) can neither read /proc/1/mem or /proc/1/environ
+        # (this process has held other containers' specs) nor open /proc/1/fd/*.
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        _shed_inherited_fds(devnull, keep=(status.fileno(), *stdio, clone.netns))
         for signum in _CHANGED_IN_PID1:  # the command gets all of _DEFAULTED from spawn
             signal.signal(signum, signal.SIG_DFL)
         if clone.netns >= 0:
@@ -132,6 +141,22 @@ def run_pid1(
             os._exit(0)  # the kernel now kills every other process of the container
 
 
+def _shed_inherited_fds(devnull: int, keep: tuple[int, ...]) -> None:
+    """Make 0, 1 and 2 /dev/null and close every other descriptor but `keep`.
+
+    PID 1 is a fork of the server, whose stderr is pyci's: a job that wrote to /proc/1/fd/2
+    would write into pyci's output (or truncate its log). Whatever else the server held is
+    closed too (os.closerange is close_range(2) here), so nothing of the server's reaches the
+    command, which gets only its three stdio descriptors: all others are close-on-exec."""
+    for target in (0, 1, 2):
+        os.dup2(devnull, target)
+    low = 3
+    for fd in sorted(fd for fd in set(keep) if fd >= low):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _FD_LIMIT)
+
+
 def _find_program(name: str, path: str) -> str:
     """`name` looked up in the container's PATH, as execvp would (shutil.which, whose import
     costs the launcher ~5 ms at every start, is no better here)."""
@@ -160,6 +185,9 @@ def _drop_privileges(spec: ContainerSpec, user: users.ResolvedUser) -> None:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
         if spec.seccomp:
             seccomp.load_default_profile()
+    # the kernel resets the flag to the fs.suid_dumpable sysctl (which some hosts set to 1 for
+    # core dumps) when the uid or gid changes, as runc's init knows: clear it again, for good
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
 
 
 def _start_command(
@@ -287,6 +315,7 @@ def serve(control_fd: int, once: bool = False) -> None:
     with contextlib.suppress(OSError):  # no libseccomp: a container asking for it will fail
         seccomp.preload()
     capabilities.preload()
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)  # every PID 1's own stdio
     cloner = _Cloner()
     cloner.prepare_netns()
     while True:
@@ -302,7 +331,7 @@ def serve(control_fd: int, once: bool = False) -> None:
         pid1, pidfd = clone.pid, clone.pidfd
         if pid1 == 0:
             control.close()
-            run_pid1(spec, status, stdio, clone)
+            run_pid1(spec, status, stdio, clone, devnull)
         if pidfd >= 0:
             with contextlib.suppress(OSError):
                 socket.send_fds(status, [json.dumps({"pid1": pid1}).encode()], [pidfd])

@@ -162,10 +162,10 @@ def _launcher_command(mode: str, fd: int) -> list[str]:
 
 
 def _launcher_env() -> dict[str, str]:
-    env = dict(os.environ)
-    path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = f"{_REPO_ROOT}{os.pathsep}{path}" if path else str(_REPO_ROOT)
-    return env
+    """The launcher's whole environment: where our package is, nothing of pyci's. Every PID 1
+    is a fork of it, and pyci's environment may hold secrets (DOCKER_AUTH_CONFIG, tokens)
+    that a container must never find in /proc/1/environ or its memory."""
+    return {"PYTHONPATH": str(_REPO_ROOT)}
 
 
 class Launcher:
@@ -184,7 +184,10 @@ class Launcher:
             process = subprocess.Popen(
                 _launcher_command(f"--{mode}", theirs.fileno()),
                 pass_fds=[theirs.fileno()],
+                # it never prints; stderr stays pyci's, for a traceback if the server itself
+                # breaks (each PID 1 points its own stdio at /dev/null first thing)
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
                 env=_launcher_env(),
                 cwd="/",
             )

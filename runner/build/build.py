@@ -166,7 +166,8 @@ class _Build:
             # OSError: a host-side stage could not read or write (disk full, permissions)
             reason = getattr(exc, "reason", "runner_system_failure")
             result = _Result("failed", None, reason, self.masker.mask(str(exc)))
-            self.log.error(f"Job failed (system failure): {exc}")
+            kind = "system failure" if reason == "runner_system_failure" else reason
+            self.log.error(f"Job failed ({kind.replace('_', ' ')}): {exc}")
             return self.outcome(result)
         finally:
             if self.probe is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from executors.base import BuildDirs, ExecutorError, StageCommand
-from executors.container.executor import ContainerExecutor, ContainerSettings, parse_memory
+from executors.container.executor import ContainerExecutor, ContainerSettings
 from executors.images.config import ImageConfig
 from executors.images.reference import parse_reference
 from executors.images.store import ImageRecord, ImageStore, LayerRecord
@@ -178,14 +178,6 @@ def test_invalid_limit_variable_is_named(state_dir, launcher, dirs):
     with pytest.raises(ExecutorError, match="invalid memory size 'lots'"):
         executor.prepare(job, dirs, Log())
     executor.cleanup()
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("512m", 512 << 20), ("1g", 1 << 30), ("1.5GiB", 3 << 29), ("4096", 4096), ("64kb", 65536)],
-)
-def test_parse_memory(text, expected):
-    assert parse_memory(text) == expected
 
 
 def test_services_are_reachable_by_alias_and_derived_names(
