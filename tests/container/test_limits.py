@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from executors.base import BuildDirs, ExecutorError, StageCommand
-from executors.container import cgroups
+from executors.container import cgroups, names
 from executors.container.cgroups import Limits
 from executors.container.executor import ContainerExecutor, ContainerSettings
 from executors.container.limits import (
@@ -165,7 +165,7 @@ def running_limits() -> list[Limits]:
     """The limits of every cgroup of this process's containers, as the kernel has them."""
     found: dict[str, dict[str, object]] = {}
     for hierarchy in cgroups.discover():
-        for directory in hierarchy.own_dir.glob(f"pyci-{os.getpid()}-*"):
+        for directory in hierarchy.own_dir.glob(f"{names.id_prefix()}-{os.getpid()}-*"):
             values = found.setdefault(directory.name, {})
             values.update(_read_limits(directory))
     return [Limits(v.get("memory"), v.get("cpus"), v.get("pids")) for v in found.values()]
