@@ -1,0 +1,141 @@
+"""/sys for a container: read-only all the way down, with its own read-only view of cgroups.
+
+A fresh sysfs can only be mounted by the owner of the network namespace, so with the `host`
+network the host's /sys is cloned instead, with every mount below it: the host's cgroup
+hierarchies, securityfs, debugfs, tracefs, bpffs, ... A remount of the top alone left all of
+those writable (a job raised its own `pids.max` and moved itself into the root memory cgroup).
+So the whole tree is made read-only, nosuid, nodev and noexec with one recursive
+`mount_setattr`, in every network mode.
+
+On top of it, as Docker does, /sys/fs/cgroup shows the cgroup file systems mounted afresh from
+inside the container's cgroup namespace (PID 1 unshared one after joining its cgroups), so each
+hierarchy's root is the container's own cgroup, and read-only: a job can read its limits and
+usage, never change them or reach another cgroup. On cgroup v2 that is one `cgroup2` mount; on
+v1 and hybrid hosts a small tmpfs holds one mount per hierarchy, named as on the host.
+"""
+
+from __future__ import annotations
+
+import os
+
+from executors.container import syscalls, targets
+from executors.container.syscalls import (
+    AT_EMPTY_PATH,
+    AT_RECURSIVE,
+    MOUNT_ATTR_NODEV,
+    MOUNT_ATTR_NOEXEC,
+    MOUNT_ATTR_NOSUID,
+    MOUNT_ATTR_RDONLY,
+    MOVE_MOUNT_F_EMPTY_PATH,
+    MOVE_MOUNT_T_EMPTY_PATH,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    OPEN_TREE_CLONE,
+)
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+_LOCKED_DOWN = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC
+_KERNEL_FS = MS_NOSUID | MS_NODEV | MS_NOEXEC
+_AT_FDCWD = -100
+
+
+def mount_sys(root_fd: int, own_netns: bool) -> None:
+    """Mount /sys (and the cgroup view in it) inside the root at `root_fd`, all read-only."""
+    sys_fd = targets.open_plain_dir(root_fd, "sys")
+    try:
+        if own_netns:
+            syscalls.mount("sysfs", targets.fd_path(sys_fd), "sysfs", _KERNEL_FS | MS_RDONLY)
+        else:
+            _clone_host_sys(sys_fd)
+    finally:
+        os.close(sys_fd)
+    mount_cgroup_view(root_fd)
+    top = targets.open_plain_dir(root_fd, "sys")  # now the mount made above
+    try:
+        syscalls.mount_setattr(top, "", AT_EMPTY_PATH | AT_RECURSIVE, _LOCKED_DOWN)
+    finally:
+        os.close(top)
+
+
+def _clone_host_sys(target_fd: int) -> None:
+    flags = OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC
+    tree = syscalls.open_tree(_AT_FDCWD, "/sys", flags)
+    try:
+        # read-only before it is attached: no moment where a host submount is writable inside
+        syscalls.mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, _LOCKED_DOWN)
+        move = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+        syscalls.move_mount(tree, "", target_fd, "", move)
+    finally:
+        os.close(tree)
+
+
+def cgroup_filesystems(mountinfo: str, known_controllers: set[str]) -> list[tuple[str, str, str]]:
+    """(name below /sys/fs/cgroup, "" for /sys/fs/cgroup itself; fstype; mount data) of each
+    cgroup file system the host mounts there, from a mountinfo text. The data keeps only
+    what selects a v1 hierarchy (controllers, `name=`): options such as `release_agent` may
+    not be given from inside a cgroup namespace, and the hierarchy has them already."""
+    found: dict[str, tuple[str, str, str]] = {}  # by name: the last mount there is seen
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        separator = fields.index("-")
+        mountpoint, fstype = fields[4], fields[separator + 1]
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        if mountpoint == CGROUP_ROOT:
+            name = ""
+        elif os.path.dirname(mountpoint) == CGROUP_ROOT:
+            name = os.path.basename(mountpoint)
+        else:
+            continue
+        options = fields[separator + 3].split(",")
+        selecting = [o for o in options if o in known_controllers or o.startswith("name=")]
+        found[name] = (name, fstype, ",".join(selecting) if fstype == "cgroup" else "")
+    return list(found.values())
+
+
+def _known_controllers() -> set[str]:
+    with open("/proc/cgroups") as f:
+        return {line.split()[0] for line in f if line.strip() and not line.startswith("#")}
+
+
+def mount_cgroup_view(root_fd: int) -> None:
+    with open("/proc/self/mountinfo") as f:
+        filesystems = cgroup_filesystems(f.read(), _known_controllers())
+    if not filesystems:
+        return
+    target = targets.open_target(root_fd, CGROUP_ROOT, "dir", create=False)
+    if target is None:
+        return
+    try:
+        if any(name == "" for name, _, _ in filesystems):  # cgroup v2 alone, at its root
+            syscalls.mount("cgroup2", targets.fd_path(target), "cgroup2", _KERNEL_FS | MS_RDONLY)
+            return
+        syscalls.mount("tmpfs", targets.fd_path(target), "tmpfs", _KERNEL_FS, "mode=755,size=64k")
+    finally:
+        os.close(target)
+    holder = targets.open_target(root_fd, CGROUP_ROOT, "dir", create=False)
+    assert holder is not None
+    try:
+        for name, fstype, data in filesystems:
+            os.mkdir(name, 0o555, dir_fd=holder)
+            sub = targets.open_target(root_fd, f"{CGROUP_ROOT}/{name}", "dir", create=False)
+            assert sub is not None
+            try:
+                flags = _KERNEL_FS | MS_RDONLY
+                syscalls.mount(fstype, targets.fd_path(sub), fstype, flags, data or None)
+            finally:
+                os.close(sub)
+        _copy_host_links(holder)
+    finally:
+        os.close(holder)
+    # the holder becomes read-only with the rest of /sys (mount_sys's recursive setattr)
+
+
+def _copy_host_links(holder_fd: int) -> None:
+    """The host's aliases of combined hierarchies (`cpu` -> `cpu,cpuacct`)."""
+    with os.scandir(CGROUP_ROOT) as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), entry.name, dir_fd=holder_fd)
