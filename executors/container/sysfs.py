@@ -1,11 +1,14 @@
 """/sys for a container: read-only all the way down, with its own read-only view of cgroups.
 
-A fresh sysfs can only be mounted by the owner of the network namespace, so with the `host`
-network the host's /sys is cloned instead, with every mount below it: the host's cgroup
-hierarchies, securityfs, debugfs, tracefs, bpffs, ... A remount of the top alone left all of
-those writable (a job raised its own `pids.max` and moved itself into the root memory cgroup).
-So the whole tree is made read-only, nosuid, nodev and noexec with one recursive
-`mount_setattr`, in every network mode.
+A fresh sysfs, in every network mode. pyci used to bind the host's /sys recursively for the
+`host` network, believing a sysfs could only be mounted from a network namespace of one's
+own; that holds only inside a user namespace (rootless runc falls back to such a bind). The
+bind brought every mount below the host's /sys (its cgroup hierarchies, securityfs, debugfs,
+tracefs, bpffs, ...), writable, since only its top was remounted read-only: a job raised its
+own `pids.max` and moved itself into the root memory cgroup. A fresh sysfs has no submounts,
+shows the network namespace it was mounted from (the host's devices under `host`), and the
+whole tree is then made read-only, nosuid, nodev and noexec with one recursive
+`mount_setattr`.
 
 On top of it, as Docker does, /sys/fs/cgroup shows the cgroup file systems mounted afresh from
 inside the container's cgroup namespace (PID 1 unshared one after joining its cgroups), so each
@@ -26,29 +29,22 @@ from executors.container.syscalls import (
     MOUNT_ATTR_NOEXEC,
     MOUNT_ATTR_NOSUID,
     MOUNT_ATTR_RDONLY,
-    MOVE_MOUNT_F_EMPTY_PATH,
-    MOVE_MOUNT_T_EMPTY_PATH,
     MS_NODEV,
     MS_NOEXEC,
     MS_NOSUID,
     MS_RDONLY,
-    OPEN_TREE_CLONE,
 )
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 _LOCKED_DOWN = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC
 _KERNEL_FS = MS_NOSUID | MS_NODEV | MS_NOEXEC
-_AT_FDCWD = -100
 
 
-def mount_sys(root_fd: int, own_netns: bool) -> None:
+def mount_sys(root_fd: int) -> None:
     """Mount /sys (and the cgroup view in it) inside the root at `root_fd`, all read-only."""
     sys_fd = targets.open_plain_dir(root_fd, "sys")
     try:
-        if own_netns:
-            syscalls.mount("sysfs", targets.fd_path(sys_fd), "sysfs", _KERNEL_FS | MS_RDONLY)
-        else:
-            _clone_host_sys(sys_fd)
+        syscalls.mount("sysfs", targets.fd_path(sys_fd), "sysfs", _KERNEL_FS | MS_RDONLY)
     finally:
         os.close(sys_fd)
     mount_cgroup_view(root_fd)
@@ -59,18 +55,6 @@ def mount_sys(root_fd: int, own_netns: bool) -> None:
         os.close(top)
 
 
-def _clone_host_sys(target_fd: int) -> None:
-    flags = OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC
-    tree = syscalls.open_tree(_AT_FDCWD, "/sys", flags)
-    try:
-        # read-only before it is attached: no moment where a host submount is writable inside
-        syscalls.mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, _LOCKED_DOWN)
-        move = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
-        syscalls.move_mount(tree, "", target_fd, "", move)
-    finally:
-        os.close(tree)
-
-
 def cgroup_filesystems(mountinfo: str, known_controllers: set[str]) -> list[tuple[str, str, str]]:
     """(name below /sys/fs/cgroup, "" for /sys/fs/cgroup itself; fstype; mount data) of each
     cgroup file system the host mounts there, from a mountinfo text. The data keeps only
@@ -78,6 +62,8 @@ def cgroup_filesystems(mountinfo: str, known_controllers: set[str]) -> list[tupl
     not be given from inside a cgroup namespace, and the hierarchy has them already."""
     found: dict[str, tuple[str, str, str]] = {}  # by name: the last mount there is seen
     for line in mountinfo.splitlines():
+        if " - cgroup" not in line:
+            continue  # most lines, and a host may have hundreds: skip them unparsed
         fields = line.split()
         separator = fields.index("-")
         mountpoint, fstype = fields[4], fields[separator + 1]
