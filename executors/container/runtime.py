@@ -257,7 +257,10 @@ class Launcher:
                     # this error) and its own message, sent before it exited, is the cause
                     cause = _sent_error(status) or f"container {spec.id}: network: {exc}"
                     raise ContainerError(cause) from exc
-                status.send(NET_READY)
+                # PID 1 may have failed its set-up after the veth went in: its error waits
+                # on the socket for wait() to report
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    status.send(NET_READY)
         return pid1, pidfd
 
     def close(self) -> None:
