@@ -13,16 +13,20 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from executors.base import BuildDirs, ExecutorError, StageCommand
 from executors.container import syscalls
+from executors.container.executor import ContainerExecutor, ContainerSettings
 from executors.container.images import HOST_HIDDEN_PATHS
 from executors.container.network import AddressPool, ensure_bridge, host_link_name
 from executors.container.runtime import ContainerError, run_container
 from executors.container.spec import ContainerSpec, Mount, NetworkSpec
+from runner.jobspec import ImageSpec, JobSpec
 
 MODES = ("none", "host", "bridge")
 KINDS = ("busybox", "host-root")
@@ -202,3 +206,53 @@ def test_device_nodes_do_not_open_outside_dev(run_in, layer, sources, kind, mode
     assert "/dev: opened" in output  # the container's own /dev keeps working
     node = sources / "project" / "null-node"
     assert node.is_char_device()  # the host sees the node; the job could not use it
+
+
+@pytest.fixture
+def secret_dir() -> Iterator[Path]:
+    """A host directory outside the paths the host-root image hides, with a file in it."""
+    path = Path(tempfile.mkdtemp(prefix="escape-hidden-", dir="/var/tmp"))
+    (path / "private-file").write_text("host data\n")
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("style", ["absolute", "relative"])
+def test_a_hidden_path_that_is_a_link_is_hidden_where_it_points_in_the_root(
+    run_in, layer, secret_dir, style
+):
+    # the host root's /home is hidden behind an empty tmpfs; a link /home -> elsewhere must
+    # hide elsewhere *in the container*, not a host path of that name
+    target = str(secret_dir) if style == "absolute" else CLIMB + str(secret_dir).lstrip("/")
+    plant(layer, "/home", target)
+    code, output = run_in("host-root", "none", layer, f"ls -A /home/ {secret_dir}/")
+    assert code == 0, output
+    assert output == f"/home/:\n\n{secret_dir}/:\n"  # both empty: the same hidden directory
+    assert (secret_dir / "private-file").read_text() == "host data\n"
+
+
+def test_the_executor_fails_a_hostile_image_in_one_line(
+    state_dir, launcher, busybox_rootfs, sources, tmp_path
+):
+    image = tmp_path / "image"
+    shutil.copytree(busybox_rootfs, image, symlinks=True)
+    (image / "dev").symlink_to("/tmp")
+    settings = ContainerSettings(state_dir=state_dir, network="none")
+    executor = ContainerExecutor(settings, launcher)
+    job = JobSpec(name="hostile", stage="test", stage_index=0, script=("true",),
+                  image=ImageSpec(str(image)))  # fmt: skip
+    dirs = BuildDirs(sources / "project", sources / "project.tmp")
+    executor.prepare(job, dirs, _Log())
+    try:
+        with pytest.raises(ExecutorError) as caught:
+            executor.run(StageCommand("step_script", "true", 30, {}), _Log(), threading.Event())
+    finally:
+        executor.cleanup()
+    message = str(caught.value)
+    assert "mount point /dev: the image has a symbolic link there" in message
+    assert "\n" not in message
+
+
+class _Log:
+    def write(self, text: str) -> None:
+        pass
