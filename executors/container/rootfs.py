@@ -75,7 +75,7 @@ def setup_rootfs(spec: ContainerSpec) -> None:
             os.close(proc)
         os.close(targets.open_plain_dir(root_fd, "dev"))  # a real directory: setup_dev's path
         devices.setup_dev(root, spec.shm_size)
-        sysfs.mount_sys(root_fd)
+        sysfs.mount_sys(root_fd, spec.cgroup_dirs)
         for mount in spec.mounts:
             _apply_mount(root_fd, mount)
     finally:

@@ -14,7 +14,8 @@ On top of it, as Docker does, /sys/fs/cgroup shows the cgroup file systems mount
 inside the container's cgroup namespace (PID 1 unshared one after joining its cgroups), so each
 hierarchy's root is the container's own cgroup, and read-only: a job can read its limits and
 usage, never change them or reach another cgroup. On cgroup v2 that is one `cgroup2` mount; on
-v1 and hybrid hosts a small tmpfs holds one mount per hierarchy, named as on the host.
+v1 and hybrid hosts a small tmpfs holds one directory per hierarchy, named as on the host, with
+a mount in those where the container has a cgroup of its own.
 """
 
 from __future__ import annotations
@@ -40,14 +41,15 @@ _LOCKED_DOWN = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_
 _KERNEL_FS = MS_NOSUID | MS_NODEV | MS_NOEXEC
 
 
-def mount_sys(root_fd: int) -> None:
-    """Mount /sys (and the cgroup view in it) inside the root at `root_fd`, all read-only."""
+def mount_sys(root_fd: int, own_cgroups: tuple[str, ...]) -> None:
+    """Mount /sys (and the view of `own_cgroups`, host paths of the container's cgroups, in
+    it) inside the root at `root_fd`, all read-only."""
     sys_fd = targets.open_plain_dir(root_fd, "sys")
     try:
         syscalls.mount("sysfs", targets.fd_path(sys_fd), "sysfs", _KERNEL_FS | MS_RDONLY)
     finally:
         os.close(sys_fd)
-    mount_cgroup_view(root_fd)
+    mount_cgroup_view(root_fd, own_cgroups)
     top = targets.open_plain_dir(root_fd, "sys")  # now the mount made above
     try:
         syscalls.mount_setattr(top, "", AT_EMPTY_PATH | AT_RECURSIVE, _LOCKED_DOWN)
@@ -86,7 +88,10 @@ def _known_controllers() -> set[str]:
         return {line.split()[0] for line in f if line.strip() and not line.startswith("#")}
 
 
-def mount_cgroup_view(root_fd: int) -> None:
+def mount_cgroup_view(root_fd: int, own_dirs: tuple[str, ...]) -> None:
+    """Mount, read-only, the hierarchies in which the container has a cgroup of its own
+    (`own_dirs`: the host paths of its cgroups); the others get an empty directory, as
+    Docker shows each container only its own cgroups."""
     with open("/proc/self/mountinfo") as f:
         filesystems = cgroup_filesystems(f.read(), _known_controllers())
     if not filesystems:
@@ -96,7 +101,9 @@ def mount_cgroup_view(root_fd: int) -> None:
         return
     try:
         if any(name == "" for name, _, _ in filesystems):  # cgroup v2 alone, at its root
-            syscalls.mount("cgroup2", targets.fd_path(target), "cgroup2", _KERNEL_FS | MS_RDONLY)
+            if _is_own(CGROUP_ROOT, own_dirs):
+                flags = _KERNEL_FS | MS_RDONLY
+                syscalls.mount("cgroup2", targets.fd_path(target), "cgroup2", flags)
             return
         syscalls.mount("tmpfs", targets.fd_path(target), "tmpfs", _KERNEL_FS, "mode=755,size=64k")
     finally:
@@ -106,6 +113,8 @@ def mount_cgroup_view(root_fd: int) -> None:
     try:
         for name, fstype, data in filesystems:
             os.mkdir(name, 0o555, dir_fd=holder)
+            if not _is_own(f"{CGROUP_ROOT}/{name}", own_dirs):
+                continue
             sub = targets.open_target(root_fd, f"{CGROUP_ROOT}/{name}", "dir", create=False)
             assert sub is not None
             try:
@@ -117,6 +126,12 @@ def mount_cgroup_view(root_fd: int) -> None:
     finally:
         os.close(holder)
     # the holder becomes read-only with the rest of /sys (mount_sys's recursive setattr)
+
+
+def _is_own(mountpoint: str, own_dirs: tuple[str, ...]) -> bool:
+    # in a hierarchy where PID 1 did not join a cgroup of its own, the namespace's root would
+    # be the fork server's cgroup, and the view the tree of everything else in it
+    return any(directory.startswith(mountpoint + "/") for directory in own_dirs)
 
 
 def _copy_host_links(holder_fd: int) -> None:

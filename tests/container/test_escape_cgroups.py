@@ -27,6 +27,7 @@ MODES = ("none", "host", "bridge")
 KINDS = ("busybox", "host-root")
 REFUSALS = ("Read-only file system", "Permission denied", "Operation not permitted")
 PIDS_LIMIT = 77
+MEMORY_LIMIT = 256 * 1024 * 1024
 LAYOUT = cgroups.detect_layout(cgroups.discover())
 CG = "/sys/fs/cgroup"
 
@@ -99,7 +100,9 @@ def dirs() -> Iterator[BuildDirs]:
 
 
 def run_job(kind, mode, state_dir, launcher, dirs, busybox_rootfs, script) -> str:
-    settings = ContainerSettings(state_dir=state_dir, network=mode, pids_limit=PIDS_LIMIT)
+    settings = ContainerSettings(
+        state_dir=state_dir, network=mode, pids_limit=PIDS_LIMIT, memory=MEMORY_LIMIT
+    )
     executor = ContainerExecutor(settings, launcher)
     image = ImageSpec(str(busybox_rootfs)) if kind == "busybox" else None
     job = JobSpec(name="escape", stage="test", stage_index=0, script=("true",), image=image)
@@ -211,3 +214,33 @@ def test_the_cgroup_view_mounts_what_the_host_mounts_without_its_options():
         ("memory", "cgroup", "memory"),
     ]
     assert sysfs.cgroup_filesystems(V2_MOUNTINFO, controllers) == [("", "cgroup2", "")]
+
+
+@pytest.fixture
+def sibling_cgroups() -> Iterator[None]:
+    """A cgroup beside pyci's containers in every hierarchy (where the fork server's own
+    cgroup is), as another job's or a host service's would be."""
+    made = []
+    for hierarchy in cgroups.discover():
+        probe = hierarchy.own_dir / "pyci-escape-sibling"
+        probe.mkdir()
+        made.append(probe)
+    yield
+    for probe in made:
+        probe.rmdir()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_job_sees_its_own_cgroups_only(
+    state_dir, launcher, dirs, busybox_rootfs, sibling_cgroups, kind, mode
+):
+    # every hierarchy shown is rooted at the container's own cgroup, which has no children:
+    # no other container's, service's or host cgroup is visible, not even in a hierarchy
+    # pyci makes no cgroup in (there the namespace's root is the fork server's cgroup)
+    script = (
+        f"find {CG} -mindepth 2 -type d | sed 's/^/CGROUP /'\ncat {WRITES[0][1]} {WRITES[1][1]}\n"
+    )
+    output = run_job(kind, mode, state_dir, launcher, dirs, busybox_rootfs, script)
+    assert [line for line in output.splitlines() if line.startswith("CGROUP ")] == []
+    assert output.splitlines()[-2:] == [str(PIDS_LIMIT), str(MEMORY_LIMIT)]
