@@ -76,8 +76,9 @@ def setup_rootfs(spec: ContainerSpec) -> None:
         os.close(targets.open_plain_dir(root_fd, "dev"))  # a real directory: setup_dev's path
         devices.setup_dev(root, spec.shm_size)
         sysfs.mount_sys(root_fd, spec.cgroup_dirs)
+        kernel_devices = frozenset(os.stat(name, dir_fd=root_fd).st_dev for name in ("proc", "sys"))
         for mount in spec.mounts:
-            _apply_mount(root_fd, mount)
+            _apply_mount(root_fd, mount, kernel_devices)
     finally:
         os.close(root_fd)
     _pivot(root)
@@ -98,43 +99,47 @@ def _mount_new(root_fd: int, path: str, fstype: str, flags: int, data: str | Non
         os.close(target)
 
 
-def _apply_mount(root_fd: int, mount: Mount) -> None:
+def _apply_mount(root_fd: int, mount: Mount, kernel_devices: frozenset[int]) -> None:
+    kind: targets.Kind = "dir"
+    if mount.kind == "bind":
+        assert mount.source is not None
+        kind = "dir" if os.path.isdir(mount.source) else "file"
     try:
-        if mount.kind == "tmpfs":
-            target = targets.open_target(root_fd, mount.target, "dir")
-            assert target is not None
-            try:
+        target = targets.open_target(root_fd, mount.target, kind)
+        assert target is not None
+        try:
+            if os.fstat(target).st_dev in kernel_devices:
+                # an image's link into /proc or /sys: a mount there could cover the kernel
+                # interfaces the masked and read-only paths protect (runc refuses them too)
+                raise targets.MountTargetError(
+                    f"mount target {mount.target}: the image's links lead into /proc or /sys"
+                )
+            if mount.kind == "tmpfs":
                 flags = MS_NOSUID | MS_NODEV
                 syscalls.mount("tmpfs", targets.fd_path(target), "tmpfs", flags, mount.options)
-            finally:
-                os.close(target)
-            return
-        assert mount.source is not None
-        _bind(root_fd, mount.source, mount.target, mount.readonly)
+            else:
+                assert mount.source is not None
+                _bind(mount.source, target, mount.readonly)
+        finally:
+            os.close(target)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot mount {mount.target}: {exc.strerror}") from exc
 
 
-def _bind(root_fd: int, source: str, target_path: str, readonly: bool) -> None:
+def _bind(source: str, target_fd: int, readonly: bool) -> None:
     """Bind `source` (a host path pyci chose) with everything mounted below it, nodev and
     nosuid throughout: what a host directory holds (a cache, artifacts, the sources) was put
     there by other jobs or users, so a device node or setuid bit there is never the image's.
     Attributes are set on a detached copy before it is attached (open_tree, mount_setattr,
     move_mount), so submounts get them too, which a remount of the top one does not do."""
-    kind: targets.Kind = "dir" if os.path.isdir(source) else "file"
-    target = targets.open_target(root_fd, target_path, kind)
-    assert target is not None
+    tree = syscalls.open_tree(_AT_FDCWD, source, OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC)
     try:
-        tree = syscalls.open_tree(_AT_FDCWD, source, OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC)
-        try:
-            attrs = MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | (MOUNT_ATTR_RDONLY if readonly else 0)
-            syscalls.mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, attrs)
-            move = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
-            syscalls.move_mount(tree, "", target, "", move)
-        finally:
-            os.close(tree)
+        attrs = MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | (MOUNT_ATTR_RDONLY if readonly else 0)
+        syscalls.mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, attrs)
+        move = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+        syscalls.move_mount(tree, "", target_fd, "", move)
     finally:
-        os.close(target)
+        os.close(tree)
 
 
 def _pivot(root: str) -> None:

@@ -61,9 +61,8 @@ def open_target(root_fd: int, path: str, kind: Kind, create: bool = True) -> int
             fd = _openat2(root_fd, "/".join(current) or ".", _PATH_FLAGS, _RESOLVE)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise MountTargetError(
-                    f"mount target {path}: too many levels of symbolic links"
-                ) from exc
+                why = "its links loop, or one is a /proc magic link"
+                raise MountTargetError(f"mount target {path}: {why}") from exc
             if exc.errno == errno.ENOTDIR:
                 raise MountTargetError(
                     f"mount target {path}: a part of it is not a directory"

@@ -180,7 +180,28 @@ def test_a_link_loop_is_refused(run_in, layer, kind):
     (layer / "loop").symlink_to("builds")
     with pytest.raises(ContainerError) as caught:
         run_in(kind, "none", layer, "true")
-    assert "too many levels of symbolic links" in str(caught.value)
+    assert "mount target /builds/group/project: its links loop" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("path", "target", "expected"),
+    [
+        (
+            "/etc/hosts",
+            "/proc/sys/kernel/core_pattern",
+            "the image's links lead into /proc or /sys",
+        ),
+        ("/etc/resolv.conf", "/sys/kernel/mm/ksm/run", "the image's links lead into /proc or /sys"),
+        # /proc/1/root of PID 1 is, while it builds the root, the host's /
+        ("/builds", "/proc/1/root/tmp", "one is a /proc magic link"),
+        ("/builds", "/proc/self/cwd", "one is a /proc magic link"),
+    ],
+)
+def test_a_link_into_proc_or_sys_is_refused(run_in, layer, victim, path, target, expected):
+    plant(layer, path, target)
+    with pytest.raises(ContainerError) as caught:
+        run_in("busybox", "none", layer, "true")
+    assert expected in str(caught.value)
 
 
 MKNOD_AND_OPEN = """
