@@ -260,10 +260,17 @@ class Launcher:
                 try:
                     network.attach_veth(spec.network, pid1)
                 except Exception as exc:
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    with contextlib.suppress(ProcessLookupError):  # it may have exited
+                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                     os.close(pidfd)
-                    raise ContainerError(f"container {spec.id}: network: {exc}") from exc
-                status.send(NET_READY)
+                    # PID 1 builds its root meanwhile: if that failed, PID 1 is gone (hence
+                    # this error) and its own message, sent before it exited, is the cause
+                    cause = _sent_error(status) or f"container {spec.id}: network: {exc}"
+                    raise ContainerError(cause) from exc
+                # PID 1 may have failed its set-up after the veth went in: its error waits
+                # on the socket for wait() to report
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    status.send(NET_READY)
         return pid1, pidfd, exit_code
 
     def close(self) -> None:
@@ -278,6 +285,20 @@ class Launcher:
                     process.kill()
                     process.wait()
                 self._server = None
+
+
+def _sent_error(status: socket.socket) -> str | None:
+    """An error message already waiting on the status socket, without waiting for one."""
+    while True:
+        try:
+            data = status.recv(MAX_MESSAGE, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return None
+        if not data:
+            return None
+        message = json.loads(data)
+        if "error" in message:
+            return str(message["error"])
 
 
 _shared: Launcher | None = None

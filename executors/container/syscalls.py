@@ -49,9 +49,25 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
+# Calls added since Linux 5.1 share one number on every architecture (the generic table).
+_NEW_MOUNT_API = {"open_tree": 428, "move_mount": 429, "openat2": 437, "mount_setattr": 442}
 _SYSCALL_NUMBERS = {
-    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "clone": 56},
-    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "clone": 220},
+    "x86_64": {
+        "pivot_root": 155,
+        "capget": 125,
+        "capset": 126,
+        "clone": 56,
+        "bpf": 321,
+        **_NEW_MOUNT_API,
+    },
+    "aarch64": {
+        "pivot_root": 41,
+        "capget": 90,
+        "capset": 91,
+        "clone": 220,
+        "bpf": 280,
+        **_NEW_MOUNT_API,
+    },
 }
 CLONE_PIDFD = 0x00001000
 _SIGCHLD = 17
@@ -102,6 +118,100 @@ def umount2(target: str, flags: int = 0) -> None:
 def pivot_root(new_root: str, put_old: str) -> None:
     if _libc.syscall(ctypes.c_long(_number("pivot_root")), _c(new_root), _c(put_old)) != 0:
         raise _fail("pivot_root", new_root=new_root, put_old=put_old)
+
+
+# openat2(2) resolve flags (linux/openat2.h)
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+# *at flags and the mount API's (linux/fcntl.h, linux/mount.h)
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def openat2(dir_fd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """open(2) relative to `dir_fd` under the `resolve` restrictions; returns the new fd.
+    RESOLVE_IN_ROOT treats `dir_fd` as "/" for every absolute symlink and "..", so a path
+    from an image cannot name anything outside it."""
+    how = _OpenHow(flags, mode, resolve)
+    fd = _libc.syscall(
+        ctypes.c_long(_number("openat2")),
+        ctypes.c_int(dir_fd),
+        _c(path),
+        ctypes.byref(how),
+        ctypes.c_size_t(ctypes.sizeof(how)),
+    )
+    if fd < 0:
+        raise _fail("openat2", dir_fd=dir_fd, path=path, flags=oct(flags), resolve=hex(resolve))
+    return fd
+
+
+def open_tree(dir_fd: int, path: str, flags: int) -> int:
+    """A file descriptor on the mount at `path`; with OPEN_TREE_CLONE (| AT_RECURSIVE) a
+    detached copy of it (and its submounts) that `move_mount` attaches elsewhere."""
+    fd = _libc.syscall(
+        ctypes.c_long(_number("open_tree")), ctypes.c_int(dir_fd), _c(path), ctypes.c_uint(flags)
+    )
+    if fd < 0:
+        raise _fail("open_tree", dir_fd=dir_fd, path=path, flags=hex(flags))
+    return fd
+
+
+def move_mount(from_fd: int, from_path: str, to_fd: int, to_path: str, flags: int) -> None:
+    result = _libc.syscall(
+        ctypes.c_long(_number("move_mount")),
+        ctypes.c_int(from_fd),
+        _c(from_path),
+        ctypes.c_int(to_fd),
+        _c(to_path),
+        ctypes.c_uint(flags),
+    )
+    if result != 0:
+        raise _fail(
+            "move_mount", from_fd=from_fd, from_path=from_path, to_fd=to_fd, to_path=to_path,
+            flags=hex(flags),
+        )  # fmt: skip
+
+
+def mount_setattr(dir_fd: int, path: str, flags: int, attr_set: int, attr_clr: int = 0) -> None:
+    """Set (and clear) MOUNT_ATTR_* on the mount at `path`; with AT_RECURSIVE on every mount
+    below it too, which a `mount(MS_REMOUNT | MS_BIND)` cannot do in one call."""
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    result = _libc.syscall(
+        ctypes.c_long(_number("mount_setattr")),
+        ctypes.c_int(dir_fd),
+        _c(path),
+        ctypes.c_uint(flags),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
+    if result != 0:
+        raise _fail(
+            "mount_setattr", dir_fd=dir_fd, path=path, flags=hex(flags), attr_set=hex(attr_set)
+        )
 
 
 def unshare(flags: int) -> None:
@@ -248,7 +358,6 @@ BPF_PROG_QUERY = 16
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
 BPF_CGROUP_DEVICE = 6  # the attach type
 BPF_F_ALLOW_MULTI = 2
-_NR_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 
 
 class _BpfProgLoad(ctypes.Structure):
@@ -293,7 +402,7 @@ class _BpfProgQuery(ctypes.Structure):
 
 def _bpf(cmd: int, attr: ctypes.Structure) -> int:
     return _libc.syscall(
-        ctypes.c_long(_NR_BPF),
+        ctypes.c_long(_number("bpf")),
         ctypes.c_int(cmd),
         ctypes.byref(attr),
         ctypes.c_uint(ctypes.sizeof(attr)),

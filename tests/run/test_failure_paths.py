@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from executors.container import names
 from runner.filenames import NAME_MAX
 from tests.processes import marked_processes
 from tests.run.conftest import (
@@ -107,7 +108,7 @@ class Child:
         """What this run left behind; `marker` is in the command line of its jobs' processes;
         `test_mounts`: mount points the test itself made."""
         pid = self.process.pid
-        owned = f"pyci-{pid}-"
+        owned = f"{names.id_prefix()}-{pid}-"  # the child inherits the session's prefix
         wait_until(lambda: not marked_processes(RUN_MARKER, self.mark), timeout=3)
         found = [f"process {p}" for p in marked_processes(RUN_MARKER, self.mark)]
         found += processes_mentioning(marker)
