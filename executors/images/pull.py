@@ -6,6 +6,9 @@
 Pull policies (GitLab's `image:pull_policy`, Docker's names): `if-not-present` (default)
 returns a cached image without a single request; `always` asks the registry for the manifest
 and downloads only what is missing; `never` uses the store or fails.
+
+With a size cap (`PYCI_STORE_MAX`), a pull that went to the registry ends by evicting least
+recently used images that no live process holds, until the store fits (usage.py).
 """
 
 from __future__ import annotations
@@ -106,6 +109,8 @@ def pull_image(
         )
         with store.using():
             image = puller.run(_endpoints(ref, mirrors, insecure))
+    # the image is held by this process now (store.get), so the cap never evicts it
+    store.enforce_cap()
     return PulledImage(
         reference=image.reference,
         digest=image.digest,
