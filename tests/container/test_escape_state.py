@@ -235,3 +235,28 @@ def test_a_non_root_job_runs_from_layers_under_private_dirs(base, launcher, busy
     assert "".join(parts).splitlines()[-2:] == ["65534", "/bin/busybox"]
     for path in (base / "store", base / "store" / "layers" / "sha256" / layer.chain_id[7:]):
         assert path.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_run_dir_owned_by_someone_else_fails_the_job_in_one_line(tmp_path):
+    from tests.container.test_container_cli import REPO_ROOT, make_project, pyci
+
+    for name in ("home", "run", "builds", "tmp"):
+        (tmp_path / name).mkdir()
+    os.chown(tmp_path / "run", 65534, 65534)  # someone else could swap what is inside
+    env = {
+        **os.environ,
+        "PYCI_HOME": str(tmp_path / "home"),
+        "PYCI_RUN_DIR": str(tmp_path / "run"),
+        "PYCI_BUILDS_DIR": str(tmp_path / "builds"),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    repo = make_project(tmp_path, "job:\n  script: [echo never]\n")
+    run = pyci(repo, env, "run", "--executor", "container", "--plain", "--network", "none")
+    assert run.returncode == 1
+    assert "Traceback" not in run.stdout + run.stderr
+    refusal = f"{tmp_path / 'run'}: owned by uid 65534, not by this user (uid 0)"
+    failed = [line for line in run.stdout.splitlines() if "Job failed (system failure)" in line]
+    assert len(failed) == 1 and refusal in failed[0], run.stdout
+    assert "never" not in run.stdout.replace("echo never", "")
+    assert os.listdir(tmp_path / "run") == [] and (tmp_path / "run").stat().st_uid == 65534
