@@ -324,8 +324,12 @@ class _Puller:
             diff_id = extract_layer(feed, target, what)
         except BaseException as exc:
             # the download stops at its next chunk (it cleans up its temp file itself); a
-            # stalled connection is not waited for. Its own error says more, if it had one.
+            # stalled connection is not waited for. Its own error says more, if it had one:
+            # once every byte has arrived it is only checking the digest, so it is waited for
+            # (a corrupt blob is a digest mismatch, whichever side noticed first)
             feed.abort()
+            if feed.received >= layer.size:
+                thread.join()
             error = feed.error
             feed.close()
             if error is not None and not isinstance(error, DownloadAborted):
