@@ -260,3 +260,60 @@ def test_a_run_dir_owned_by_someone_else_fails_the_job_in_one_line(tmp_path):
     assert len(failed) == 1 and refusal in failed[0], run.stdout
     assert "never" not in run.stdout.replace("echo never", "")
     assert os.listdir(tmp_path / "run") == [] and (tmp_path / "run").stat().st_uid == 65534
+
+
+LEAKY = """
+stages: [make, use]
+leak:
+  stage: make
+  image: {image}
+  script:
+    - cp /bin/busybox ./suid && chmod 4755 ./suid
+    - mknod ./mem c 1 1 && mknod ./fifo p
+    - ln -s {secret} build.env && ln -s {secret} report.xml
+    - mkdir dir && ln -s {secret} dir/inside
+  artifacts:
+    paths: [suid, mem, fifo, dir/]
+    reports:
+      dotenv: build.env
+      junit: report.xml
+use:
+  stage: use
+  image: {image}
+  script:
+    - echo "secret=$SECRET_VALUE"
+    - ls -l suid
+"""
+
+
+def test_artifacts_never_carry_setuid_devices_or_host_files(tmp_path, busybox_rootfs):
+    """The artifact stage runs in pyci, as root on the host, over the files the job left: a
+    symlink to a host file, a device node or a setuid copy must not turn into host secrets in
+    variables, a copy of /dev/mem, or a setuid-root file in `.pyci/artifacts/`."""
+    from tests.container.test_container_cli import REPO_ROOT, make_project, pyci
+
+    secret = tmp_path / "secret.env"
+    secret.write_text("SECRET_VALUE=host-only\n")
+    secret.chmod(0o600)
+    for name in ("home", "run", "builds", "tmp"):
+        (tmp_path / name).mkdir()
+    env = {
+        **os.environ,
+        "PYCI_HOME": str(tmp_path / "home"),
+        "PYCI_RUN_DIR": str(tmp_path / "run"),
+        "PYCI_BUILDS_DIR": str(tmp_path / "builds"),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    repo = make_project(tmp_path, LEAKY.format(image=busybox_rootfs, secret=secret))
+    run = pyci(repo, env, "run", "--executor", "container", "--plain", "--network", "none")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "[use] secret=" in run.stdout.splitlines()
+    assert "host-only" not in run.stdout
+    stored = repo / ".pyci" / "artifacts" / "leak"
+    assert sorted(p.name for p in stored.iterdir()) == ["dir", "suid"]
+    assert (stored / "suid").stat().st_mode & 0o7777 == 0o755  # setuid dropped
+    assert os.readlink(stored / "dir" / "inside") == str(secret)  # a link, as the job made it
+    assert not list((repo / ".pyci" / "artifacts").rglob("*report.xml"))
+    warnings = [line for line in run.stdout.splitlines() if "not a regular file" in line]
+    assert len(warnings) == 2  # build.env and report.xml
