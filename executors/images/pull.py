@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -266,7 +267,7 @@ class _Puller:
         if not self.store.has_blob(digest):
             data = client.get_blob_bytes(digest)
             verify_digest(data, digest, f"{self.ref} config")
-            self.store.add_blob(digest, lambda out: out.write(data))
+            self.store.add_blob(digest, lambda out: _replace_content(out, data))
         return self.store.blob_path(digest).read_bytes()
 
     def ensure_layer(self, client: RegistryClient, layer: LayerRecord) -> Path:
@@ -341,3 +342,10 @@ class _Puller:
         if error is not None:
             raise error
         return diff_id
+
+
+def _replace_content(out: BinaryIO, data: bytes) -> None:
+    """Fill a blob's temp file with `data`, whatever a killed pull left in it."""
+    out.seek(0)
+    out.truncate()
+    out.write(data)

@@ -253,7 +253,8 @@ class ImageStore:
         Two processes adding the same blob serialize; the second finds it done. The temp
         file has a fixed name: what a pull killed with `kill -9` wrote is still there, and
         `fill` gets it positioned at its end, to resume (with `Range`) instead of starting
-        over. A failure that Python sees (bad digest, refused layer, Ctrl-C) removes it."""
+        over, or to truncate it first. A failure that Python sees (bad digest, refused
+        layer, Ctrl-C) removes it."""
         final = self.blob_path(digest)
         with file_lock(self.locks / f"blob-{_hex(digest)}.lock"):
             if final.is_file():
@@ -262,7 +263,7 @@ class ImageStore:
             tmp = self.partial_blob(digest)
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
             try:
-                with os.fdopen(fd, "w+b") as out:
+                with os.fdopen(fd, "r+b") as out:
                     out.seek(0, os.SEEK_END)
                     fill(out)
                 os.chmod(tmp, 0o644)

@@ -1,6 +1,7 @@
 """The store shared by processes: concurrent pulls, interrupted pulls, rm, prune, and the
 lowerdir list for images with more layers than one mount option page holds."""
 
+import hashlib
 import json
 import os
 import signal
@@ -187,3 +188,14 @@ def _alice(registries):
     from .test_pull import alice_for
 
     return alice_for(registries.basic.host)
+
+
+def test_a_partial_config_blob_is_replaced_not_appended_to(registries, store, anonymous):
+    """What a killed pull left of the (small) config blob: written over, whatever it holds."""
+    config = json.loads(registries.images["busybox"].manifest)["config"]["digest"]
+    store.tmp.mkdir(parents=True)
+    store.partial_blob(config).write_bytes(b'{"half": ')
+    image = pull_image(store, registries.refs["busybox"], auth=anonymous)
+    assert image.config.cmd == ("sh",)
+    data = store.blob_path(config).read_bytes()
+    assert "sha256:" + hashlib.sha256(data).hexdigest() == config
