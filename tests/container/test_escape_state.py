@@ -16,8 +16,10 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -317,3 +319,64 @@ def test_artifacts_never_carry_setuid_devices_or_host_files(tmp_path, busybox_ro
     assert not list((repo / ".pyci" / "artifacts").rglob("*report.xml"))
     warnings = [line for line in run.stdout.splitlines() if "not a regular file" in line]
     assert len(warnings) == 2  # build.env and report.xml
+
+
+PAUSED = """
+job:
+  image: {image}
+  script:
+    - cp /bin/busybox ./{suid} && chmod 4755 ./{suid}
+    - cp /bin/busybox /tmp/{suid} && chmod 4755 /tmp/{suid}
+    - mkfifo ./gate
+    - read line < ./gate
+"""
+
+
+def test_a_whole_run_keeps_the_jobs_files_out_of_reach(tmp_path, busybox_rootfs):
+    """The same through `pyci run`: the job's copy of the repository is an overlay mounted on
+    the host (writes in `pyci-upper/`), its root an overlay in its own namespace."""
+    from tests.container.test_container_cli import REPO_ROOT, make_project
+
+    tmp_path.chmod(0o755)
+    for name in ("home", "run", "builds", "tmp"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name).chmod(0o755)
+    env = {
+        **os.environ,
+        "PYCI_HOME": str(tmp_path / "home"),
+        "PYCI_RUN_DIR": str(tmp_path / "run"),
+        "PYCI_BUILDS_DIR": str(tmp_path / "builds"),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    repo = make_project(tmp_path, PAUSED.format(image=busybox_rootfs, suid=SUID))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "run", "--plain", "--network", "none"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60  # a watchdog: the job gets there in a second or two
+        gates: list[Path] = []
+        while not gates and time.monotonic() < deadline and run.poll() is None:
+            gates = [p for p in (tmp_path / "builds").rglob("gate") if "pyci-upper" not in str(p)]
+            time.sleep(0.05)
+        assert gates, "the job never paused"
+        paths = [str(p) for root in ("run", "builds") for p in (tmp_path / root).rglob(SUID)]
+        assert any("/pyci-upper/" in p for p in paths), paths  # the overlay's upper
+        assert any("/upper/tmp/" in p for p in paths), paths  # the container's upper
+        assert str(gates[0].parent / SUID) in paths  # through the sources overlay
+        assert refused(probe_as_nobody(paths)) == {}
+        for root in ("run", "builds"):  # (the store is not used: a directory image)
+            assert (tmp_path / root).stat().st_mode & 0o777 == 0o700, root
+        with open(gates[0], "w") as gate:  # the job is reading it: this does not block
+            gate.write("go\n")
+        output, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 0, output.decode()
