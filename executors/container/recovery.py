@@ -34,6 +34,7 @@ from pathlib import Path
 
 from executors.container import cgroups, names, network, syscalls
 from executors.container.runtime import DEFAULT_STATE_DIR, remove_tree
+from executors.statedirs import private_dir
 
 CGROUP_TIMEOUT = 10.0  # per cgroup, only ever waited for when it is really still busy
 
@@ -76,6 +77,10 @@ def recover(
     cgroup_timeout: float = CGROUP_TIMEOUT,
 ) -> RecoveryReport:
     report = RecoveryReport()
+    if state_dir.exists():
+        # a state dir an older pyci left open (0755) is closed before anything else; one that
+        # is not ours is refused, not cleaned: its owner could point us anywhere
+        private_dir(state_dir)
     containers = state_dir / "containers"
     if containers.is_dir():
         for entry in containers.iterdir():

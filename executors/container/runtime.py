@@ -24,6 +24,7 @@ from pathlib import Path
 
 from executors.container import network
 from executors.container.spec import MAX_MESSAGE, NET_READY, ContainerSpec, validate
+from executors.statedirs import private_dir
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -334,7 +335,9 @@ class Scratch:
 
     @classmethod
     def create(cls, state_dir: Path, container_id: str) -> Scratch:
-        root = state_dir / "containers" / container_id
+        # the upper dir holds what the job wrote (setuid binaries, devices): no local user
+        # may walk to it, so the state dir is 0700 (checked, repaired or refused each time)
+        root = private_dir(state_dir) / "containers" / container_id
         for name in ("upper", "work", "merged", "etc"):
             (root / name).mkdir(parents=True, exist_ok=True)
         (root / "owner").write_text(str(os.getpid()))

@@ -57,6 +57,12 @@ class GrowingBlob(io.RawIOBase):
     # ---- reader side (the extraction) ---------------------------------------------------
 
     @property
+    def received(self) -> int:
+        """Bytes the writer has reported so far."""
+        with self._cond:
+            return self._written
+
+    @property
     def error(self) -> BaseException | None:
         with self._cond:
             return self._error

@@ -6,6 +6,9 @@
 Pull policies (GitLab's `image:pull_policy`, Docker's names): `if-not-present` (default)
 returns a cached image without a single request; `always` asks the registry for the manifest
 and downloads only what is missing; `never` uses the store or fails.
+
+With a size cap (`PYCI_STORE_MAX`), a pull that went to the registry ends by evicting least
+recently used images that no live process holds, until the store fits (usage.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -106,6 +110,8 @@ def pull_image(
         )
         with store.using():
             image = puller.run(_endpoints(ref, mirrors, insecure))
+    # the image is held by this process now (store.get), so the cap never evicts it
+    store.enforce_cap()
     return PulledImage(
         reference=image.reference,
         digest=image.digest,
@@ -261,7 +267,7 @@ class _Puller:
         if not self.store.has_blob(digest):
             data = client.get_blob_bytes(digest)
             verify_digest(data, digest, f"{self.ref} config")
-            self.store.add_blob(digest, lambda out: out.write(data))
+            self.store.add_blob(digest, lambda out: _replace_content(out, data))
         return self.store.blob_path(digest).read_bytes()
 
     def ensure_layer(self, client: RegistryClient, layer: LayerRecord) -> Path:
@@ -319,8 +325,12 @@ class _Puller:
             diff_id = extract_layer(feed, target, what)
         except BaseException as exc:
             # the download stops at its next chunk (it cleans up its temp file itself); a
-            # stalled connection is not waited for. Its own error says more, if it had one.
+            # stalled connection is not waited for. Its own error says more, if it had one:
+            # once every byte has arrived it is only checking the digest, so it is waited for
+            # (a corrupt blob is a digest mismatch, whichever side noticed first)
             feed.abort()
+            if feed.received >= layer.size:
+                thread.join()
             error = feed.error
             feed.close()
             if error is not None and not isinstance(error, DownloadAborted):
@@ -332,3 +342,10 @@ class _Puller:
         if error is not None:
             raise error
         return diff_id
+
+
+def _replace_content(out: BinaryIO, data: bytes) -> None:
+    """Fill a blob's temp file with `data`, whatever a killed pull left in it."""
+    out.seek(0)
+    out.truncate()
+    out.write(data)

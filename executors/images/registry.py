@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import threading
 import time
 from collections.abc import Callable
@@ -155,13 +156,26 @@ class RegistryClient:
         out: BinaryIO,
         on_bytes: Callable[[int], None] = lambda n: None,
     ) -> None:
-        """Write blob `digest` to `out` (an empty file), verified; resume after a drop."""
+        """Write blob `digest` to `out`, verified; resume after a drop.
+
+        `out` may already hold the start of the blob (a download a killed pull left): it is
+        hashed, reported through `on_bytes`, and the download asks for the rest with `Range`."""
         algorithm, _, expected = digest.partition(":")
         if algorithm != "sha256":
             raise ImagePullError(f"blob {digest}: unsupported digest algorithm {algorithm!r}")
         hasher, written, failures = hashlib.sha256(), 0, 0
+        kept = out.seek(0, io.SEEK_END)
+        if size is not None and kept > size:
+            out.seek(0)
+            out.truncate()
+        elif kept:
+            out.seek(0)
+            while chunk := out.read(1 << 20):
+                hasher.update(chunk)
+            written = kept
+            on_bytes(kept)
         path = f"/v2/{self.repository}/blobs/{digest}"
-        while True:
+        while size is None or written < size:
             headers = {"Range": f"bytes={written}-"} if written else {}
             try:
                 with contextlib.closing(self._open_stream(path, headers, digest)) as response:

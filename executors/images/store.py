@@ -10,6 +10,11 @@
 
 Everything is shared by all jobs and pipelines: a blob or layer exists once, whatever image
 or how many references use it. `get` reads two small files and stats the layers: no network.
+
+Layers hold what images chose: setuid-root files, 0666 device nodes. The home is a private
+directory (0700, see executors/statedirs.py) and each layer's own parent `layers/sha256/<id>`
+is 0700 too, so no local user can walk to them; containers still can (overlayfs reaches its
+layers with the mounting root's credentials).
 """
 
 from __future__ import annotations
@@ -28,8 +33,17 @@ from typing import BinaryIO
 from executors.images.config import ImageConfig, image_config_from_record
 from executors.images.errors import ImagePullError
 from executors.images.home import default_home
-from executors.images.locks import file_lock, write_atomic, write_json_atomic
+from executors.images.locks import (
+    file_lock,
+    hold_for_process,
+    try_lock,
+    write_atomic,
+    write_json_atomic,
+)
 from executors.images.reference import Reference, parse_reference
+from executors.images.usage import Candidate, disk_usage, plan_eviction
+from executors.sizes import parse_size
+from executors.statedirs import private_dir
 
 SHORT_ID_LEN = 12
 
@@ -96,7 +110,20 @@ class ImageRecord:
 class PruneResult:
     blobs: int
     layers: int
-    bytes_freed: int
+    bytes_freed: int  # allocated bytes removed: blobs, layers and temp debris
+    images: int = 0  # image records dropped to fit the size cap (least recently used)
+    temp: int = 0  # entries of tmp/ removed (what killed pulls left)
+
+
+def store_max_from_env(env: dict[str, str] | None = None) -> int | None:
+    """`PYCI_STORE_MAX` (e.g. `10G`): the store's size cap in bytes; None when unset."""
+    text = (env if env is not None else os.environ).get("PYCI_STORE_MAX", "").strip()
+    if not text:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise ImagePullError(f"PYCI_STORE_MAX: {exc}") from None
 
 
 def _hex(digest: str) -> str:
@@ -107,8 +134,10 @@ def _hex(digest: str) -> str:
 
 
 class ImageStore:
-    def __init__(self, home: Path | None = None):
-        self.home = Path(home) if home is not None else default_home()
+    def __init__(self, home: Path | None = None, max_bytes: int | None = None):
+        """`max_bytes`: the size cap (default `PYCI_STORE_MAX`, unset: no cap)."""
+        self.home = private_dir(Path(home) if home is not None else default_home())
+        self.max_bytes = max_bytes if max_bytes is not None else store_max_from_env()
         self.blobs = self.home / "blobs" / "sha256"
         self.layers = self.home / "layers" / "sha256"
         self.short = self.home / "l"
@@ -124,12 +153,17 @@ class ImageStore:
         manifest_digest = self.resolve(ref)
         if manifest_digest is None:
             return None
+        # held before the record is read: an eviction that got in first has removed the
+        # record by the time the hold is granted, one that comes later skips this image
+        hold_for_process(self._image_lock(manifest_digest))
         record = self.record(manifest_digest)
         if record is None:
             return None
         dirs = tuple(self.layer_dir(layer.chain_id) for layer in record.layers)
         if not all(d.is_dir() for d in dirs):
             return None  # pruned or half-removed: pull again
+        with contextlib.suppress(OSError):
+            os.utime(self._record_path(manifest_digest))  # last used: what LRU eviction reads
         return PulledImage(
             reference=str(ref),
             digest=ref.digest or record.repo_digest,
@@ -149,9 +183,15 @@ class ImageStore:
             return ref.digest  # pinned to a platform manifest directly
         return None
 
+    def _record_path(self, manifest_digest: str) -> Path:
+        return self.images / f"{_hex(manifest_digest)}.json"
+
+    def _image_lock(self, manifest_digest: str) -> Path:
+        return self.locks / f"image-{_hex(manifest_digest)}.lock"
+
     def record(self, manifest_digest: str) -> ImageRecord | None:
         try:
-            data = json.loads((self.images / f"{_hex(manifest_digest)}.json").read_bytes())
+            data = json.loads(self._record_path(manifest_digest).read_bytes())
         except FileNotFoundError:
             return None
         return ImageRecord.from_json(data)
@@ -203,18 +243,28 @@ class ImageStore:
         with file_lock(self.locks / "store.lock"):
             yield
 
+    def partial_blob(self, digest: str) -> Path:
+        """Where blob `digest` is written while it downloads (under its lock)."""
+        return self.tmp / f"blob-{_hex(digest)}.partial"
+
     def add_blob(self, digest: str, fill: Callable[[BinaryIO], None]) -> Path:
         """Make blob `digest` present: `fill` writes (and verifies) it into a temp file.
 
-        Two processes adding the same blob serialize; the second finds it done."""
+        Two processes adding the same blob serialize; the second finds it done. The temp
+        file has a fixed name: what a pull killed with `kill -9` wrote is still there, and
+        `fill` gets it positioned at its end, to resume (with `Range`) instead of starting
+        over, or to truncate it first. A failure that Python sees (bad digest, refused
+        layer, Ctrl-C) removes it."""
         final = self.blob_path(digest)
         with file_lock(self.locks / f"blob-{_hex(digest)}.lock"):
             if final.is_file():
                 return final
             self.tmp.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
+            tmp = self.partial_blob(digest)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
             try:
-                with os.fdopen(fd, "w+b") as out:
+                with os.fdopen(fd, "r+b") as out:
+                    out.seek(0, os.SEEK_END)
                     fill(out)
                 os.chmod(tmp, 0o644)
                 final.parent.mkdir(parents=True, exist_ok=True)
@@ -232,9 +282,9 @@ class ImageStore:
             if (final / "diff").is_dir():
                 return final / "diff"
             self.tmp.mkdir(parents=True, exist_ok=True)
+            # mkdtemp's 0700 stays: it is the private parent of the layer, here and in place
             work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="layer-"))
             try:
-                os.chmod(work, 0o755)
                 (work / "diff").mkdir()
                 extract(work / "diff")
                 (work / "layer.json").write_text(json.dumps(layer.__dict__, sort_keys=True))
@@ -295,51 +345,107 @@ class ImageStore:
             removed = sorted(doomed)
             return removed
 
-    def prune(self) -> PruneResult:
-        """Delete blobs and layers no image record uses, dangling refs and temp debris."""
+    def prune(self, max_bytes: int | None = None) -> PruneResult:
+        """Delete blobs and layers no image record uses, dangling refs and temp debris;
+        with `max_bytes` (default: the store's cap), first drop least recently used images
+        that no live process holds until the rest fit."""
         with self.exclusive():
+            return self._collect(self.max_bytes if max_bytes is None else max_bytes)
+
+    def enforce_cap(self) -> PruneResult | None:
+        """After a pull: evict down to the cap, unless another pull or prune has the store
+        (then whichever of them finishes last does it). None when there is nothing to do."""
+        if self.max_bytes is None:
+            return None
+        fd = try_lock(self.locks / "store.lock")
+        if fd is None:
+            return None
+        try:
+            return self._collect(self.max_bytes)
+        finally:
+            os.close(fd)
+
+    def _collect(self, max_bytes: int | None) -> PruneResult:
+        records = self.records()
+        evicted = 0
+        if max_bytes is not None:
+            evicted = self._evict(records, max_bytes)
             records = self.records()
-            keep_blobs, keep_layers = set(), set()
-            for record in records:
-                keep_blobs.add(_hex(record.config_digest))
-                for layer in record.layers:
-                    keep_blobs.add(_hex(layer.digest))
-                    keep_layers.add(_hex(layer.chain_id))
-            kept_records = {record.manifest_digest for record in records}
-            for name, digest in self.references().items():
-                if digest not in kept_records:
-                    self._ref_path(name).unlink(missing_ok=True)
-            blobs = layers = freed = 0
-            if self.blobs.is_dir():
-                for entry in os.scandir(self.blobs):
-                    if entry.name not in keep_blobs:
-                        freed += entry.stat(follow_symlinks=False).st_size
-                        os.unlink(entry.path)
-                        blobs += 1
-            if self.layers.is_dir():
-                for entry in os.scandir(self.layers):
-                    if entry.name not in keep_layers:
-                        freed += _tree_size(Path(entry.path))
-                        shutil.rmtree(entry.path)
-                        layers += 1
-            if self.short.is_dir():
-                for entry in os.scandir(self.short):
-                    if not os.path.exists(entry.path):
-                        os.unlink(entry.path)
-            if self.tmp.is_dir():
-                for entry in os.scandir(self.tmp):
-                    # nothing runs now (we hold the store exclusively): all of it is debris
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path, ignore_errors=True)
-                    else:
-                        os.unlink(entry.path)
-            return PruneResult(blobs, layers, freed)
+        keep_blobs, keep_layers = set(), set()
+        for record in records:
+            keep_blobs.add(_hex(record.config_digest))
+            for layer in record.layers:
+                keep_blobs.add(_hex(layer.digest))
+                keep_layers.add(_hex(layer.chain_id))
+        kept_records = {record.manifest_digest for record in records}
+        for name, digest in self.references().items():
+            if digest not in kept_records:
+                self._ref_path(name).unlink(missing_ok=True)
+        blobs = layers = temp = freed = 0
+        if self.blobs.is_dir():
+            for entry in os.scandir(self.blobs):
+                if entry.name not in keep_blobs:
+                    freed += disk_usage(entry.path)
+                    os.unlink(entry.path)
+                    blobs += 1
+        if self.layers.is_dir():
+            for entry in os.scandir(self.layers):
+                if entry.name not in keep_layers:
+                    freed += disk_usage(entry.path)
+                    shutil.rmtree(entry.path)
+                    layers += 1
+        if self.short.is_dir():
+            for entry in os.scandir(self.short):
+                if not os.path.exists(entry.path):
+                    os.unlink(entry.path)
+        if self.tmp.is_dir():
+            for entry in os.scandir(self.tmp):
+                # nothing writes now (we hold the store exclusively): all of it is debris
+                freed += disk_usage(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                temp += 1
+        return PruneResult(blobs, layers, freed, evicted, temp)
 
+    def _evict(self, records: list[ImageRecord], max_bytes: int) -> int:
+        """Drop the records (and names) of least recently used images until the others fit;
+        returns how many. Runs under the exclusive store lock."""
+        sizes: dict[str, int] = {}
+        candidates = []
+        for record in records:
+            objects = {f"blob:{_hex(record.config_digest)}"}
+            for layer in record.layers:
+                objects.add(f"blob:{_hex(layer.digest)}")
+                objects.add(f"layer:{_hex(layer.chain_id)}")
+            for name in objects:
+                if name not in sizes:
+                    kind, _, hexpart = name.partition(":")
+                    path = self.blobs / hexpart if kind == "blob" else self.layers / hexpart
+                    sizes[name] = disk_usage(str(path))
+            try:
+                used = self._record_path(record.manifest_digest).stat().st_mtime
+            except FileNotFoundError:
+                continue
+            candidates.append(Candidate(record.manifest_digest, used, frozenset(objects)))
+        held: list[int] = []
 
-def _tree_size(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
+        def may_evict(candidate: Candidate) -> bool:
+            fd = try_lock(self._image_lock(candidate.key))
+            if fd is None:
+                return False  # a live process uses it
+            held.append(fd)
+            return True
+
+        try:
+            chosen = plan_eviction(candidates, sizes, max_bytes, may_evict)
+            for candidate in chosen:
+                for name, digest in self.references().items():
+                    if digest == candidate.key:
+                        self._ref_path(name).unlink(missing_ok=True)
+                self._record_path(candidate.key).unlink(missing_ok=True)
+        finally:
+            for fd in held:
+                os.close(fd)
+        return len(chosen)

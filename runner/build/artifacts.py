@@ -153,8 +153,11 @@ class ArtifactStore:
                 log.line(f"{pattern}: found {len(matches)} matching artifact files")
                 for rel in matches:
                     if kind == "dotenv":
-                        text = (project_dir / rel).read_text(errors="replace")
-                        pairs, problems = parse_dotenv(text)
+                        data = fileset.read_job_file(project_dir, rel)
+                        if data is None:
+                            log.warning(f"{rel}: not a regular file of the job, ignored")
+                            continue
+                        pairs, problems = parse_dotenv(data.decode(errors="replace"))
                         for problem in problems:
                             log.warning(f"{rel}: {problem}")
                         dotenv.extend([k, v] for k, v in pairs)
@@ -162,7 +165,9 @@ class ArtifactStore:
                         target = staging / "reports" / "junit" / f"{len(junit):03d}-"
                         target = target.with_name(target.name + rel.replace("/", "_"))
                         target.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copy2(project_dir / rel, target)
+                        if not fileset.copy_job_file(project_dir, rel, target):
+                            log.warning(f"{rel}: not a regular file of the job, ignored")
+                            continue
                         junit.append(target.name)
         return dotenv, junit
 

@@ -9,7 +9,8 @@ directory (Node's `node_modules`, Python's `conftest.py` and config files, `.edi
 git itself when the copy has no `.git`), so a copy nested in the user's tree could silently
 use the user's files and pass locally while failing on GitLab. The root is
 `$PYCI_BUILDS_DIR`, else `$XDG_CACHE_HOME/pyci/builds` (`~/.cache/pyci/builds`): on disk, not
-a RAM-backed /tmp.
+a RAM-backed /tmp. The root is private (0700, executors/statedirs.py) and so is each job dir:
+what a job wrote (setuid binaries included) is out of other local users' reach.
 
 A build holds an exclusive `flock` on its job directory while it runs (and a run on its
 snapshot of the sources, see snapshot.py). A run that crashed left its directories unlocked, so
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from executors.base import BuildDirs
+from executors.statedirs import private_dir
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -181,7 +183,8 @@ _swept_lock = threading.Lock()
 
 
 def create(root: Path, project_dir: Path, job: str) -> Workspace:
-    project_builds = project_builds_dir(root, project_dir)
+    # jobs write setuid files and devices into their copies: no local user may reach them
+    project_builds = project_builds_dir(private_dir(root), project_dir)
     with _swept_lock:
         # what a crashed run left is there before this process starts: one sweep is enough
         first = project_builds not in _swept
@@ -192,6 +195,9 @@ def create(root: Path, project_dir: Path, job: str) -> Workspace:
     job_dir = locked.path
     name = _safe(_resolved(project_dir).name, 80)
     scratch = job_dir / f"{name}.tmp"
-    scratch.mkdir(mode=0o700)
+    # readable by a job running as a non-root `user:` (its stage scripts are here); the job
+    # dir above it (mkdtemp, 0700) keeps host users out
+    scratch.mkdir()
+    scratch.chmod(0o755)  # whatever the umask
     dirs = BuildDirs(project_dir=job_dir / name, scratch=scratch)
     return Workspace(job_dir, locked._lock_fd, dirs=dirs)

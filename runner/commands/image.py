@@ -47,8 +47,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rm.add_argument("references", metavar="REF", nargs="+")
     rm.set_defaults(handler=_rm)
 
-    prune = commands.add_parser("prune", help="delete blobs and layers no image uses")
+    prune = commands.add_parser(
+        "prune",
+        help="delete blobs and layers no image uses; with a size cap, least recently used images",
+    )
+    prune.add_argument(
+        "--max-size",
+        type=_size,
+        metavar="SIZE",
+        help="evict least recently used images (none a running pyci uses) until the store "
+        "fits, e.g. 10G (default: $PYCI_STORE_MAX, else no cap)",
+    )
     prune.set_defaults(handler=_prune)
+
+
+def _size(text: str) -> int:
+    from executors.sizes import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_registry_options(parser: argparse.ArgumentParser) -> None:
@@ -170,9 +189,13 @@ def _rm(args: argparse.Namespace) -> int:
 def _prune(args: argparse.Namespace) -> int:
     from executors.images.progress import human_bytes
 
-    result = _store().prune()
+    store = _store()
+    result = store.prune(args.max_size)
+    cap = args.max_size if args.max_size is not None else store.max_bytes
+    if result.images:
+        print(f"evicted {result.images} least recently used images to fit {human_bytes(cap)}")
     print(
-        f"deleted {result.blobs} blobs and {result.layers} layers, "
+        f"deleted {result.blobs} blobs, {result.layers} layers and {result.temp} temp entries, "
         f"freed {human_bytes(result.bytes_freed)}"
     )
     return 0

@@ -42,9 +42,29 @@ def test_pull_ls_inspect_rm_prune(registries, home, capsys):
     assert main(["image", "rm", ref]) == 0
     assert f"untagged: {ref}" in capsys.readouterr().out
     assert main(["image", "prune"]) == 0
-    assert "deleted 2 blobs and 1 layers" in capsys.readouterr().out
+    assert "deleted 2 blobs, 1 layers and 0 temp entries, freed " in capsys.readouterr().out
     assert main(["image", "ls", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_prune_with_a_max_size_evicts_images_nobody_uses(registries, home, capsys):
+    from executors.images.store import ImageStore
+
+    ImageStore(home)  # the store exists, empty
+    ref = registries.refs["busybox"]
+    # pulled by another process that has exited: no live process holds the image
+    from .test_store import start_pull
+
+    _, err = start_pull(home, ref).communicate(timeout=60)
+    assert not err
+    assert main(["image", "prune", "--max-size", "1k"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "evicted 1 least recently used images to fit 1.0 kB"
+    assert lines[1].startswith("deleted 2 blobs, 1 layers and 0 temp entries, freed ")
+    with pytest.raises(SystemExit) as exit_:
+        main(["image", "prune", "--max-size", "lots"])
+    assert exit_.value.code == 2  # a usage error, said in one line
+    assert "argument --max-size: invalid size 'lots'" in capsys.readouterr().err
 
 
 def test_errors_are_one_line_without_traceback(registries, home, capsys):

@@ -1,6 +1,7 @@
 """The store shared by processes: concurrent pulls, interrupted pulls, rm, prune, and the
 lowerdir list for images with more layers than one mount option page holds."""
 
+import hashlib
 import json
 import os
 import signal
@@ -58,32 +59,61 @@ def test_two_processes_pulling_the_same_image_both_succeed(registries, store):
     assert os.listdir(store.tmp) == []
 
 
-def test_killed_pull_leaves_nothing_visible_and_the_next_pull_works(registries, store, proxy):
-    ref = f"{proxy.host}/library/busybox:v1"
-    proxy.stall_after = 200_000
+def kill_pull_mid_blob(store, proxy, ref: str, layer: str, at: int) -> int:
+    """Start a pull in another process, `kill -9` it once `at` bytes of `layer` are on disk
+    (the proxy stalls there); returns the size of the partial blob it left."""
+    proxy.stall_after = at
     process = start_pull(store.home, ref)
-    deadline = time.monotonic() + 20
-
-    def partial_blobs():
-        names = os.listdir(store.tmp) if store.tmp.is_dir() else []
-        return [name for name in names if name.startswith("blob-")]
-
-    while not partial_blobs() and time.monotonic() < deadline:
+    partial = store.partial_blob(layer)
+    deadline = time.monotonic() + 20  # a watchdog: the proxy has stalled long before
+    while time.monotonic() < deadline and process.poll() is None:
+        if partial.is_file() and partial.stat().st_size >= at:
+            break
         time.sleep(0.02)
-    assert partial_blobs()  # (with the layer being extracted from it beside it)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     proxy.stall_after = None
     proxy.released.set()
+    return partial.stat().st_size
+
+
+def test_killed_pull_leaves_nothing_visible_and_the_next_pull_resumes(registries, store, proxy):
+    ref = f"{proxy.host}/library/busybox:v1"
+    layer = registries.images["busybox"].layer_digests[0]
+    kept = kill_pull_mid_blob(store, proxy, ref, layer, 200_000)
+    assert kept == 200_000
     assert store.get(ref) is None
     assert store.records() == [] and store.references() == {}
-    layer = registries.images["busybox"].layer_digests[0]
     assert not store.has_blob(layer)  # (the small config blob was complete: it may stay)
-    # the dead process's lock went with it: a new pull completes
+    # the dead process's lock went with it: a new pull completes, from where it stopped
+    proxy.requests.clear()
     image = pull_image(store, ref, auth=None)
-    assert (image.layer_dirs[0] / "bin/busybox").is_file()
-    store.prune()
-    assert os.listdir(store.tmp) == []  # the dead pull's partial blob is swept
+    assert (image.layer_dirs[0] / "bin/busybox").read_bytes() == Path(
+        "/usr/bin/busybox"
+    ).read_bytes()
+    blob_gets = [headers for _, path, headers in proxy.requests if path.endswith(layer)]
+    assert [headers.get("Range") for headers in blob_gets] == ["bytes=200000-"]
+    assert not store.partial_blob(layer).exists()  # it became the blob
+
+
+def test_prune_counts_what_a_killed_pull_left(registries, store, proxy):
+    ref = f"{proxy.host}/library/busybox:v1"
+    layer = registries.images["busybox"].layer_digests[0]
+    kill_pull_mid_blob(store, proxy, ref, layer, 300_000)
+    debris = {entry: _allocated(store.tmp / entry) for entry in os.listdir(store.tmp)}
+    assert sum(debris.values()) >= 300_000  # the partial blob, and the layer being extracted
+    result = store.prune()
+    assert os.listdir(store.tmp) == []
+    assert result.temp == len(debris)
+    assert result.bytes_freed >= sum(debris.values())
+
+
+def _allocated(path: Path) -> int:
+    total = os.lstat(path).st_blocks * 512
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
 
 
 def test_interrupt_inside_a_pull_cleans_its_temp_files(registries, store, anonymous):
@@ -158,3 +188,14 @@ def _alice(registries):
     from .test_pull import alice_for
 
     return alice_for(registries.basic.host)
+
+
+def test_a_partial_config_blob_is_replaced_not_appended_to(registries, store, anonymous):
+    """What a killed pull left of the (small) config blob: written over, whatever it holds."""
+    config = json.loads(registries.images["busybox"].manifest)["config"]["digest"]
+    store.tmp.mkdir(parents=True)
+    store.partial_blob(config).write_bytes(b'{"half": ')
+    image = pull_image(store, registries.refs["busybox"], auth=anonymous)
+    assert image.config.cmd == ("sh",)
+    data = store.blob_path(config).read_bytes()
+    assert "sha256:" + hashlib.sha256(data).hexdigest() == config
