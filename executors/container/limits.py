@@ -12,11 +12,11 @@ that means "no limit of the job's own": the operator's ceiling, if any, stays.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from typing import TypeVar
 
 from executors.container.cgroups import Limits
+from executors.sizes import UNITS, parse_size
 
 MEMORY_VARIABLE = "PYCI_MEMORY_LIMIT"
 CPUS_VARIABLE = "PYCI_CPU_LIMIT"
@@ -29,23 +29,16 @@ MIN_MEMORY = 6 << 20
 # minimum of --cpus too)
 MIN_CPUS = 0.01
 
-# go-units' RAMInBytes, which Docker uses: a number, then k, m, g, t or p, an optional `i`
-# and an optional `b`, in any case; powers of 1024
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s?([kmgtp]?)i?b?\s*$", re.IGNORECASE)
-_UNITS = " kmgtp"
-
-
 class LimitError(ValueError):
     """A value that is not a valid limit; the message names the value."""
 
 
 def parse_memory(text: str) -> int:
     """`512m`, `1g`, `1.5GiB`, `1048576` -> bytes (Docker's syntax). Syntax only: 0 is 0."""
-    match = _SIZE.match(text)
-    if not match:
-        raise LimitError(f"invalid memory size {text!r} (use e.g. 512m or 2g)")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * 1024 ** _UNITS.index(unit or " "))
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise LimitError(f"invalid memory size {text!r} (use e.g. 512m or 2g)") from None
 
 
 def memory_limit(text: str) -> int | None:
@@ -86,9 +79,9 @@ def pids_limit(text: str) -> int | None:
 
 def format_memory(size: int) -> str:
     """Bytes in the largest unit that divides them: 67108864 -> `64m`."""
-    for power in range(len(_UNITS) - 1, 0, -1):
+    for power in range(len(UNITS) - 1, 0, -1):
         if size % 1024**power == 0:
-            return f"{size // 1024**power}{_UNITS[power]}"
+            return f"{size // 1024**power}{UNITS[power]}"
     return str(size)
 
 
