@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from executors.container import cgroups, devicepolicy
-from executors.container.cgroups import CPU_PERIOD_US, CgroupError, Hierarchy, Limits
+from executors.container import cgroupfs, devicepolicy
+from executors.container.cgroupfs import CPU_PERIOD_US, CgroupError, Hierarchy, Limits
 from executors.container.cgroups_v2 import V2Cgroup, V2Driver
 
 USED_CONTROLLERS = ("memory", "cpu", "pids", "devices")
@@ -40,7 +40,7 @@ class V1Cgroup:
     def processes(self) -> list[int]:
         pids = set()
         for directory in self.directories.values():
-            pids.update(cgroups.read_procs(directory))
+            pids.update(cgroupfs.read_procs(directory))
         if self.tracker is not None:
             pids.update(self.tracker.processes())
         return sorted(pids)
@@ -49,20 +49,20 @@ class V1Cgroup:
         if self.tracker is not None:
             self.tracker.kill()
         for directory in self.directories.values():
-            cgroups.kill_all(directory)
+            cgroupfs.kill_all(directory)
 
     def oom_killed(self) -> bool:
         memory = self.directories.get("memory")
         if memory is None:
             return False
-        return cgroups.event_count(memory / "memory.oom_control", "oom_kill") > 0
+        return cgroupfs.event_count(memory / "memory.oom_control", "oom_kill") > 0
 
     def remove(self) -> None:
         self.kill()
         errors = []
         for directory in self.directories.values():
             try:
-                cgroups.remove_dir(directory)
+                cgroupfs.remove_dir(directory)
             except CgroupError as exc:
                 errors.append(exc)
         if self.tracker is not None:
@@ -111,20 +111,20 @@ class V1Driver:
                 cgroup.directories[controller] = directory
             if limits.memory_bytes is not None:
                 memory = cgroup.directories["memory"]
-                cgroups.write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
+                cgroupfs.write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
                 memsw = memory / "memory.memsw.limit_in_bytes"
                 if memsw.exists():  # no swap beyond the limit, as Docker's --memory-swap default
-                    cgroups.write(memsw, str(limits.memory_bytes))
+                    cgroupfs.write(memsw, str(limits.memory_bytes))
             if limits.cpus is not None:
                 cpu = cgroup.directories["cpu"]
-                cgroups.write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+                cgroupfs.write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US))
                 quota = max(1000, int(limits.cpus * CPU_PERIOD_US))
-                cgroups.write(cpu / "cpu.cfs_quota_us", str(quota))
+                cgroupfs.write(cpu / "cpu.cfs_quota_us", str(quota))
             if limits.pids_max is not None:
-                cgroups.write(cgroup.directories["pids"] / "pids.max", str(limits.pids_max))
+                cgroupfs.write(cgroup.directories["pids"] / "pids.max", str(limits.pids_max))
             if self.policy_on_v1:
                 for filename, rule in devicepolicy.v1_writes():
-                    cgroups.write(cgroup.directories["devices"] / filename, rule)
+                    cgroupfs.write(cgroup.directories["devices"] / filename, rule)
             if self.tracker is not None:
                 cgroup.tracker = self.tracker.create(name, Limits())
         except BaseException:
@@ -133,7 +133,7 @@ class V1Driver:
         return cgroup
 
     def stale(self) -> list[Path]:
-        found = cgroups.stale_below(list(self.parents.values()))
+        found = cgroupfs.stale_below(list(self.parents.values()))
         if self.tracker is not None:
             found.extend(self.tracker.stale())
         return found

@@ -18,8 +18,8 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from executors.container import cgroups, devicepolicy
-from executors.container.cgroups import CPU_PERIOD_US, CgroupError, Hierarchy, Limits
+from executors.container import cgroupfs, devicepolicy
+from executors.container.cgroupfs import CPU_PERIOD_US, CgroupError, Hierarchy, Limits
 
 
 @dataclass
@@ -35,21 +35,21 @@ class V2Cgroup:
         return str(self.directory)
 
     def processes(self) -> list[int]:
-        return cgroups.read_procs(self.directory)
+        return cgroupfs.read_procs(self.directory)
 
     def kill(self) -> None:
         kill_file = self.directory / "cgroup.kill"
         if kill_file.exists():
             with contextlib.suppress(FileNotFoundError):
-                cgroups.write(kill_file, "1")
-        cgroups.kill_all(self.directory)
+                cgroupfs.write(kill_file, "1")
+        cgroupfs.kill_all(self.directory)
 
     def oom_killed(self) -> bool:
-        return cgroups.event_count(self.directory / "memory.events", "oom_kill") > 0
+        return cgroupfs.event_count(self.directory / "memory.events", "oom_kill") > 0
 
     def remove(self) -> None:
         self.kill()
-        cgroups.remove_dir(self.directory)
+        cgroupfs.remove_dir(self.directory)
 
 
 class V2Driver:
@@ -79,7 +79,7 @@ class V2Driver:
                 f"cgroup v2 controller(s) {', '.join(sorted(unavailable))} not available in "
                 f"{self.parent}"
             )
-        cgroups.write(self.parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+        cgroupfs.write(self.parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
 
     def create(self, name: str, limits: Limits) -> V2Cgroup:
         needed = set()
@@ -102,19 +102,19 @@ class V2Driver:
                         exc.errno, f"cannot set the device policy on {directory}: {exc.strerror}"
                     ) from exc
             if limits.memory_bytes is not None:
-                cgroups.write(directory / "memory.max", str(limits.memory_bytes))
+                cgroupfs.write(directory / "memory.max", str(limits.memory_bytes))
                 swap = directory / "memory.swap.max"
                 if swap.exists():
-                    cgroups.write(swap, "0")
+                    cgroupfs.write(swap, "0")
             if limits.cpus is not None:
                 quota = max(1000, int(limits.cpus * CPU_PERIOD_US))
-                cgroups.write(directory / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+                cgroupfs.write(directory / "cpu.max", f"{quota} {CPU_PERIOD_US}")
             if limits.pids_max is not None:
-                cgroups.write(directory / "pids.max", str(limits.pids_max))
+                cgroupfs.write(directory / "pids.max", str(limits.pids_max))
         except BaseException:
             cgroup.remove()
             raise
         return cgroup
 
     def stale(self) -> list[Path]:
-        return cgroups.stale_below([self.parent])
+        return cgroupfs.stale_below([self.parent])

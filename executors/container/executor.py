@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from executors.base import BuildDirs, ExecResult, ExecutorError, JobLog, StageCommand
-from executors.container import cgroups, hosts, limits, network, recovery, services
-from executors.container.cgroups import CgroupError, Limits
+from executors.container import cgroupfs, cgroups, hosts, limits, network, recovery, services
+from executors.container.cgroupfs import CgroupError, Limits
 from executors.container.images import RootImage, has_bash, resolve_image
 from executors.container.names import new_container_id
 from executors.container.runtime import (
@@ -58,14 +58,12 @@ class ContainerSettings:
     cgroup_layout: str | None = None  # None: detect
 
 
-
-
 @dataclass
 class _Service:
     spec: ServiceSpec
     names: tuple[str, ...]
     container: RunningContainer | None = None
-    cgroup: cgroups.Cgroup | None = None
+    cgroup: cgroupfs.Cgroup | None = None
     scratch: Scratch | None = None
     address: str | None = None
     log_fd: int = -1
@@ -82,7 +80,7 @@ class ContainerExecutor:
         self._dirs: BuildDirs | None = None
         self._image: RootImage | None = None
         self._scratch: Scratch | None = None
-        self._driver: cgroups.Driver | None = None
+        self._driver: cgroupfs.Driver | None = None
         self._pool: network.AddressPool | None = None
         self._address: str | None = None
         self._hosts_entries: list[tuple[str, str]] = []

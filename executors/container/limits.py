@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from typing import TypeVar
 
-from executors.container.cgroups import Limits
+from executors.container.cgroupfs import Limits
 from executors.sizes import UNITS, parse_size
 
 MEMORY_VARIABLE = "PYCI_MEMORY_LIMIT"
@@ -28,6 +28,7 @@ MIN_MEMORY = 6 << 20
 # one millisecond of CPU per 100 ms period: the smallest quota the kernel takes (Docker's
 # minimum of --cpus too)
 MIN_CPUS = 0.01
+
 
 class LimitError(ValueError):
     """A value that is not a valid limit; the message names the value."""

@@ -32,7 +32,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from executors.container import cgroups, names, network, syscalls
+from executors.container import cgroupfs, cgroups, names, network, syscalls
 from executors.container.runtime import DEFAULT_STATE_DIR, remove_tree
 from executors.statedirs import private_dir
 
@@ -73,7 +73,7 @@ def _owner_of(path: Path) -> int:
 
 def recover(
     state_dir: Path = DEFAULT_STATE_DIR,
-    driver: cgroups.Driver | None = None,
+    driver: cgroupfs.Driver | None = None,
     cgroup_timeout: float = CGROUP_TIMEOUT,
 ) -> RecoveryReport:
     report = RecoveryReport()
@@ -88,7 +88,7 @@ def recover(
                 remove_tree(entry)
                 report.scratch.append(entry)
     if driver is None:
-        with contextlib.suppress(cgroups.CgroupError, OSError):
+        with contextlib.suppress(cgroupfs.CgroupError, OSError):
             driver = cgroups.open_driver()
     if driver is not None:
         _recover_cgroups(driver, report, cgroup_timeout)
@@ -100,15 +100,15 @@ def recover(
     return report
 
 
-def _recover_cgroups(driver: cgroups.Driver, report: RecoveryReport, timeout: float) -> None:
+def _recover_cgroups(driver: cgroupfs.Driver, report: RecoveryReport, timeout: float) -> None:
     for directory in driver.stale():
         owner = names.container_owner(directory.name)
         if owner is None or pid_alive(owner):
             continue
         try:
-            cgroups.kill_all(directory)
-            cgroups.remove_dir(directory, timeout)
-        except cgroups.CgroupError as exc:
+            cgroupfs.kill_all(directory)
+            cgroupfs.remove_dir(directory, timeout)
+        except cgroupfs.CgroupError as exc:
             report.failed.append(f"cgroup {directory}: {exc}")
         else:
             report.cgroups.append(directory)

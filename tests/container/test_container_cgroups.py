@@ -11,15 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from executors.container import cgroups
-from executors.container.cgroups import (
-    CgroupError,
-    Hierarchy,
-    Limits,
-    detect_layout,
-    discover,
-    open_driver,
-)
+from executors.container import cgroupfs
+from executors.container.cgroupfs import CgroupError, Hierarchy, Limits
+from executors.container.cgroups import detect_layout, discover, open_driver
 from executors.container.cgroups_v1 import V1Driver
 from executors.container.cgroups_v2 import V2Driver
 from executors.container.runtime import run_container
@@ -169,7 +163,7 @@ def test_stale_lists_pyci_cgroups_only():
 
 
 def test_read_procs_of_a_missing_cgroup_is_empty(tmp_path):
-    assert cgroups.read_procs(tmp_path / "gone") == []
+    assert cgroupfs.read_procs(tmp_path / "gone") == []
 
 
 @pytest.mark.parametrize("cloned_into", [True, False], ids=["clone3-into-cgroup", "joined"])
@@ -184,11 +178,11 @@ def test_pid1_is_in_every_cgroup_of_the_container(launcher, make_spec, cloned_in
     container = launcher.launch(spec, 0, 1, 2)
     try:
         if cloned_into:  # there from its first instruction
-            assert container.pid1 in cgroups.read_procs(Path(cgroup.v2_dir))
+            assert container.pid1 in cgroupfs.read_procs(Path(cgroup.v2_dir))
         deadline = time.monotonic() + 5  # PID 1 writes to the others right after it starts
         missing = list(cgroup.dirs)
         while missing and time.monotonic() < deadline:
-            missing = [d for d in missing if container.pid1 not in cgroups.read_procs(Path(d))]
+            missing = [d for d in missing if container.pid1 not in cgroupfs.read_procs(Path(d))]
             time.sleep(0.01)
         assert missing == []
     finally:
@@ -238,7 +232,8 @@ def test_pure_v1_uses_the_devices_controller(tmp_path):
 DECIDE_WITHOUT_BPF = """
 import sys
 from pathlib import Path
-from executors.container.cgroups import Hierarchy, open_driver
+from executors.container.cgroups import open_driver
+from executors.container.cgroupfs import Hierarchy
 top = Path(sys.argv[1])
 driver = open_driver(hierarchies=[
     Hierarchy(1, frozenset({"devices"}), top, top / "devices"),

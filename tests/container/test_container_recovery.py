@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from executors.container import cgroups, network
+from executors.container import cgroupfs, cgroups, network
 from executors.container.names import id_prefix, sources_mount
 from executors.container.recovery import recover, recover_in_background, recover_once
 
@@ -120,7 +120,7 @@ def test_kill_9_leaves_no_process_and_recovery_removes_the_rest(
         seen = read_until(child.stdout, b"READY", 30)
         assert b"READY" in seen, seen
         owned = _owned_cgroups(child.pid)
-        members = {pid for d in owned for pid in cgroups.read_procs(d)}
+        members = {pid for d in owned for pid in cgroupfs.read_procs(d)}
         assert len(owned) >= 2 and len(members) >= 4  # job and service: inits, shells, sleeps
         leases = _leases_of(child.pid)
         assert len(leases) == 2  # the job's address and the service's

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from executors.base import BuildDirs, StageCommand
-from executors.container import cgroups, devicepolicy, devices, syscalls
-from executors.container.cgroups import Limits
+from executors.container import cgroupfs, cgroups, devicepolicy, devices, syscalls
+from executors.container.cgroupfs import Limits
 from executors.container.cgroups_v1 import V1Driver
 from executors.container.devicepolicy import DEFAULT_RULES, DeviceRule, allowed
 from executors.container.executor import ContainerExecutor, ContainerSettings
@@ -457,7 +457,7 @@ def test_the_bpf_program_answers_as_its_rules(tmp_path):
         verdicts = kernel_verdicts(str(directory), tmp_path)
     finally:
         os.close(program)
-        cgroups.remove_dir(directory)
+        cgroupfs.remove_dir(directory)
     assert verdicts == expected_verdicts()
     assert verdicts.count(True) >= 4 and verdicts.count(False) >= 4  # both answers were seen
 
@@ -470,10 +470,10 @@ def test_the_v1_rules_answer_as_the_bpf_program(tmp_path):
     directory.mkdir()
     try:
         for filename, value in devicepolicy.v1_writes(CUSTOM_RULES):
-            cgroups.write(directory / filename, value)
+            cgroupfs.write(directory / filename, value)
         verdicts = kernel_verdicts(str(directory), tmp_path)
     finally:
-        cgroups.remove_dir(directory)
+        cgroupfs.remove_dir(directory)
     assert verdicts == expected_verdicts()
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from executors.container.cgroups import Limits, open_driver
+from executors.container.cgroupfs import Limits
+from executors.container.cgroups import open_driver
 from tests.container.conftest import SESSION_PREFIX, leftovers, snapshot
 
 NEIGHBOUR_PREFIX = "pyci" + "z" * 5  # pid 36**5 - 1 in base 36: beyond any pid_max

@@ -20,7 +20,7 @@ import pytest
 
 from executors.base import BuildDirs, ExecutorError, StageCommand
 from executors.container import cgroups, names
-from executors.container.cgroups import Limits
+from executors.container.cgroupfs import Limits
 from executors.container.executor import ContainerExecutor, ContainerSettings
 from executors.container.limits import (
     LimitError,
