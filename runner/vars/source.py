@@ -1,0 +1,76 @@
+"""Where a project's settings variables come from, read once per run, on first use.
+
+The planner asks for them with the git facts (the project path and the ref decide which user
+file entries and which protected variables apply); child pipelines of the same run ask again
+and get the same answer without reading files or the server a second time.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from runner.vars.files import (
+    PROJECT_FILE,
+    PROJECT_LEVEL,
+    USER_LEVEL,
+    read_variables_file,
+    user_file,
+)
+from runner.vars.scope import SettingsVariables, for_project, for_ref
+
+
+class SettingsSource:
+    """`directory`'s variables files, and with `from_server` its GitLab server's variables."""
+
+    def __init__(
+        self, directory: Path, *, from_server: bool = False, gitlab_url: str | None = None
+    ) -> None:
+        self.directory = directory
+        self.from_server = from_server
+        self.gitlab_url = gitlab_url
+        self._lock = threading.Lock()
+        self._loaded: SettingsVariables | None = None
+
+    def variables(self, facts: Any) -> SettingsVariables:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._load(facts)
+            return self._loaded
+
+    def _load(self, facts: Any) -> SettingsVariables:
+        levels = []
+        protected = facts.is_branch and facts.ref_name == facts.default_branch
+        if self.from_server:
+            from runner.gitlab.server import find_server
+            from runner.vars.remote import fetch_server_variables
+
+            remote_url = facts.server_url if facts.has_remote else None
+            server = find_server(self.gitlab_url, remote_url, self.directory)
+            if server is None:
+                from runner.errors import UsageError
+
+                raise UsageError(
+                    "--gitlab-variables: no GitLab server (set --gitlab-url or PYCI_GITLAB_URL)"
+                )
+            fetched = fetch_server_variables(server, facts.project_path, facts.ref_name)
+            levels += fetched.levels
+            protected = fetched.protected_ref
+        user = read_variables_file(user_file(), USER_LEVEL, allow_projects=True)
+        levels.append(tuple(for_project(user, facts.project_path)))
+        levels.append(
+            tuple(
+                read_variables_file(
+                    self.directory / PROJECT_FILE, PROJECT_LEVEL, allow_projects=False
+                )
+            )
+        )
+        return for_ref(levels, protected)
+
+    # one source per run: options holding it compare equal when they hold the same one
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
