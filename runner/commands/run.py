@@ -142,6 +142,8 @@ def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None)
         with_needs=args.needs,
     )
     state_dir = pipeline.project_dir / STATE_DIR_NAME
+    if selection.partial:
+        say_earlier_artifacts(args, pipeline, selection.jobs, state_dir)
     listed = [(job.name, job.stage) for job in selection.jobs]
     output = Output(args, listed, state_dir, pipeline.name)
     run_job = ChildPipelines(
@@ -186,6 +188,19 @@ def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None)
     if waiting:
         console.print(manual_hint(waiting), style="cyan", markup=False)
     return result.exit_code
+
+
+def say_earlier_artifacts(
+    args: argparse.Namespace, pipeline: Pipeline, jobs: tuple[JobSpec, ...], state_dir: Path
+) -> None:
+    """One line per job outside this run whose artifacts the run uses (or lacks)."""
+    from runner.build.artifacts import ArtifactStore, pipeline_file_key
+    from runner.schedule.earlier_artifacts import earlier_artifacts_notes
+
+    key = pipeline_file_key(pipeline.project_dir, Path(args.directory).resolve() / args.file)
+    store = ArtifactStore(state_dir, key)
+    for note in earlier_artifacts_notes(store, jobs, pipeline.jobs, key):
+        print(f"note: {note}", file=sys.stderr)
 
 
 def plain_console_output() -> bool:
@@ -383,8 +398,11 @@ def build_runner(
     from runner.build.context import BuildContext
     from runner.debug_shell import ShellOnFailure
 
+    from runner.build.artifacts import pipeline_file_key
+
     kind = chosen_executor(args)
     options = executor_options(args, state_dir)
+    pipeline_file = pipeline_file_key(project_dir, Path(args.directory).resolve() / args.file)
 
     def run_job(
         job: JobSpec, attempt: int, upstream: tuple[str, ...], cancel: threading.Event
@@ -393,7 +411,11 @@ def build_runner(
         if args.shell_on_failure:
             executor = ShellOnFailure(executor, output.held)
         context = BuildContext(
-            project_dir=project_dir, state_dir=state_dir, upstream=upstream, attempt=attempt
+            project_dir=project_dir,
+            state_dir=state_dir,
+            upstream=upstream,
+            attempt=attempt,
+            pipeline_file=pipeline_file,
         )
         return run_build(job, executor, context, output.reporter, cancel)
 
