@@ -394,11 +394,10 @@ def build_runner(
 ) -> JobRunner:
     """One fresh executor and one build per attempt of a job."""
     from executors.factory import create_executor
+    from runner.build.artifacts import pipeline_file_key
     from runner.build.build import run_build
     from runner.build.context import BuildContext
     from runner.debug_shell import ShellOnFailure
-
-    from runner.build.artifacts import pipeline_file_key
 
     kind = chosen_executor(args)
     options = executor_options(args, state_dir)
