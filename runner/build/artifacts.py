@@ -256,8 +256,9 @@ def _extract_zip(archive: BinaryIO, target: Path) -> int:
                 path = PurePosixPath(entry.filename)
                 if path.is_absolute() or ".." in path.parts or not path.parts:
                     continue
-                if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                    continue  # links and devices: never followed, never made
+                kind = stat.S_IFMT(mode)  # 0: the archiver wrote permissions only
+                if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+                    continue  # links, devices, fifos: never followed, never made
                 destination = target.joinpath(*path.parts)
                 if entry.is_dir():
                     destination.mkdir(parents=True, exist_ok=True)

@@ -96,19 +96,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_command, config_error_exit=2)
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace, opts: ProjectOptions | None = None) -> int:
+    """`opts`: the project options made by the caller (`pyci reproduce`), else from `args`."""
     from runner.prefetch import load_in_background
 
     check_arguments(args)
+    if opts is None:
+        opts = options_or_none(args)
     try:
         # forked first, while pyci has one thread; its answer is read once the modules loaded;
         # then the helper processes; then the jobs' checkout, on a thread, also while loading
         with (
-            load_in_background(options_or_none(args)) as prefetch,
+            load_in_background(opts) as prefetch,
             executor_process(chosen_executor(args), args.network),
             checkout_while_loading(Path(args.directory).resolve()),
         ):
-            return run_pipeline(args, prefetch)
+            return run_pipeline(args, prefetch, opts)
     finally:
         # What the run shared between its jobs (the sources' snapshot and its mounts, pending
         # removals) ends with the run, not only at exit: pyci may run in-process.
@@ -125,12 +128,18 @@ def checkout_while_loading(directory: Path) -> contextlib.AbstractContextManager
     return checkout_while_loading(directory)
 
 
-def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None) -> int:
+def run_pipeline(
+    args: argparse.Namespace,
+    prefetch: LoadingChild | None = None,
+    opts: ProjectOptions | None = None,
+) -> int:
     from runner.child_pipeline import ChildPipelines
     from runner.schedule.scheduler import Scheduler
     from runner.schedule.selection import select_jobs
 
-    pipeline = load(args, prefetch)
+    if opts is None:
+        opts = run_options(args)  # one set of options (and settings variables) for the run
+    pipeline = load(args, prefetch, opts)
     if pipeline is None:
         return 0
     selection = select_jobs(
@@ -147,7 +156,7 @@ def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None)
     listed = [(job.name, job.stage) for job in selection.jobs]
     output = Output(args, listed, state_dir, pipeline.name)
     run_job = ChildPipelines(
-        run_options(args),
+        opts,
         pipeline.facts,
         build_runner(pipeline.project_dir, state_dir, args, output),
         output.reporter,
@@ -242,11 +251,16 @@ def executor_process(kind: str, network: str | None = None) -> Iterator[None]:
         stop_launcher()
 
 
-def load(args: argparse.Namespace, prefetch: LoadingChild | None = None) -> Pipeline | None:
+def load(
+    args: argparse.Namespace,
+    prefetch: LoadingChild | None = None,
+    opts: ProjectOptions | None = None,
+) -> Pipeline | None:
     """The planned pipeline, masked variables marked; None when GitLab would create none."""
     from runner.pipeline import NoPipeline, load_pipeline, report_ignored
 
-    opts = run_options(args)
+    if opts is None:
+        opts = run_options(args)
     masked = parse_variables(args.masked_variable)
     try:
         pipeline = load_pipeline(opts, prefetch)

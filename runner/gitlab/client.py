@@ -137,6 +137,11 @@ class GitLabClient:
         path = f"/projects/{_id(project)}/pipelines/{pipeline_id}"
         return self._object(path, what=f"pipeline {pipeline_id}")
 
+    def merge_request(self, project: str, iid: int) -> dict[str, Any]:
+        """`GET /projects/:id/merge_requests/:iid`: title, source and target branch..."""
+        path = f"/projects/{_id(project)}/merge_requests/{iid}"
+        return self._object(path, what=f"merge request !{iid}")
+
     def pipeline_jobs(self, project: str, pipeline_id: int) -> list[dict[str, Any]]:
         """`GET /projects/:id/pipelines/:pipeline_id/jobs?include_retried=true`, every page."""
         path = f"/projects/{_id(project)}/pipelines/{pipeline_id}/jobs"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.vars.files import (
     PROJECT_FILE,
@@ -20,16 +20,26 @@ from runner.vars.files import (
 )
 from runner.vars.scope import SettingsVariables, for_project, for_ref
 
+if TYPE_CHECKING:
+    from runner.vars.remote import ServerVariables
+
 
 class SettingsSource:
     """`directory`'s variables files, and with `from_server` its GitLab server's variables."""
 
     def __init__(
-        self, directory: Path, *, from_server: bool = False, gitlab_url: str | None = None
+        self,
+        directory: Path,
+        *,
+        from_server: bool = False,
+        gitlab_url: str | None = None,
+        fetched: ServerVariables | None = None,
     ) -> None:
+        """`fetched`: the server's variables, read already (`pyci reproduce` does)."""
         self.directory = directory
         self.from_server = from_server
         self.gitlab_url = gitlab_url
+        self.fetched = fetched
         self._lock = threading.Lock()
         self._loaded: SettingsVariables | None = None
 
@@ -42,7 +52,10 @@ class SettingsSource:
     def _load(self, facts: Any) -> SettingsVariables:
         levels = []
         protected = facts.is_branch and facts.ref_name == facts.default_branch
-        if self.from_server:
+        if self.fetched is not None:
+            levels += self.fetched.levels
+            protected = self.fetched.protected_ref
+        elif self.from_server:
             from runner.gitlab.server import find_server
             from runner.vars.remote import fetch_server_variables
 
@@ -68,9 +81,12 @@ class SettingsSource:
         )
         return for_ref(levels, protected)
 
-    # one source per run: options holding it compare equal when they hold the same one
+    # two sources of the same settings are equal (the prefetch child compares options)
+    def _config(self) -> tuple[object, ...]:
+        return (self.directory, self.from_server, self.gitlab_url, self.fetched)
+
     def __eq__(self, other: object) -> bool:
-        return self is other
+        return isinstance(other, SettingsSource) and self._config() == other._config()
 
     def __hash__(self) -> int:
-        return id(self)
+        return hash(self._config())
