@@ -1,0 +1,214 @@
+"""`pyci reproduce JOB_URL` through the command line, against the fake GitLab API.
+
+The must-show: a failed job of a scheduled pipeline is reproduced in a container whose image
+comes from a loopback registry. pyci checks out the job's commit (the clone's HEAD is a later
+one), puts the pipeline's, the group's and the project's variables in place (a masked *file*
+variable among them, which never reaches any output, log or report), downloads the artifacts
+of the job it needs, and fails the same way the original did (exit code 3).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fake_gitlab import FakeGitLab
+from tests.images.imagelib import Pusher, build_image, directory, file, make_tar, symlink
+from tests.images.servers import RegistryServer
+from tests.reproduce.project import SECRET, failed_pipeline, git
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUSYBOX = Path("/usr/bin/busybox")
+APPLETS = ("sh", "cat", "echo", "mkdir", "wc", "test", "true")
+
+
+@pytest.fixture(scope="module")
+def busybox_ref() -> Iterator[str]:
+    """`127.0.0.1:<port>/library/busybox:v1` on a loopback registry of this module."""
+    entries = [directory("bin"), directory("etc"), directory("tmp", mode=0o1777)]
+    entries.append(file("bin/busybox", BUSYBOX.read_bytes(), mode=0o755))
+    entries += [symlink(f"bin/{name}", "busybox") for name in APPLETS]
+    entries.append(file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"))
+    config = {"Env": ["PATH=/bin"], "Cmd": ["sh"], "WorkingDir": "/"}
+    image = build_image([make_tar(entries)], "gzip", config=config, flavor="docker")
+    root = Path(tempfile.mkdtemp(prefix="pyci-reproduce-registry-"))
+    server = RegistryServer(root)
+    try:
+        server.wait_ready()
+        pusher = Pusher(server.url)
+        try:
+            pusher.push_image("library/busybox", "v1", image)
+        finally:
+            pusher.close()
+        yield f"{server.host}/library/busybox:v1"
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def gitlab() -> Iterator[FakeGitLab]:
+    with FakeGitLab() as server:
+        yield server
+
+
+@pytest.fixture
+def env(tmp_path: Path, gitlab: FakeGitLab) -> dict[str, str]:
+    for name in ("home", "run", "builds", "tmp", "config"):
+        (tmp_path / name).mkdir()
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("GITLAB_TOKEN", "PYCI_GITLAB_URL", "PYCI_REGISTRY_MIRROR")
+    }
+    return {
+        **environment,
+        "PYCI_GITLAB_TOKEN": gitlab.token,
+        "PYCI_HOME": str(tmp_path / "home"),
+        "PYCI_RUN_DIR": str(tmp_path / "run"),
+        "PYCI_BUILDS_DIR": str(tmp_path / "builds"),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "DOCKER_CONFIG": str(tmp_path / "docker"),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+
+
+def pyci(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runner.cli", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def job_lines(stdout: str, job: str) -> list[str]:
+    prefix = f"[{job}] "
+    return [line[len(prefix) :] for line in stdout.splitlines() if line.startswith(prefix)]
+
+
+def files_holding(root: Path, text: str) -> list[Path]:
+    return [
+        path
+        for path in root.rglob("*")
+        if path.is_file() and not path.is_symlink() and text.encode() in path.read_bytes()
+    ]
+
+
+def test_a_failed_job_is_reproduced_in_a_container_as_it_failed(tmp_path, env, gitlab, busybox_ref):
+    scenario = failed_pipeline(tmp_path, gitlab, busybox_ref)
+    head = git(scenario.repo, "rev-parse", "HEAD")
+    report = tmp_path / "report.json"
+    run = pyci(
+        scenario.repo,
+        env,
+        "reproduce",
+        scenario.url,
+        "--executor",
+        "container",
+        "--network",
+        "none",
+        "--json-report",
+        str(report),
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 1, output
+    lines = job_lines(run.stdout, "test")
+    # the job ran in the image, at the job's commit, with the original pipeline's facts
+    assert any("Using container executor with image " + busybox_ref in line for line in lines)
+    assert f"checked out {scenario.failing_sha[:12]} in a temporary worktree" in run.stderr
+    assert "source=schedule ref=main pipeline=7" in lines
+    # the pipeline's variable, the group's, the project's (scoped to production, protected
+    # on the protected main branch)
+    assert "group=group-value prod=prod protected=yes nightly=1" in lines
+    # the artifacts of `build`, downloaded from the original pipeline
+    assert "downloaded the artifacts of build (job 10): 1 files" in run.stderr
+    assert "from the CI pipeline" in lines
+    # the masked file variable is in place and never shown
+    assert f"kubeconfig bytes={len(SECRET)}" in lines
+    assert "[MASKED]" in "\n".join(lines)
+    # the same failure as the original's
+    assert "ERROR: Job failed: exit code 3" in lines
+    assert "reproduce: the job failed the same way as the original" in run.stderr
+    assert SECRET not in output
+    assert files_holding(scenario.repo, SECRET) == []
+    assert files_holding(tmp_path / "home", SECRET) == []
+    assert SECRET not in report.read_text()
+    # the clone is where it was, the temporary worktree gone, its logs kept
+    assert git(scenario.repo, "rev-parse", "HEAD") == head
+    assert git(scenario.repo, "status", "--porcelain", "--untracked-files=no") == ""
+    assert len(git(scenario.repo, "worktree", "list").splitlines()) == 1
+    assert list((tmp_path / "tmp").glob("pyci-reproduce-*")) == []
+    kept = scenario.repo / ".pyci" / "reproduce" / "11" / "logs"
+    assert "exit code 3" in "".join(p.read_text() for p in kept.iterdir())
+
+
+def test_with_the_shell_executor_and_at_head_no_worktree_is_made(tmp_path, env, gitlab):
+    scenario = failed_pipeline(tmp_path, gitlab, None)
+    git(scenario.repo, "checkout", "-q", scenario.failing_sha)
+    run = pyci(scenario.repo, env, "reproduce", scenario.url, "--executor", "shell")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "temporary worktree" not in run.stderr
+    assert "from the CI pipeline" in job_lines(run.stdout, "test")
+    assert "reproduce: the job failed the same way as the original" in run.stderr
+    assert SECRET not in run.stdout + run.stderr
+    assert files_holding(scenario.repo / ".pyci", SECRET) == []
+
+
+def test_what_differs_is_said(tmp_path, env, gitlab):
+    scenario = failed_pipeline(tmp_path, gitlab, None)
+    job = gitlab.projects["team/demo"].find_job(11)
+    assert job is not None
+    job[1].trace = (
+        "Using docker image sha256:1234 for alpine:3 with digest alpine@sha256:"
+        + "a" * 64
+        + "\nERROR: Job failed: exit code 2\n"
+    )
+    run = pyci(scenario.repo, env, "reproduce", scenario.url, "--executor", "shell")
+    assert run.returncode == 1
+    assert "reproduce:   - exit code: the original failed with 2, here 3" in run.stderr
+
+
+def test_without_the_maintainer_role_the_variables_that_could_not_be_read_are_named(
+    tmp_path, env, gitlab
+):
+    scenario = failed_pipeline(tmp_path, gitlab, None)
+    gitlab.projects["team/demo"].private = False
+    env = {**env, "PYCI_GITLAB_TOKEN": ""}
+    run = pyci(scenario.repo, env, "reproduce", scenario.url, "--executor", "shell")
+    assert run.returncode == 1, run.stderr
+    assert "the project's CI/CD variables could not be read" in run.stderr
+    assert "the pipeline's own variables could not be read" in run.stderr
+    assert "group= prod= protected= nightly=" in job_lines(run.stdout, "test")
+
+
+def test_a_commit_missing_from_the_clone_is_one_line(tmp_path, env, gitlab):
+    scenario = failed_pipeline(tmp_path, gitlab, None)
+    gitlab.projects["team/demo"].pipelines[7].sha = "f" * 40
+    run = pyci(scenario.repo, env, "reproduce", scenario.url, "--executor", "shell")
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        "error: commit ffffffffffff is not in this clone: run `git fetch` "
+        f"(or `git fetch origin {'f' * 40}`) and try again"
+    )
+    assert "Traceback" not in run.stderr
+
+
+def test_a_url_that_is_not_a_job_is_a_usage_error(tmp_path, env, gitlab):
+    run = pyci(tmp_path, env, "reproduce", f"{gitlab.url}/team/demo/-/pipelines/7")
+    assert run.returncode == 2
+    assert "expected a job URL, https://HOST/GROUP/PROJECT/-/jobs/ID" in run.stderr
+    unknown = pyci(tmp_path, env, "reproduce", f"{gitlab.url}/team/demo/-/jobs/99")
+    assert unknown.returncode == 1
+    assert "job 99: not found (or not visible without a token)" in unknown.stderr
