@@ -1,8 +1,8 @@
 """`pyci reproduce JOB_URL`: what a job of a GitLab pipeline was, read through the API, and
 what pyci needs to run it again here.
 
-The steps, each a function below: read the job, its pipeline and (for a merge request
-pipeline) its merge request (`read_original`); turn them into the git facts and predefined
+The steps, each a function below: read the job (`read_job`), its pipeline and (for a merge
+request pipeline) its merge request (`read_pipeline`); turn them into the git facts and predefined
 variables of that pipeline (`original_facts`, `predefined_overrides`); make sure a working
 tree sits at the job's commit (`checkout_at`); download the artifacts of the jobs it depended
 on into the artifact store (`download_dependencies`); after the run, say what differs from
@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 
 from runner.errors import PyciError, UsageError
 from runner.gitlab.client import GitLabClient, GitLabError
+from runner.vars.model import SettingsVariable, VariableProblem, from_fields
 
-_JOB_PATH = re.compile(r"^/(?P<project>.+?)/-/jobs/(?P<id>[0-9]+)/?$")
+_URL_PATH = re.compile(r"^/(?P<project>.+?)/-/(?P<kind>jobs|pipelines)/(?P<id>[0-9]+)/?$")
 _MR_REF = re.compile(r"^refs/merge-requests/(?P<iid>[0-9]+)/(head|merge|train)$")
 # what gitlab-runner writes at the end of a failed job's log, and when it pulls an image
 _EXIT_LINE = re.compile(r"ERROR: Job failed: exit code (?P<code>[0-9]+)")
@@ -39,123 +40,173 @@ class ReproduceError(PyciError):
 
 
 @dataclass(frozen=True)
-class JobAddress:
+class Address:
+    """A job's or a pipeline's page on GitLab."""
+
     server_url: str  # https://gitlab.example.com
     project: str  # group/proj
-    job_id: int
+    kind: str  # "jobs" or "pipelines"
+    id: int
 
 
 @dataclass(frozen=True)
-class OriginalJob:
-    """What the API tells of the job and its pipeline."""
+class OriginalPipeline:
+    """What the API tells of a pipeline."""
 
-    address: JobAddress
-    name: str
-    stage: str
-    status: str
-    failure_reason: str | None
+    server_url: str
+    project: str
+    id: int
     ref: str
     is_tag: bool
     sha: str
     before_sha: str
-    pipeline_id: int
-    pipeline_source: str
+    source: str
     project_id: int
     web_url: str
-    pipeline_url: str
-    # KEY -> value of the variables the pipeline was run with; None when the token may not
-    # read them (they need the Maintainer role)
-    pipeline_variables: dict[str, str] | None
+    # the variables it was run with; None when the token may not read them (they need the
+    # Maintainer role)
+    variables: tuple[SettingsVariable, ...] | None
     merge_request: dict[str, Any] | None  # the MR of a merge request pipeline
+
+
+@dataclass(frozen=True)
+class OriginalJob:
+    """What the API tells of a job; `pipeline` is its pipeline."""
+
+    pipeline: OriginalPipeline
+    id: int
+    name: str
+    stage: str
+    status: str
+    failure_reason: str | None
+    web_url: str
     exit_code: int | None  # as the original log ends: `ERROR: Job failed: exit code N`
     image_digest: str | None  # `image@sha256:...` the original pulled, from its log
 
 
-def parse_job_url(url: str) -> JobAddress:
-    """`https://host[:port]/group/proj/-/jobs/123` -> its parts."""
+def parse_url(url: str, kind: str) -> Address:
+    """`https://host[:port]/group/proj/-/jobs/123` (kind `jobs`) or `.../-/pipelines/45`."""
     parts = urlsplit(url)
-    match = _JOB_PATH.match(parts.path)
-    if parts.scheme not in ("http", "https") or not parts.netloc or match is None:
-        raise UsageError(f"{url!r}: expected a job URL, https://HOST/GROUP/PROJECT/-/jobs/ID")
-    return JobAddress(f"{parts.scheme}://{parts.netloc}", match["project"], int(match["id"]))
+    match = _URL_PATH.match(parts.path)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or match is None
+        or match["kind"] != kind
+    ):
+        what = "job" if kind == "jobs" else "pipeline"
+        raise UsageError(f"{url!r}: expected a {what} URL, https://HOST/GROUP/PROJECT/-/{kind}/ID")
+    return Address(f"{parts.scheme}://{parts.netloc}", match["project"], kind, int(match["id"]))
 
 
-def read_original(client: GitLabClient, address: JobAddress) -> OriginalJob:
-    project, job_id = address.project, address.job_id
-    job = client.job(project, job_id)
-    pipeline_facts = job.get("pipeline") or {}
-    pipeline_id = int(pipeline_facts.get("id") or 0)
+def read_pipeline(
+    client: GitLabClient, server_url: str, project: str, pipeline_id: int
+) -> OriginalPipeline:
     pipeline = client.pipeline(project, pipeline_id)
     try:
         listed = client.pipeline_variables(project, pipeline_id)
-        variables: dict[str, str] | None = {
-            str(v["key"]): str(v.get("value") or "") for v in listed if "key" in v
-        }
+        variables: tuple[SettingsVariable, ...] | None = tuple(
+            _pipeline_variable(entry) for entry in listed
+        )
     except GitLabError as exc:
         if exc.status not in (401, 403):
             raise
         variables = None
-    ref = str(pipeline.get("ref") or job.get("ref") or "")
+    ref = str(pipeline.get("ref") or "")
     merge_request = None
     mr_ref = _MR_REF.match(ref)
     if mr_ref is not None:
         merge_request = client.merge_request(project, int(mr_ref["iid"]))
-    trace = _ANSI.sub("", client.job_trace(project, job_id))
+    return OriginalPipeline(
+        server_url=server_url,
+        project=project,
+        id=pipeline_id,
+        ref=ref,
+        is_tag=bool(pipeline.get("tag", False)),
+        sha=str(pipeline.get("sha") or ""),
+        before_sha=str(pipeline.get("before_sha") or "0" * 40),
+        source=str(pipeline.get("source") or "push"),
+        project_id=int(pipeline.get("project_id") or 0),
+        web_url=str(pipeline.get("web_url") or ""),
+        variables=variables,
+        merge_request=merge_request,
+    )
+
+
+def _pipeline_variable(entry: dict[str, Any]) -> SettingsVariable:
+    """A variable of the pipeline (`{key, value, variable_type}`): never masked or scoped."""
+    try:
+        return from_fields(
+            {k: entry[k] for k in ("key", "value", "variable_type") if k in entry},
+            "pipeline",
+            allow_projects=False,
+        )
+    except VariableProblem as exc:
+        raise ReproduceError(f"the pipeline's variables: {exc}") from None
+
+
+def read_job(client: GitLabClient, address: Address) -> OriginalJob:
+    job = client.job(address.project, address.id)
+    pipeline_id = int((job.get("pipeline") or {}).get("id") or 0)
+    pipeline = read_pipeline(client, address.server_url, address.project, pipeline_id)
+    trace = _ANSI.sub("", client.job_trace(address.project, address.id))
     exit_match = _EXIT_LINE.search(trace)
     digest_match = _DIGEST_LINE.search(trace)
     return OriginalJob(
-        address=address,
+        pipeline=pipeline,
+        id=address.id,
         name=str(job["name"]),
         stage=str(job.get("stage") or ""),
         status=str(job.get("status") or ""),
         failure_reason=job.get("failure_reason"),
-        ref=ref,
-        is_tag=bool(pipeline.get("tag", job.get("tag", False))),
-        sha=str(pipeline.get("sha") or (job.get("commit") or {}).get("id") or ""),
-        before_sha=str(pipeline.get("before_sha") or "0" * 40),
-        pipeline_id=pipeline_id,
-        pipeline_source=str(pipeline.get("source") or "push"),
-        project_id=int(pipeline.get("project_id") or pipeline_facts.get("project_id") or 0),
         web_url=str(job.get("web_url") or ""),
-        pipeline_url=str(pipeline.get("web_url") or ""),
-        pipeline_variables=variables,
-        merge_request=merge_request,
         exit_code=int(exit_match["code"]) if exit_match else None,
         image_digest=digest_match["ref"] if digest_match else None,
     )
 
 
-def original_facts(facts: Any, original: OriginalJob) -> Any:
-    """The checkout's git facts with the original pipeline's ref: rules, `only`/`except` and
-    the predefined variables then see the branch, tag or merge request it ran for."""
+def original_facts(facts: Any, pipeline: OriginalPipeline, server: Any) -> Any:
+    """The checkout's git facts with the original pipeline's ref, project and server: rules,
+    `only`/`except` and the predefined variables then see what they saw there."""
+    from urllib.parse import urlsplit as split
+
     from runner.evaluate.predefined import slugify
 
-    ref = original.ref
-    if original.merge_request is not None:
-        ref = str(original.merge_request.get("source_branch") or ref)
+    ref = pipeline.ref
+    if pipeline.merge_request is not None:
+        ref = str(pipeline.merge_request.get("source_branch") or ref)
+    parts = split(server.url)
+    namespace, _, name = pipeline.project.rpartition("/")
     return dataclasses.replace(
         facts,
         ref_name=ref,
         ref_slug=slugify(ref),
-        is_tag=original.is_tag,
-        is_branch=not original.is_tag,
-        before_sha=original.before_sha,
+        is_tag=pipeline.is_tag,
+        is_branch=not pipeline.is_tag,
+        before_sha=pipeline.before_sha,
+        project_path=pipeline.project,
+        project_namespace=namespace,
+        project_name=name,
+        project_url=f"{server.url}/{pipeline.project}",
+        server_host=parts.hostname or facts.server_host,
+        server_port=parts.port or (443 if parts.scheme == "https" else 80),
+        server_protocol=parts.scheme,
     )
 
 
-def predefined_overrides(original: OriginalJob) -> dict[str, str]:
-    """The predefined variables that pipeline had and pyci cannot know from git alone. They
-    go in as pipeline variables, the highest level, as GitLab set them for the job."""
+def predefined_overrides(pipeline: OriginalPipeline, job: OriginalJob | None) -> dict[str, str]:
+    """The predefined variables that pipeline (and job) had and pyci cannot know from git.
+    They go in as pipeline variables, the highest level, as GitLab set them."""
     values = {
-        "CI_PIPELINE_SOURCE": original.pipeline_source,
-        "CI_PIPELINE_ID": str(original.pipeline_id),
-        "CI_PIPELINE_URL": original.pipeline_url,
-        "CI_JOB_ID": str(original.address.job_id),
-        "CI_JOB_URL": original.web_url,
-        "CI_PROJECT_ID": str(original.project_id),
-        "CI_COMMIT_BEFORE_SHA": original.before_sha,
+        "CI_PIPELINE_SOURCE": pipeline.source,
+        "CI_PIPELINE_ID": str(pipeline.id),
+        "CI_PIPELINE_URL": pipeline.web_url,
+        "CI_PROJECT_ID": str(pipeline.project_id),
+        "CI_COMMIT_BEFORE_SHA": pipeline.before_sha,
     }
-    mr = original.merge_request
+    if job is not None:
+        values.update({"CI_JOB_ID": str(job.id), "CI_JOB_URL": job.web_url})
+    mr = pipeline.merge_request
     if mr is not None:
         values.update(
             {
@@ -164,9 +215,9 @@ def predefined_overrides(original: OriginalJob) -> dict[str, str]:
                 "CI_MERGE_REQUEST_TITLE": str(mr.get("title", "")),
                 "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": str(mr.get("source_branch", "")),
                 "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": str(mr.get("target_branch", "")),
-                "CI_MERGE_REQUEST_SOURCE_BRANCH_SHA": original.sha,
-                "CI_MERGE_REQUEST_PROJECT_PATH": original.address.project,
-                "CI_MERGE_REQUEST_REF_PATH": original.ref,
+                "CI_MERGE_REQUEST_SOURCE_BRANCH_SHA": pipeline.sha,
+                "CI_MERGE_REQUEST_PROJECT_PATH": pipeline.project,
+                "CI_MERGE_REQUEST_REF_PATH": pipeline.ref,
             }
         )
     return {key: value for key, value in values.items() if value}
@@ -215,15 +266,15 @@ def checkout_at(directory: Path, sha: str, log: Any) -> Iterator[Path]:
 
 def download_dependencies(
     client: GitLabClient,
-    original: OriginalJob,
+    pipeline: OriginalPipeline,
     names: tuple[str, ...],
     store: Any,
     log: Any,
 ) -> list[str]:
     """Put the artifacts of the jobs named `names` (of the original pipeline) into `store`;
     return the names of those that have none to download."""
-    project = original.address.project
-    jobs = client.pipeline_jobs(project, original.pipeline_id)
+    project = pipeline.project
+    jobs = client.pipeline_jobs(project, pipeline.id)
     missing = []
     for name in names:
         runs = [job for job in jobs if job.get("name") == name]
@@ -238,7 +289,7 @@ def download_dependencies(
             client.download_job_artifacts(project, job_id, archive)
             archive.seek(0)
             origin = str(chosen.get("web_url") or f"job {job_id}")
-            count = store.import_archive(name, archive, origin=origin, commit=original.sha)
+            count = store.import_archive(name, archive, origin=origin, commit=pipeline.sha)
         log(f"downloaded the artifacts of {name} (job {job_id}): {count} files")
     return missing
 
@@ -255,26 +306,45 @@ def differences(
     exit_code: int | None,
     status: str,
     image_digest: str | None,
-    unreadable: list[str],
 ) -> list[str]:
-    """What differs from the original run, as far as pyci can tell."""
-    found = list(unreadable)
-    if original.pipeline_variables is None:
-        found.append(
-            "the pipeline's own variables could not be read (they need the Maintainer role): "
-            "set them with --variable KEY=VALUE"
-        )
+    """What differs from the original run of one job, as far as pyci can tell."""
+    found = []
     if original.exit_code is not None and exit_code != original.exit_code:
-        found.append(
-            f"exit code: the original failed with {original.exit_code}, here "
-            + (f"{exit_code}" if exit_code is not None else status)
-        )
-    elif original.status == "failed" and status == "success":
-        found.append("the original failed, here the job passed")
-    elif original.status == "success" and status == "failed":
-        found.append("the original passed, here the job failed")
+        here = f"{exit_code}" if exit_code is not None else status
+        found.append(f"exit code: the original failed with {original.exit_code}, here {here}")
+    elif original.status != status and {original.status, status} <= {"success", "failed"}:
+        found.append(f"status: the original {_verb(original.status)}, here the job {_verb(status)}")
     if original.image_digest and image_digest:
         theirs = original.image_digest.rpartition("@")[2]
         if theirs != image_digest.rpartition("@")[2]:
             found.append(f"image: the original ran {original.image_digest}, here {image_digest}")
     return found
+
+
+def pipeline_differences(
+    client: GitLabClient, pipeline: OriginalPipeline, outcomes: dict[str, str]
+) -> list[str]:
+    """Jobs whose status here is not the one of their last run in the original pipeline, and
+    jobs that ran in only one of the two."""
+    latest: dict[str, tuple[int, str]] = {}
+    for job in client.pipeline_jobs(pipeline.project, pipeline.id):
+        name, job_id = str(job.get("name")), int(job.get("id") or 0)
+        if name not in latest or job_id > latest[name][0]:
+            latest[name] = (job_id, str(job.get("status") or ""))
+    found = []
+    for name, (_, theirs) in latest.items():
+        ours = outcomes.get(name)
+        if ours is None:
+            found.append(f"{name}: {theirs} in the original, not in this pipeline")
+        elif ours != theirs:
+            found.append(f"{name}: {theirs} in the original, {ours} here")
+    found += [
+        f"{name}: not in the original, {ours} here"
+        for name, ours in outcomes.items()
+        if name not in latest
+    ]
+    return found
+
+
+def _verb(status: str) -> str:
+    return {"success": "passed", "failed": "failed"}.get(status, status)

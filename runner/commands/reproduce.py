@@ -25,14 +25,17 @@ from runner.executor_options import add_executor_options, chosen_executor
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "reproduce",
-        help="run a job of a GitLab pipeline again, here, as it ran there",
-        description="Read the job at JOB_URL (https://HOST/GROUP/PROJECT/-/jobs/ID) through "
-        "GitLab's API and run it here: at its commit, with its pipeline's ref, source and "
-        "variables, the project's and groups' CI/CD variables, and the artifacts of the jobs "
-        "it depended on. The token comes from PYCI_GITLAB_TOKEN, GITLAB_TOKEN or git's "
-        "credential helper.",
+        help="run a job (or a pipeline) of GitLab again, here, as it ran there",
+        description="Read the job at JOB_URL (https://HOST/GROUP/PROJECT/-/jobs/ID), or with "
+        "--pipeline the pipeline at URL (.../-/pipelines/ID), through GitLab's API and run it "
+        "here: at its commit, with its pipeline's ref, source and variables, the project's "
+        "and groups' CI/CD variables, and the artifacts of the jobs a job depended on. The "
+        "token comes from PYCI_GITLAB_TOKEN, GITLAB_TOKEN or git's credential helper.",
     )
-    parser.add_argument("url", metavar="JOB_URL", help="the job's page on GitLab")
+    parser.add_argument("url", nargs="?", metavar="JOB_URL", help="the job's page on GitLab")
+    parser.add_argument(
+        "--pipeline", metavar="URL", help="reproduce this whole pipeline instead of one job"
+    )
     parser.add_argument(
         "-C", "--directory", default=".", metavar="DIR", help="the project's clone (default: .)"
     )
@@ -69,71 +72,106 @@ def say(message: str) -> None:
 
 
 def reproduce_command(args: argparse.Namespace) -> int:
-    from runner.evaluate.predefined import read_git_facts
     from runner.gitlab.client import GitLabClient
     from runner.gitlab.server import find_server
-    from runner.reproduce import (
-        checkout_at,
-        original_facts,
-        parse_job_url,
-        predefined_overrides,
-        read_original,
-    )
+    from runner.reproduce import parse_url, read_job, read_pipeline
 
-    address = parse_job_url(args.url)
+    if (args.url is None) == (args.pipeline is None):
+        raise UsageError("name a job URL, or a pipeline with --pipeline URL (one of the two)")
+    address = parse_url(args.pipeline or args.url, "pipelines" if args.pipeline else "jobs")
     directory = Path(args.directory).resolve()
     if not directory.is_dir():
         raise UsageError(f"-C {args.directory}: no such directory")
-    cli_variables = parse_variables(args.variable)
     server = find_server(address.server_url, None, directory)
     assert server is not None  # the URL names it
     with GitLabClient(server) as client:
-        original = read_original(client, address)
-        say(
-            f"job {original.name} (#{address.job_id}, {original.status}) of pipeline "
-            f"#{original.pipeline_id}: {original.pipeline_source} on {original.ref} "
-            f"at {original.sha[:8]}"
-        )
-        unreadable: list[str] = []
-        fetched = server_variables(server, original, unreadable)
-        with checkout_at(directory, original.sha, say) as workdir:
-            facts = original_facts(read_git_facts(workdir), original)
-            facts = with_project(facts, address.project, server)
-            variables = {
-                **(original.pipeline_variables or {}),
-                **predefined_overrides(original),
-                **cli_variables,
-            }
-            opts = project_options(args, workdir, directory, variables, facts, fetched)
-            code, outcome, image_digest = run_job(args, client, original, opts)
-            if workdir != directory:
-                keep_logs(workdir, directory, address.job_id)
-    from runner.reproduce import differences
+        if address.kind == "jobs":
+            job = read_job(client, address)
+            pipeline = job.pipeline
+            say(
+                f"job {job.name} (#{job.id}, {job.status}) of pipeline #{pipeline.id}: "
+                f"{pipeline.source} on {pipeline.ref} at {pipeline.sha[:8]}"
+            )
+        else:
+            job = None
+            pipeline = read_pipeline(client, address.server_url, address.project, address.id)
+            ref, sha = pipeline.ref, pipeline.sha[:8]
+            say(f"pipeline #{pipeline.id}: {pipeline.source} on {ref} at {sha}")
+        unreadable = unreadable_variables(pipeline)
+        fetched = server_variables(server, pipeline, unreadable)
+        return reproduce(args, client, server, directory, pipeline, job, fetched, unreadable)
 
-    found = differences(
-        original,
-        exit_code=outcome.get("exit_code"),
-        status=str(outcome.get("status") or "unknown"),
-        image_digest=image_digest,
-        unreadable=unreadable,
+
+def reproduce(
+    args: argparse.Namespace,
+    client: Any,
+    server: Any,
+    directory: Path,
+    pipeline: Any,
+    job: Any,
+    fetched: Any,
+    unreadable: list[str],
+) -> int:
+    from runner.evaluate.predefined import read_git_facts
+    from runner.reproduce import (
+        checkout_at,
+        differences,
+        original_facts,
+        pipeline_differences,
+        predefined_overrides,
     )
+
+    with checkout_at(directory, pipeline.sha, say) as workdir:
+        facts = original_facts(read_git_facts(workdir), pipeline, server)
+        variables = {**predefined_overrides(pipeline, job), **parse_variables(args.variable)}
+        opts = project_options(args, workdir, directory, variables, facts, fetched, pipeline)
+        spec = None
+        if job is not None:
+            spec, planned = planned_job(opts, pipeline, job.name)
+            download_artifacts(client, pipeline, spec, planned, opts)
+        code, outcomes = run(args, opts, job.name if job is not None else None)
+        if workdir != directory:
+            keep_logs(workdir, directory, f"{job.id}" if job else f"pipeline-{pipeline.id}")
+    found = list(unreadable)
+    if job is not None:
+        outcome = outcomes.get(job.name, {})
+        found += differences(
+            job,
+            exit_code=outcome.get("exit_code"),
+            status=str(outcome.get("status") or "not run"),
+            image_digest=image_digest(args, spec),
+        )
+    else:
+        statuses = {name: str(row.get("status")) for name, row in outcomes.items()}
+        found += pipeline_differences(client, pipeline, statuses)
     if found:
         say("what differs from the original run:")
         for line in found:
             say(f"  - {line}")
-    elif original.status == "failed" and outcome.get("status") == "failed":
+    elif job is not None and job.status == "failed":
         say("the job failed the same way as the original")
+    else:
+        say("every job ended as in the original")
     return code
 
 
-def server_variables(server: Any, original: Any, unreadable: list[str]) -> Any:
+def unreadable_variables(pipeline: Any) -> list[str]:
+    if pipeline.variables is not None:
+        return []
+    return [
+        "the pipeline's own variables could not be read (they need the Maintainer role): "
+        "set them with --variable KEY=VALUE"
+    ]
+
+
+def server_variables(server: Any, pipeline: Any, unreadable: list[str]) -> Any:
     """The project's and groups' CI/CD variables, protected ones for a protected ref; when
     the token may not read them, none (and a line saying so)."""
     from runner.gitlab.client import GitLabError
     from runner.vars.remote import ServerVariables, fetch_server_variables
 
     try:
-        return fetch_server_variables(server, original.address.project, original.ref)
+        return fetch_server_variables(server, pipeline.project, pipeline.ref)
     except GitLabError as exc:
         if exc.status not in (401, 403):
             raise
@@ -144,26 +182,6 @@ def server_variables(server: Any, original: Any, unreadable: list[str]) -> Any:
         return ServerVariables((), False)
 
 
-def with_project(facts: Any, project: str, server: Any) -> Any:
-    """The facts of the job's project on that server, whatever this clone's remote says."""
-    import dataclasses
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(server.url)
-    namespace, _, name = project.rpartition("/")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return dataclasses.replace(
-        facts,
-        project_path=project,
-        project_namespace=namespace,
-        project_name=name,
-        project_url=f"{server.url}/{project}",
-        server_host=parts.hostname or facts.server_host,
-        server_port=port,
-        server_protocol=parts.scheme,
-    )
-
-
 def project_options(
     args: argparse.Namespace,
     workdir: Path,
@@ -171,6 +189,7 @@ def project_options(
     variables: dict[str, str],
     facts: Any,
     fetched: Any,
+    pipeline: Any,
 ) -> ProjectOptions:
     from runner.config.remote_includes import IncludeOptions
     from runner.vars.source import SettingsSource
@@ -179,70 +198,84 @@ def project_options(
     if not file.is_file():
         raise UsageError(f"{file}: no such file at this commit (use -f to name the pipeline file)")
     # the variables files of the user's own checkout, not the temporary worktree's
-    settings = SettingsSource(directory, fetched=fetched)
+    settings = SettingsSource(directory, fetched=fetched, pipeline=pipeline.variables or ())
     includes = IncludeOptions(gitlab_url=facts.server_url)
     return ProjectOptions(workdir, file, variables, includes, settings, facts)
 
 
-def run_job(
-    args: argparse.Namespace, client: Any, original: Any, opts: ProjectOptions
-) -> tuple[int, dict[str, Any], str | None]:
-    """Plan, download the dependencies' artifacts, run the job: (exit code, the job's row of
-    the JSON report, the digest of the image it ran in)."""
-    from runner.build.artifacts import ArtifactStore, pipeline_file_key
-    from runner.commands.run import STATE_DIR_NAME, run_command
+def planned_job(opts: ProjectOptions, pipeline: Any, name: str) -> tuple[Any, tuple[Any, ...]]:
+    """The job as pyci plans it at that commit for that ref, and every job of the pipeline."""
     from runner.pipeline import load_pipeline
-    from runner.reproduce import ReproduceError, download_dependencies
+    from runner.reproduce import ReproduceError
+
+    planned = load_pipeline(opts)
+    job = next((j for j in planned.jobs if j.name == name), None)
+    if job is None:
+        names = ", ".join(j.name for j in planned.jobs)
+        raise ReproduceError(
+            f"job {name!r} is not in the pipeline pyci plans for {pipeline.ref} at "
+            f"{pipeline.sha[:8]} (it has: {names})"
+        )
+    return job, planned.jobs
+
+
+def download_artifacts(
+    client: Any, pipeline: Any, job: Any, planned: tuple[Any, ...], opts: ProjectOptions
+) -> None:
+    """The artifacts of the jobs `job` depended on, from the original pipeline."""
+    from runner.build.artifacts import ArtifactStore, pipeline_file_key
+    from runner.commands.run import STATE_DIR_NAME
+    from runner.reproduce import download_dependencies
     from runner.schedule.graph import JobGraph
 
-    pipeline = load_pipeline(opts)
-    job = next((j for j in pipeline.jobs if j.name == original.name), None)
-    if job is None:
-        names = ", ".join(j.name for j in pipeline.jobs)
-        raise ReproduceError(
-            f"job {original.name!r} is not in the pipeline pyci plans for {original.ref} at "
-            f"{original.sha[:8]} (it has: {names})"
-        )
     key = pipeline_file_key(opts.directory, opts.file)
     store = ArtifactStore(opts.directory / STATE_DIR_NAME, key)
-    sources = JobGraph([job], pipeline.jobs).artifact_sources(job)
-    for name in download_dependencies(client, original, sources, store, say):
-        say(f"{name} kept no artifacts in pipeline #{original.pipeline_id}")
+    sources = JobGraph([job], planned).artifact_sources(job)
+    for missing in download_dependencies(client, pipeline, sources, store, say):
+        say(f"{missing} kept no artifacts in pipeline #{pipeline.id}")
+
+
+def run(
+    args: argparse.Namespace, opts: ProjectOptions, job: str | None
+) -> tuple[int, dict[str, dict[str, Any]]]:
+    """`pyci run` of the job (None: the pipeline): its exit code and the JSON report's rows
+    by job name."""
+    from runner.commands.run import run_command
+
     with tempfile.TemporaryDirectory(prefix="pyci-reproduce-") as scratch:
         report = Path(scratch) / "report.json"
-        run_args = run_arguments(args, opts, original.name, report)
-        code = run_command(run_args, opts)
-        if args.json_report:
+        code = run_command(run_arguments(args, opts, job, report), opts)
+        if args.json_report and report.is_file():
             shutil.copyfile(report, Path.cwd() / args.json_report)
         rows = json.loads(report.read_text())["jobs"] if report.is_file() else []
-    outcome = next((row for row in rows if row["name"] == original.name), {})
-    return code, outcome, image_digest(job, args)
+    return code, {row["name"]: row for row in rows}
 
 
 def run_arguments(
-    args: argparse.Namespace, opts: ProjectOptions, job: str, report: Path
+    args: argparse.Namespace, opts: ProjectOptions, job: str | None, report: Path
 ) -> argparse.Namespace:
-    """`pyci run JOB`'s arguments: run's own defaults, then what reproduce was given."""
+    """`pyci run [JOB]`'s arguments: run's own defaults, then every option of the same name
+    that reproduce was given (the executor options are shared, whatever they are)."""
     from runner.commands import run
 
     parser = argparse.ArgumentParser()
     run.register(parser.add_subparsers())
     run_args = parser.parse_args(["run"])
-    given = {name: value for name, value in vars(args).items() if hasattr(run_args, name)}
-    for name, value in given.items():
-        setattr(run_args, name, value)
-    run_args.jobs = [job]
+    for name, value in vars(args).items():
+        if name in vars(run_args):
+            setattr(run_args, name, value)
+    run_args.jobs = [job] if job is not None else []
     run_args.directory = str(opts.directory)
     run_args.file = str(opts.file)
-    run_args.variable = []  # already in opts
+    run_args.variable = []  # in opts already
     run_args.json_report = str(report)
     run_args.plain = True
     return run_args
 
 
-def image_digest(job: Any, args: argparse.Namespace) -> str | None:
-    """`name@sha256:...` of the job's image in pyci's store (None: no image, or the shell)."""
-    if job.image is None or chosen_executor(args) != "container":
+def image_digest(args: argparse.Namespace, job: Any) -> str | None:
+    """`name@sha256:...` of the image the job ran in, from pyci's store (None: no image)."""
+    if job is None or job.image is None or chosen_executor(args) != "container":
         return None
     from executors.images.store import ImageStore
 
@@ -250,11 +283,11 @@ def image_digest(job: Any, args: argparse.Namespace) -> str | None:
     return f"{job.image.name}@{pulled.digest}" if pulled is not None and pulled.digest else None
 
 
-def keep_logs(workdir: Path, directory: Path, job_id: int) -> None:
+def keep_logs(workdir: Path, directory: Path, label: str) -> None:
     """The temporary worktree goes: its logs stay, under the clone's .pyci/."""
     logs = workdir / ".pyci" / "logs"
     if not logs.is_dir():
         return
-    target = directory / ".pyci" / "reproduce" / str(job_id) / "logs"
+    target = directory / ".pyci" / "reproduce" / label / "logs"
     shutil.copytree(logs, target, dirs_exist_ok=True)
     say(f"logs kept in {target}")

@@ -21,6 +21,7 @@ from runner.vars.files import (
 from runner.vars.scope import SettingsVariables, for_project, for_ref
 
 if TYPE_CHECKING:
+    from runner.vars.model import SettingsVariable
     from runner.vars.remote import ServerVariables
 
 
@@ -34,12 +35,15 @@ class SettingsSource:
         from_server: bool = False,
         gitlab_url: str | None = None,
         fetched: ServerVariables | None = None,
+        pipeline: tuple[SettingsVariable, ...] = (),
     ) -> None:
-        """`fetched`: the server's variables, read already (`pyci reproduce` does)."""
+        """`fetched`: the server's variables, read already; `pipeline`: the variables an
+        original pipeline ran with, above the files (`pyci reproduce` passes both)."""
         self.directory = directory
         self.from_server = from_server
         self.gitlab_url = gitlab_url
         self.fetched = fetched
+        self.pipeline = pipeline
         self._lock = threading.Lock()
         self._loaded: SettingsVariables | None = None
 
@@ -79,11 +83,12 @@ class SettingsSource:
                 )
             )
         )
+        levels.append(self.pipeline)
         return for_ref(levels, protected)
 
     # two sources of the same settings are equal (the prefetch child compares options)
     def _config(self) -> tuple[object, ...]:
-        return (self.directory, self.from_server, self.gitlab_url, self.fetched)
+        return (self.directory, self.from_server, self.gitlab_url, self.fetched, self.pipeline)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SettingsSource) and self._config() == other._config()

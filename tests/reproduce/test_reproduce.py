@@ -212,3 +212,27 @@ def test_a_url_that_is_not_a_job_is_a_usage_error(tmp_path, env, gitlab):
     unknown = pyci(tmp_path, env, "reproduce", f"{gitlab.url}/team/demo/-/jobs/99")
     assert unknown.returncode == 1
     assert "job 99: not found (or not visible without a token)" in unknown.stderr
+
+
+def test_a_whole_pipeline_with_pipeline_url(tmp_path, env, gitlab):
+    scenario = failed_pipeline(tmp_path, gitlab, None)
+    url = f"{gitlab.url}/team/demo/-/pipelines/7"
+    run = pyci(scenario.repo, env, "reproduce", "--pipeline", url, "--executor", "shell")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "reproduce: pipeline #7: schedule on main at " in run.stderr
+    assert "local" in job_lines(run.stdout, "test")  # build ran here: nothing downloaded
+    assert "ERROR: Job failed: exit code 3" in job_lines(run.stdout, "test")
+    assert "reproduce: every job ended as in the original" in run.stderr
+    assert SECRET not in run.stdout + run.stderr
+    gitlab.projects["team/demo"].pipelines[7].jobs[1].status = "success"
+    again = pyci(scenario.repo, env, "reproduce", "--pipeline", url, "--executor", "shell")
+    assert "reproduce:   - test: success in the original, failed here" in again.stderr
+
+
+def test_a_job_url_or_a_pipeline_url_one_of_the_two(tmp_path, env, gitlab):
+    neither = pyci(tmp_path, env, "reproduce")
+    assert neither.returncode == 2
+    assert "name a job URL, or a pipeline with --pipeline URL (one of the two)" in neither.stderr
+    wrong = pyci(tmp_path, env, "reproduce", "--pipeline", f"{gitlab.url}/team/demo/-/jobs/1")
+    assert wrong.returncode == 2
+    assert "expected a pipeline URL, https://HOST/GROUP/PROJECT/-/pipelines/ID" in wrong.stderr
