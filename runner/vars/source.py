@@ -11,18 +11,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.vars.files import (
-    PROJECT_FILE,
-    PROJECT_LEVEL,
-    USER_LEVEL,
-    read_variables_file,
-    user_file,
-)
-from runner.vars.scope import SettingsVariables, for_project, for_ref
-
+# ProjectOptions holds a source, so every command imports this module before it forks its
+# prefetch child: what reads files (pyyaml, the job shape: ~60 ms) is imported on first use.
 if TYPE_CHECKING:
     from runner.vars.model import SettingsVariable
     from runner.vars.remote import ServerVariables
+    from runner.vars.scope import SettingsVariables
 
 
 class SettingsSource:
@@ -54,6 +48,15 @@ class SettingsSource:
             return self._loaded
 
     def _load(self, facts: Any) -> SettingsVariables:
+        from runner.vars.files import (
+            PROJECT_FILE,
+            PROJECT_LEVEL,
+            USER_LEVEL,
+            read_variables_file,
+            user_file,
+        )
+        from runner.vars.scope import for_project, for_ref
+
         levels = []
         protected = facts.is_branch and facts.ref_name == facts.default_branch
         if self.fetched is not None:
