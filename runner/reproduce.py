@@ -68,6 +68,14 @@ class OriginalPipeline:
     variables: tuple[SettingsVariable, ...] | None
     merge_request: dict[str, Any] | None  # the MR of a merge request pipeline
 
+    @property
+    def ref_name(self) -> str:
+        """The branch or tag it ran for: a merge request pipeline's is the source branch
+        (its `ref` is `refs/merge-requests/<iid>/head`)."""
+        if self.merge_request is not None:
+            return str(self.merge_request.get("source_branch") or self.ref)
+        return self.ref
+
 
 @dataclass(frozen=True)
 class OriginalJob:
@@ -172,9 +180,7 @@ def original_facts(facts: Any, pipeline: OriginalPipeline, server: Any) -> Any:
 
     from runner.evaluate.predefined import slugify
 
-    ref = pipeline.ref
-    if pipeline.merge_request is not None:
-        ref = str(pipeline.merge_request.get("source_branch") or ref)
+    ref = pipeline.ref_name
     parts = split(server.url)
     namespace, _, name = pipeline.project.rpartition("/")
     return dataclasses.replace(

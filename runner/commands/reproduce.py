@@ -150,6 +150,8 @@ def reproduce(
             say(f"  - {line}")
     elif job is not None and job.status == "failed":
         say("the job failed the same way as the original")
+    elif job is not None:
+        say(f"the job ended as the original did ({job.status})")
     else:
         say("every job ended as in the original")
     return code
@@ -171,7 +173,7 @@ def server_variables(server: Any, pipeline: Any, unreadable: list[str]) -> Any:
     from runner.vars.remote import ServerVariables, fetch_server_variables
 
     try:
-        return fetch_server_variables(server, pipeline.project, pipeline.ref)
+        return fetch_server_variables(server, pipeline.project, pipeline.ref_name)
     except GitLabError as exc:
         if exc.status not in (401, 403):
             raise

@@ -236,3 +236,44 @@ def test_a_job_url_or_a_pipeline_url_one_of_the_two(tmp_path, env, gitlab):
     wrong = pyci(tmp_path, env, "reproduce", "--pipeline", f"{gitlab.url}/team/demo/-/jobs/1")
     assert wrong.returncode == 2
     assert "expected a pipeline URL, https://HOST/GROUP/PROJECT/-/pipelines/ID" in wrong.stderr
+
+
+MR_PIPELINE = """
+show:
+  rules:
+    - if: $CI_PIPELINE_SOURCE == "merge_request_event"
+  script:
+    - echo "iid=$CI_MERGE_REQUEST_IID source=$CI_MERGE_REQUEST_SOURCE_BRANCH_NAME"
+    - echo "target=$CI_MERGE_REQUEST_TARGET_BRANCH_NAME title=$CI_MERGE_REQUEST_TITLE"
+    - echo "ref=$CI_COMMIT_REF_NAME branch=${CI_COMMIT_BRANCH:-none} on-feature=$ON_FEATURE"
+"""
+
+
+def test_a_merge_request_pipelines_job_sees_its_merge_request(tmp_path, env, gitlab):
+    repo = tmp_path / "mr"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / ".gitlab-ci.yml").write_text(MR_PIPELINE)
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "mr")
+    sha = git(repo, "rev-parse", "HEAD")
+    project = gitlab.add_project("team/mr", private=True)
+    project.protected_branches = ["main", "feature"]
+    project.variables = [{"key": "ON_FEATURE", "value": "protected-yes", "protected": True}]
+    project.merge_requests[5] = {
+        "id": 905,
+        "title": "Fix things",
+        "source_branch": "feature",
+        "target_branch": "main",
+    }
+    pipeline = project.add_pipeline(
+        9, "refs/merge-requests/5/head", sha, source="merge_request_event"
+    )
+    project.add_job(pipeline, 90, "show", "test", status="success")
+    run = pyci(repo, env, "reproduce", f"{gitlab.url}/team/mr/-/jobs/90", "--executor", "shell")
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = job_lines(run.stdout, "show")
+    assert "iid=5 source=feature" in lines
+    assert "target=main title=Fix things" in lines
+    assert "ref=feature branch=none on-feature=protected-yes" in lines
+    assert "reproduce: the job ended as the original did (success)" in run.stderr
