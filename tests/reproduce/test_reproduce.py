@@ -30,8 +30,8 @@ APPLETS = ("sh", "cat", "echo", "mkdir", "wc", "test", "true")
 
 
 @pytest.fixture(scope="module")
-def busybox_ref() -> Iterator[str]:
-    """`127.0.0.1:<port>/library/busybox:v1` on a loopback registry of this module."""
+def busybox() -> Iterator[tuple[str, str]]:
+    """(`127.0.0.1:<port>/library/busybox:v1`, its digest) on a loopback registry."""
     entries = [directory("bin"), directory("etc"), directory("tmp", mode=0o1777)]
     entries.append(file("bin/busybox", BUSYBOX.read_bytes(), mode=0o755))
     entries += [symlink(f"bin/{name}", "busybox") for name in APPLETS]
@@ -44,10 +44,10 @@ def busybox_ref() -> Iterator[str]:
         server.wait_ready()
         pusher = Pusher(server.url)
         try:
-            pusher.push_image("library/busybox", "v1", image)
+            digest = pusher.push_image("library/busybox", "v1", image)
         finally:
             pusher.close()
-        yield f"{server.host}/library/busybox:v1"
+        yield f"{server.host}/library/busybox:v1", digest
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -106,8 +106,16 @@ def files_holding(root: Path, text: str) -> list[Path]:
     ]
 
 
-def test_a_failed_job_is_reproduced_in_a_container_as_it_failed(tmp_path, env, gitlab, busybox_ref):
+def test_a_failed_job_is_reproduced_in_a_container_as_it_failed(tmp_path, env, gitlab, busybox):
+    busybox_ref, digest = busybox
     scenario = failed_pipeline(tmp_path, gitlab, busybox_ref)
+    # the runner's line for the image it pulled: the same digest as pyci's, so no difference
+    original = gitlab.projects["team/demo"].find_job(11)
+    assert original is not None
+    original[1].trace = (
+        f"Using docker image sha256:0123 for {busybox_ref} with digest "
+        f"{busybox_ref.rpartition(':')[0]}@{digest} ...\n" + original[1].trace
+    )
     head = git(scenario.repo, "rev-parse", "HEAD")
     report = tmp_path / "report.json"
     run = pyci(
@@ -191,6 +199,33 @@ def test_without_the_maintainer_role_the_variables_that_could_not_be_read_are_na
     assert "the project's CI/CD variables could not be read" in run.stderr
     assert "the pipeline's own variables could not be read" in run.stderr
     assert "group= prod= protected= nightly=" in job_lines(run.stdout, "test")
+
+
+def test_a_different_image_digest_and_outcome_are_named():
+    from runner.reproduce import OriginalJob, differences
+
+    job = OriginalJob(
+        pipeline=None,  # type: ignore[arg-type]
+        id=1,
+        name="test",
+        stage="test",
+        status="failed",
+        failure_reason="script_failure",
+        web_url="",
+        exit_code=None,
+        image_digest="alpine@sha256:" + "a" * 64,
+    )
+    found = differences(
+        job, exit_code=0, status="success", image_digest="alpine:3@sha256:" + "b" * 64
+    )
+    assert found == [
+        "status: the original failed, here the job passed",
+        f"image: the original ran alpine@sha256:{'a' * 64}, here alpine:3@sha256:{'b' * 64}",
+    ]
+    same = differences(
+        job, exit_code=1, status="failed", image_digest="alpine:3@sha256:" + "a" * 64
+    )
+    assert same == []
 
 
 def test_a_commit_missing_from_the_clone_is_one_line(tmp_path, env, gitlab):
