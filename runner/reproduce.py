@@ -17,15 +17,19 @@ import dataclasses
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from runner.errors import PyciError, UsageError
-from runner.gitlab.client import GitLabClient, GitLabError
+from runner.gitlab.client import GitLabClient, GitLabError, Server
 from runner.vars.model import SettingsVariable, VariableProblem, from_fields
+
+if TYPE_CHECKING:
+    from runner.build.artifacts import ArtifactStore
+    from runner.evaluate.predefined import GitFacts
 
 _URL_PATH = re.compile(r"^/(?P<project>.+?)/-/(?P<kind>jobs|pipelines)/(?P<id>[0-9]+)/?$")
 _MR_REF = re.compile(r"^refs/merge-requests/(?P<iid>[0-9]+)/(head|merge|train)$")
@@ -173,7 +177,7 @@ def read_job(client: GitLabClient, address: Address) -> OriginalJob:
     )
 
 
-def original_facts(facts: Any, pipeline: OriginalPipeline, server: Any) -> Any:
+def original_facts(facts: GitFacts, pipeline: OriginalPipeline, server: Server) -> GitFacts:
     """The checkout's git facts with the original pipeline's ref, project and server: rules,
     `only`/`except` and the predefined variables then see what they saw there."""
     from urllib.parse import urlsplit as split
@@ -230,7 +234,7 @@ def predefined_overrides(pipeline: OriginalPipeline, job: OriginalJob | None) ->
 
 
 @contextlib.contextmanager
-def checkout_at(directory: Path, sha: str, log: Any) -> Iterator[Path]:
+def checkout_at(directory: Path, sha: str, log: Callable[[str], None]) -> Iterator[Path]:
     """`directory` itself when its HEAD is `sha`; else a temporary worktree of its repository
     at `sha` (detached, removed afterwards). The commit must be in the clone."""
     import git
@@ -274,8 +278,8 @@ def download_dependencies(
     client: GitLabClient,
     pipeline: OriginalPipeline,
     names: tuple[str, ...],
-    store: Any,
-    log: Any,
+    store: ArtifactStore,
+    log: Callable[[str], None],
 ) -> list[str]:
     """Put the artifacts of the jobs named `names` (of the original pipeline) into `store`;
     return the names of those that have none to download."""

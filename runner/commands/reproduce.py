@@ -15,11 +15,19 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.commands.common import ProjectOptions, parse_variables
 from runner.errors import UsageError
 from runner.executor_options import add_executor_options, chosen_executor
+
+# imported where they are used: `pyci --help` and the other commands need none of them
+if TYPE_CHECKING:
+    from runner.evaluate.predefined import GitFacts
+    from runner.gitlab.client import GitLabClient, Server
+    from runner.jobspec import JobSpec
+    from runner.reproduce import OriginalJob, OriginalPipeline
+    from runner.vars.remote import ServerVariables
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -104,12 +112,12 @@ def reproduce_command(args: argparse.Namespace) -> int:
 
 def reproduce(
     args: argparse.Namespace,
-    client: Any,
-    server: Any,
+    client: GitLabClient,
+    server: Server,
     directory: Path,
-    pipeline: Any,
-    job: Any,
-    fetched: Any,
+    pipeline: OriginalPipeline,
+    job: OriginalJob | None,
+    fetched: ServerVariables,
     unreadable: list[str],
 ) -> int:
     from runner.evaluate.predefined import read_git_facts
@@ -157,7 +165,7 @@ def reproduce(
     return code
 
 
-def unreadable_variables(pipeline: Any) -> list[str]:
+def unreadable_variables(pipeline: OriginalPipeline) -> list[str]:
     if pipeline.variables is not None:
         return []
     return [
@@ -166,7 +174,9 @@ def unreadable_variables(pipeline: Any) -> list[str]:
     ]
 
 
-def server_variables(server: Any, pipeline: Any, unreadable: list[str]) -> Any:
+def server_variables(
+    server: Server, pipeline: OriginalPipeline, unreadable: list[str]
+) -> ServerVariables:
     """The project's and groups' CI/CD variables, protected ones for a protected ref; when
     the token may not read them, none (and a line saying so)."""
     from runner.gitlab.client import GitLabError
@@ -189,9 +199,9 @@ def project_options(
     workdir: Path,
     directory: Path,
     variables: dict[str, str],
-    facts: Any,
-    fetched: Any,
-    pipeline: Any,
+    facts: GitFacts,
+    fetched: ServerVariables,
+    pipeline: OriginalPipeline,
 ) -> ProjectOptions:
     from runner.config.remote_includes import IncludeOptions
     from runner.vars.source import SettingsSource
@@ -205,7 +215,9 @@ def project_options(
     return ProjectOptions(workdir, file, variables, includes, settings, facts)
 
 
-def planned_job(opts: ProjectOptions, pipeline: Any, name: str) -> tuple[Any, tuple[Any, ...]]:
+def planned_job(
+    opts: ProjectOptions, pipeline: OriginalPipeline, name: str
+) -> tuple[JobSpec, tuple[JobSpec, ...]]:
     """The job as pyci plans it at that commit for that ref, and every job of the pipeline."""
     from runner.pipeline import load_pipeline
     from runner.reproduce import ReproduceError
@@ -222,7 +234,11 @@ def planned_job(opts: ProjectOptions, pipeline: Any, name: str) -> tuple[Any, tu
 
 
 def download_artifacts(
-    client: Any, pipeline: Any, job: Any, planned: tuple[Any, ...], opts: ProjectOptions
+    client: GitLabClient,
+    pipeline: OriginalPipeline,
+    job: JobSpec,
+    planned: tuple[JobSpec, ...],
+    opts: ProjectOptions,
 ) -> None:
     """The artifacts of the jobs `job` depended on, from the original pipeline."""
     from runner.build.artifacts import ArtifactStore, pipeline_file_key
@@ -275,7 +291,7 @@ def run_arguments(
     return run_args
 
 
-def image_digest(args: argparse.Namespace, job: Any) -> str | None:
+def image_digest(args: argparse.Namespace, job: JobSpec | None) -> str | None:
     """`name@sha256:...` of the image the job ran in, from pyci's store (None: no image)."""
     if job is None or job.image is None or chosen_executor(args) != "container":
         return None
