@@ -30,6 +30,7 @@ from runner.vars.model import SettingsVariable, VariableProblem, from_fields
 if TYPE_CHECKING:
     from runner.build.artifacts import ArtifactStore
     from runner.evaluate.predefined import GitFacts
+    from runner.jobspec import JobSpec
 
 _URL_PATH = re.compile(r"^/(?P<project>.+?)/-/(?P<kind>jobs|pipelines)/(?P<id>[0-9]+)/?$")
 _MR_REF = re.compile(r"^refs/merge-requests/(?P<iid>[0-9]+)/(head|merge|train)$")
@@ -329,6 +330,61 @@ def differences(
         if theirs != image_digest.rpartition("@")[2]:
             found.append(f"image: the original ran {original.image_digest}, here {image_digest}")
     return found
+
+
+_REFERENCE = re.compile(r"\$\{?([A-Z_][A-Z0-9_]*)")
+_ASSIGNMENT = re.compile(r"(?:^|[\s;&|(])(?:export\s+|local\s+|readonly\s+)?([A-Z_][A-Z0-9_]*)=")
+_LOOP_OR_READ = re.compile(r"\b(?:for|read(?:\s+-\w+)*)\s+([A-Z_][A-Z0-9_]*)")
+# set by the shell, the image or the executor at run time, not by any CI/CD variable
+_ENVIRONMENT = frozenset(
+    [
+        "HOME",
+        "PATH",
+        "PWD",
+        "OLDPWD",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "HOSTNAME",
+        "TERM",
+        "LANG",
+        "LC_ALL",
+        "TMPDIR",
+        "UID",
+        "EUID",
+        "PPID",
+        "RANDOM",
+        "LINENO",
+        "SECONDS",
+        "IFS",
+        "PS1",
+        "PS2",
+        "OPTARG",
+        "OPTIND",
+        "BASH_VERSION",
+        "BASH_SOURCE",
+        "FUNCNAME",
+        "PIPESTATUS",
+        "CI_BUILDS_DIR",
+        "CI_PROJECT_DIR",
+        "RUNNER_TEMP_PROJECT_DIR",
+        "CI_JOB_STATUS",
+    ]
+)
+
+
+def undefined_references(job: JobSpec) -> list[str]:
+    """Upper-case variables the job's scripts use that nothing defines here: no variable of
+    the job, no assignment (`X=`, `export X=`, `for X`, `read X`) in its scripts, nothing the
+    shell or the executor sets. The original may have had them (a CI/CD variable the token
+    cannot read, `CI_JOB_TOKEN`, a dotenv report), so they are named, not guessed at."""
+    lines = (*job.before_script, *job.script, *job.after_script)
+    text = "\n".join(lines)
+    defined = {variable.key for variable in job.variables} | _ENVIRONMENT
+    defined |= {match[1] for match in _ASSIGNMENT.finditer(text)}
+    defined |= {match[1] for match in _LOOP_OR_READ.finditer(text)}
+    used = dict.fromkeys(match[1] for match in _REFERENCE.finditer(text))
+    return [name for name in used if name not in defined]
 
 
 def pipeline_differences(

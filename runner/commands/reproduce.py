@@ -127,6 +127,7 @@ def reproduce(
         original_facts,
         pipeline_differences,
         predefined_overrides,
+        undefined_references,
     )
 
     with checkout_at(directory, pipeline.sha, say) as workdir:
@@ -149,6 +150,11 @@ def reproduce(
             status=str(outcome.get("status") or "not run"),
             image_digest=image_digest(args, spec),
         )
+        assert spec is not None
+        found += [
+            f"${name}: the job uses it, nothing defines it here (did the original have it?)"
+            for name in undefined_references(spec)
+        ]
     else:
         statuses = {name: str(row.get("status")) for name, row in outcomes.items()}
         found += pipeline_differences(client, pipeline, statuses)

@@ -199,6 +199,9 @@ def test_without_the_maintainer_role_the_variables_that_could_not_be_read_are_na
     assert "the project's CI/CD variables could not be read" in run.stderr
     assert "the pipeline's own variables could not be read" in run.stderr
     assert "group= prod= protected= nightly=" in job_lines(run.stdout, "test")
+    for name in ("FROM_GROUP", "PROD_ONLY", "ON_MAIN", "NIGHTLY", "KUBECONFIG"):
+        line = f"reproduce:   - ${name}: the job uses it, nothing defines it here"
+        assert line in run.stderr
 
 
 def test_a_different_image_digest_and_outcome_are_named():
