@@ -332,7 +332,8 @@ def differences(
     return found
 
 
-_REFERENCE = re.compile(r"\$\{?([A-Z_][A-Z0-9_]*)")
+# `$X` or `${X}`; `${X:-default}` and the like expect X may be unset, and are not counted
+_REFERENCE = re.compile(r"\$(?:([A-Z_][A-Z0-9_]*)|\{([A-Z_][A-Z0-9_]*)\})")
 _ASSIGNMENT = re.compile(r"(?:^|[\s;&|(])(?:export\s+|local\s+|readonly\s+)?([A-Z_][A-Z0-9_]*)=")
 _LOOP_OR_READ = re.compile(r"\b(?:for|read(?:\s+-\w+)*)\s+([A-Z_][A-Z0-9_]*)")
 # set by the shell, the image or the executor at run time, not by any CI/CD variable
@@ -374,16 +375,16 @@ _ENVIRONMENT = frozenset(
 
 
 def undefined_references(job: JobSpec) -> list[str]:
-    """Upper-case variables the job's scripts use that nothing defines here: no variable of
-    the job, no assignment (`X=`, `export X=`, `for X`, `read X`) in its scripts, nothing the
-    shell or the executor sets. The original may have had them (a CI/CD variable the token
-    cannot read, `CI_JOB_TOKEN`, a dotenv report), so they are named, not guessed at."""
+    """Upper-case variables the job's scripts use (`$X`, `${X}`) that nothing defines: no
+    variable of the job, no assignment (`X=`, `export X=`, `for X`, `read X`) in its scripts,
+    nothing the shell or the executor sets. The original may have had them (a CI/CD variable
+    the token cannot read, `CI_JOB_TOKEN`, a dotenv report), so they are named, not guessed."""
     lines = (*job.before_script, *job.script, *job.after_script)
     text = "\n".join(lines)
     defined = {variable.key for variable in job.variables} | _ENVIRONMENT
     defined |= {match[1] for match in _ASSIGNMENT.finditer(text)}
     defined |= {match[1] for match in _LOOP_OR_READ.finditer(text)}
-    used = dict.fromkeys(match[1] for match in _REFERENCE.finditer(text))
+    used = dict.fromkeys(match[1] or match[2] for match in _REFERENCE.finditer(text))
     return [name for name in used if name not in defined]
 
 
