@@ -315,3 +315,22 @@ def test_a_merge_request_pipelines_job_sees_its_merge_request(tmp_path, env, git
     assert "target=main title=Fix things" in lines
     assert "ref=feature branch=none on-feature=protected-yes" in lines
     assert "reproduce: the job ended as the original did (success)" in run.stderr
+
+
+def test_a_tag_pipelines_job_runs_for_its_tag(tmp_path, env, gitlab):
+    repo = tmp_path / "tagged"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / ".gitlab-ci.yml").write_text(
+        "release:\n  only: [tags]\n  script:\n"
+        '    - echo "tag=$CI_COMMIT_TAG branch=${CI_COMMIT_BRANCH:-none} ref=$CI_COMMIT_REF_NAME"\n'
+    )
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "v1")
+    project = gitlab.add_project("team/tagged", private=True)
+    pipeline = project.add_pipeline(4, "v1.0", git(repo, "rev-parse", "HEAD"), tag=True)
+    project.add_job(pipeline, 40, "release", "test", status="success")
+    url = f"{gitlab.url}/team/tagged/-/jobs/40"
+    run = pyci(repo, env, "reproduce", url, "--executor", "shell")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "tag=v1.0 branch=none ref=v1.0" in job_lines(run.stdout, "release")
