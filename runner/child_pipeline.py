@@ -140,10 +140,11 @@ class ChildPipelines:
 
     def _artifact_reader(self, job: str, path: str) -> str:
         """`artifact: path` of `job` (a job of the bridge's own pipeline, this run)."""
-        from runner.build.artifacts import ArtifactStore
+        from runner.build.artifacts import ArtifactStore, pipeline_file_key
         from runner.config.remote_includes import IncludeError
 
-        stored = ArtifactStore(self.state_dir).job_dir(self.prefix + job)
+        key = pipeline_file_key(self.opts.directory, self.opts.file)
+        stored = ArtifactStore(self.state_dir, key).job_dir(self.prefix + job)
         file = (stored / path).resolve()
         if not file.is_relative_to(stored.resolve()) or not file.is_file():
             raise IncludeError(

@@ -103,7 +103,10 @@ def load_pipeline(opts: ProjectOptions, prefetch: LoadingChild | None = None) ->
     import runner.config.validate
     import runner.plan.planner  # noqa: F401
 
-    facts = prefetch.facts(opts.directory) if prefetch is not None else _git_facts(opts)
+    if opts.git_facts is not None:
+        facts = opts.git_facts
+    else:
+        facts = prefetch.facts(opts.directory) if prefetch is not None else _git_facts(opts)
     expanded = prefetch.expanded(opts, facts) if prefetch is not None else None
     if expanded is None:
         expanded = load_expanded(opts, facts)

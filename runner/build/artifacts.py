@@ -1,11 +1,15 @@
 """Job artifacts kept in `.pyci/artifacts/`: uploaded after a job, handed to later jobs.
 
-Layout, per job (`<slug>` is the job name made safe for a file name):
-  `.pyci/artifacts/<slug>/`            the files, at their paths in the project
-  `.pyci/artifacts/<slug>.reports/`    report files (`junit/`, `dotenv`)
-  `.pyci/artifacts/<slug>.json`        what was stored: name, file count, dotenv variables
+Artifacts are kept per pipeline file, so that a run of `-f other.yml` never replaces what
+`.gitlab-ci.yml`'s jobs stored. Layout, per job (`<file>` is the pipeline file's path made
+safe for a file name, `<slug>` the job name made safe the same way):
+  `.pyci/artifacts/<file>/<slug>/`            the files, at their paths in the project
+  `.pyci/artifacts/<file>/<slug>.reports/`    report files (`junit/`, `dotenv`)
+  `.pyci/artifacts/<file>/<slug>.json`        what was stored: name, file count, dotenv
+                                              variables, when, at which commit, from where
 A job's new artifacts replace its old ones in one rename, so a reader sees the old set or the
 new one, never half of each; a job that starts clears what an earlier run of it left.
+`pyci reproduce` imports a GitLab job's artifacts archive (a zip) as that job's artifacts.
 """
 
 from __future__ import annotations
@@ -14,21 +18,41 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
+import time
+import zipfile
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from runner.build import fileset, globs
 from runner.build.joblog import BuildLog
 from runner.filenames import file_stem
 from runner.jobspec import ArtifactsSpec, Variable
 
+DEFAULT_PIPELINE_FILE = ".gitlab-ci.yml"
 _DOTENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def job_slug(job: str) -> str:
     """A file name for `job` (runner/filenames.py: safe, short, distinct)."""
     return file_stem(job)
+
+
+def _file_slug(pipeline_file: str) -> str:
+    """The pipeline file's directory name (runner/filenames.py: safe, short, distinct, so that
+    `a/b.yml` and `a-b.yml` never share one)."""
+    return file_stem(pipeline_file)
+
+
+def pipeline_file_key(directory: Path, file: Path) -> str:
+    """The pipeline file as the artifact store keys it: its path relative to the project."""
+    resolved = (Path(directory) / file).resolve()
+    try:
+        return resolved.relative_to(Path(directory).resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
 
 
 def parse_dotenv(text: str) -> tuple[list[tuple[str, str]], list[str]]:
@@ -54,8 +78,10 @@ def parse_dotenv(text: str) -> tuple[list[tuple[str, str]], list[str]]:
 
 
 class ArtifactStore:
-    def __init__(self, state_dir: Path):
-        self.root = Path(state_dir) / "artifacts"
+    """`pipeline_file`: the pipeline file's path relative to the project (its key)."""
+
+    def __init__(self, state_dir: Path, pipeline_file: str = DEFAULT_PIPELINE_FILE):
+        self.root = Path(state_dir) / "artifacts" / _file_slug(pipeline_file)
 
     def job_dir(self, job: str) -> Path:
         return self.root / job_slug(job)
@@ -95,6 +121,7 @@ class ArtifactStore:
         untracked: Callable[[], list[str]],
         expand: Callable[[str], str],
         log: BuildLog,
+        commit: str = "",
     ) -> int:
         """Store the job's artifacts and reports; returns the number of files stored."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -120,6 +147,32 @@ class ArtifactStore:
                 "files": files,
                 "dotenv": dotenv,
                 "junit": junit,
+                "stored_at": time.time(),
+                "commit": commit,
+            }
+            self._publish(job, staging, meta)
+            return files
+        finally:
+            _remove_tree(staging)
+
+    def import_archive(self, job: str, archive: BinaryIO, *, origin: str, commit: str) -> int:
+        """Store a GitLab artifacts archive (zip) as `job`'s artifacts; returns the number of
+        files. Only regular files and directories are taken, and only inside the archive's
+        root: an entry with `..`, an absolute path or a link is left out."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{job_slug(job)}-", dir=self.root))
+        try:
+            files = _extract_zip(archive, staging / "files")
+            meta = {
+                "job": job,
+                "name": job_slug(job),
+                "when": "on_success",
+                "files": files,
+                "dotenv": [],
+                "junit": [],
+                "stored_at": time.time(),
+                "commit": commit,
+                "origin": origin,
             }
             self._publish(job, staging, meta)
             return files
@@ -189,6 +242,34 @@ class ArtifactStore:
         if not source.is_dir():
             return None
         return fileset.copy_tree(source, project_dir)
+
+
+def _extract_zip(archive: BinaryIO, target: Path) -> int:
+    target.mkdir(parents=True)
+    count = 0
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            for entry in bundle.infolist():
+                mode = entry.external_attr >> 16
+                path = PurePosixPath(entry.filename)
+                if path.is_absolute() or ".." in path.parts or not path.parts:
+                    continue
+                kind = stat.S_IFMT(mode)  # 0: the archiver wrote permissions only
+                if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+                    continue  # links, devices, fifos: never followed, never made
+                destination = target.joinpath(*path.parts)
+                if entry.is_dir():
+                    destination.mkdir(parents=True, exist_ok=True)
+                    continue
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with bundle.open(entry) as source, open(destination, "wb") as sink:
+                    shutil.copyfileobj(source, sink)
+                if mode & 0o111:
+                    destination.chmod(0o755)
+                count += 1
+    except zipfile.BadZipFile as exc:
+        raise OSError(f"the artifacts archive is not a zip file ({exc})") from exc
+    return count
 
 
 def _remove_tree(path: Path) -> None:

@@ -104,7 +104,7 @@ class _Build:
         self.abort: threading.Event = abort if abort is not None else threading.Event()
         self.masker = Masker(v.value for v in job.variables if v.masked)
         self.log = BuildLog(job.name, reporter, self.masker, job.coverage)
-        self.store = ArtifactStore(ctx.state_dir)
+        self.store = ArtifactStore(ctx.state_dir, ctx.pipeline_file)
         self.caches = CacheStore(ctx.state_dir / "cache")
         self.env: JobEnvironment | None = None
         self.upstream_files: list[str] = []
@@ -379,8 +379,15 @@ class _Build:
         kind = "success" if succeeded else "failure"
         header = f"Uploading artifacts for {'successful' if succeeded else 'failed'} job"
         with self.section(f"upload_artifacts_on_{kind}", header):
+            commit = self.env_value("CI_COMMIT_SHA") or ""
             self.store.upload(
-                self.job.name, spec, self.project, self.untracked, self.expand_path, self.log
+                self.job.name,
+                spec,
+                self.project,
+                self.untracked,
+                self.expand_path,
+                self.log,
+                commit,
             )
             stored = self.store.job_dir(self.job.name)
             if self.ctx.artifacts_to_source and stored.is_dir():

@@ -12,6 +12,7 @@ class BuildContext:
     state_dir: Path  # <project_dir>/.pyci (logs/ by reporters; artifacts/, cache/ by the build)
     upstream: tuple[str, ...] = ()  # jobs whose artifacts (and dotenv) this job receives
     artifacts_to_source: bool = False
+    pipeline_file: str = ".gitlab-ci.yml"  # relative to the project: keys its artifacts
     attempt: int = 1
     default_timeout: float = 3600.0
     # where jobs' copies of the repository live; None: $PYCI_BUILDS_DIR, else

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from runner.config.remote_includes import IncludeOptions
 from runner.errors import UsageError
+from runner.vars.source import SettingsSource
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,10 @@ class ProjectOptions:
     file: Path  # the root .gitlab-ci.yml, absolute
     variables: dict[str, str]  # --variable KEY=VALUE, in order; later ones win
     includes: IncludeOptions = field(default_factory=IncludeOptions)  # server-side includes
+    # CI/CD settings variables (variables files, --gitlab-variables); None: none at all
+    settings: SettingsSource | None = None
+    # git facts to plan with instead of the checkout's (`pyci reproduce`: the original ref)
+    git_facts: Any = None
 
 
 def add_project_options(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +60,12 @@ def add_project_options(parser: argparse.ArgumentParser) -> None:
         help="the GitLab server for includes (default: $PYCI_GITLAB_URL, else the git remote's)",
     )
     parser.add_argument(
+        "--gitlab-variables",
+        action="store_true",
+        help="also use the CI/CD variables of the project and its groups on the GitLab server "
+        "(kept in memory only)",
+    )
+    parser.add_argument(
         "--include-project",
         action="append",
         default=[],
@@ -74,7 +86,10 @@ def project_options(args: argparse.Namespace) -> ProjectOptions:
         gitlab_url=args.gitlab_url,
         local_projects=_include_projects(args.include_project, directory),
     )
-    return ProjectOptions(directory, file, parse_variables(args.variable), includes)
+    settings = SettingsSource(
+        directory, from_server=args.gitlab_variables, gitlab_url=args.gitlab_url
+    )
+    return ProjectOptions(directory, file, parse_variables(args.variable), includes, settings)
 
 
 def _include_projects(items: list[str], directory: Path) -> dict[str, Path]:

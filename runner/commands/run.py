@@ -101,19 +101,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_command, config_error_exit=2)
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace, opts: ProjectOptions | None = None) -> int:
+    """`opts`: the project options made by the caller (`pyci reproduce`), else from `args`."""
     from runner.prefetch import load_in_background
 
     check_arguments(args)
+    if opts is None:
+        opts = options_or_none(args)
     try:
         # forked first, while pyci has one thread; its answer is read once the modules loaded;
         # then the helper processes; then the jobs' checkout, on a thread, also while loading
         with (
-            load_in_background(options_or_none(args)) as prefetch,
+            load_in_background(opts) as prefetch,
             executor_process(chosen_executor(args), args.network),
             checkout_while_loading(Path(args.directory).resolve()),
         ):
-            return run_pipeline(args, prefetch)
+            return run_pipeline(args, prefetch, opts)
     finally:
         # What the run shared between its jobs (the sources' snapshot and its mounts, pending
         # removals) ends with the run, not only at exit: pyci may run in-process.
@@ -130,12 +133,18 @@ def checkout_while_loading(directory: Path) -> contextlib.AbstractContextManager
     return checkout_while_loading(directory)
 
 
-def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None) -> int:
+def run_pipeline(
+    args: argparse.Namespace,
+    prefetch: LoadingChild | None = None,
+    opts: ProjectOptions | None = None,
+) -> int:
     from runner.child_pipeline import ChildPipelines
     from runner.schedule.scheduler import Scheduler
     from runner.schedule.selection import select_jobs
 
-    pipeline = load(args, prefetch)
+    if opts is None:
+        opts = run_options(args)  # one set of options (and settings variables) for the run
+    pipeline = load(args, prefetch, opts)
     if pipeline is None:
         return 0
     selection = select_jobs(
@@ -147,12 +156,14 @@ def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None)
         with_needs=args.needs,
     )
     state_dir = pipeline.project_dir / STATE_DIR_NAME
+    if selection.partial:
+        say_earlier_artifacts(args, pipeline, selection.jobs, state_dir)
     listed = [(job.name, job.stage) for job in selection.jobs]
     # first signal (or the output gone): cancel; second: abort (docs/run.md, Ctrl-C)
     cancel, abort = threading.Event(), threading.Event()
     output = Output(args, listed, state_dir, pipeline.name, cancel)
     run_job = ChildPipelines(
-        run_options(args),
+        opts,
         pipeline.facts,
         build_runner(pipeline.project_dir, state_dir, args, output, abort),
         output.reporter,
@@ -199,6 +210,19 @@ def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None)
     return exit_code
 
 
+def say_earlier_artifacts(
+    args: argparse.Namespace, pipeline: Pipeline, jobs: tuple[JobSpec, ...], state_dir: Path
+) -> None:
+    """One line per job outside this run whose artifacts the run uses (or lacks)."""
+    from runner.build.artifacts import ArtifactStore, pipeline_file_key
+    from runner.schedule.earlier_artifacts import earlier_artifacts_notes
+
+    key = pipeline_file_key(pipeline.project_dir, Path(args.directory).resolve() / args.file)
+    store = ArtifactStore(state_dir, key)
+    for note in earlier_artifacts_notes(store, jobs, pipeline.jobs, key):
+        print(f"note: {note}", file=sys.stderr)
+
+
 def plain_console_output() -> bool:
     """Whether rich would draw on stdout without colours and PLAIN_WIDTH wide (see
     make_console): stdout is no terminal, and neither COLUMNS nor a colour is forced."""
@@ -238,11 +262,16 @@ def executor_process(kind: str, network: str | None = None) -> Iterator[None]:
         stop_launcher()
 
 
-def load(args: argparse.Namespace, prefetch: LoadingChild | None = None) -> Pipeline | None:
+def load(
+    args: argparse.Namespace,
+    prefetch: LoadingChild | None = None,
+    opts: ProjectOptions | None = None,
+) -> Pipeline | None:
     """The planned pipeline, masked variables marked; None when GitLab would create none."""
     from runner.pipeline import NoPipeline, load_pipeline, report_ignored
 
-    opts = run_options(args)
+    if opts is None:
+        opts = run_options(args)
     masked = parse_variables(args.masked_variable)
     try:
         pipeline = load_pipeline(opts, prefetch)
@@ -412,12 +441,14 @@ def build_runner(
     """One fresh executor and one build per attempt of a job; `abort` (a second Ctrl-C)
     stops canceled jobs' after_script too."""
     from executors.factory import create_executor
+    from runner.build.artifacts import pipeline_file_key
     from runner.build.build import run_build
     from runner.build.context import BuildContext
     from runner.debug_shell import ShellOnFailure
 
     kind = chosen_executor(args)
     options = executor_options(args, state_dir)
+    pipeline_file = pipeline_file_key(project_dir, Path(args.directory).resolve() / args.file)
 
     def run_job(
         job: JobSpec, attempt: int, upstream: tuple[str, ...], cancel: threading.Event
@@ -426,7 +457,11 @@ def build_runner(
         if args.shell_on_failure:
             executor = ShellOnFailure(executor, output.held)
         context = BuildContext(
-            project_dir=project_dir, state_dir=state_dir, upstream=upstream, attempt=attempt
+            project_dir=project_dir,
+            state_dir=state_dir,
+            upstream=upstream,
+            attempt=attempt,
+            pipeline_file=pipeline_file,
         )
         return run_build(job, executor, context, output.reporter, cancel, abort)
 

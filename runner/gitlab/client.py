@@ -1,8 +1,10 @@
 """One client for every conversation pyci has with a GitLab server, over httpx.
 
 Here: the REST API that pipeline loading needs (repository files, CI templates, tags, project
-facts) and plain downloads for `include:remote`. Every failure becomes a `GitLabError` whose
-message is one line naming what was asked and what the server (or the network) answered.
+facts), what `--gitlab-variables` and `pyci reproduce` read (jobs, pipelines, CI/CD variables,
+protected refs, job artifacts) and plain downloads for `include:remote`. Every failure becomes
+a `GitLabError` whose message is one line naming what was asked and what the server (or the
+network) answered.
 
 Tokens go only to the server they belong to: redirects are followed here, one hop at a time,
 and the token is dropped as soon as a hop leaves the server's origin (httpx would forward a
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
@@ -23,6 +25,8 @@ from runner.errors import PyciError
 MAX_REDIRECTS = 5
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # more than GitLab's own include size limit (4 MB)
 TAG_PAGES = 20  # 2,000 tags: enough to resolve a component's version
+LIST_PAGES = 50  # 5,000 entries (variables, jobs, protected refs): more than GitLab allows
+MAX_ARTIFACTS_BYTES = 1024 * 1024 * 1024  # GitLab's default maximum artifacts size is 100 MB
 
 
 class GitLabError(PyciError):
@@ -114,21 +118,72 @@ class GitLabClient:
 
     def tags(self, project: str) -> list[str]:
         """`GET /projects/:id/repository/tags`, every page (up to TAG_PAGES of 100)."""
+        data = self._pages(
+            f"/projects/{_id(project)}/repository/tags", TAG_PAGES, what=f"project `{project}` tags"
+        )
+        return [str(tag["name"]) for tag in data if "name" in tag]
+
+    def job(self, project: str, job_id: int) -> dict[str, Any]:
+        """`GET /projects/:id/jobs/:job_id`: name, stage, ref, tag, status, pipeline, commit..."""
+        return self._object(f"/projects/{_id(project)}/jobs/{job_id}", what=f"job {job_id}")
+
+    def job_trace(self, project: str, job_id: int) -> str:
+        """`GET /projects/:id/jobs/:job_id/trace`: the job's log as the runner sent it."""
+        path = f"/projects/{_id(project)}/jobs/{job_id}/trace"
+        return self._api_get(path, None, what=f"job {job_id} log").content.decode(errors="replace")
+
+    def pipeline(self, project: str, pipeline_id: int) -> dict[str, Any]:
+        """`GET /projects/:id/pipelines/:pipeline_id`: source, ref, sha, tag, before_sha..."""
+        path = f"/projects/{_id(project)}/pipelines/{pipeline_id}"
+        return self._object(path, what=f"pipeline {pipeline_id}")
+
+    def merge_request(self, project: str, iid: int) -> dict[str, Any]:
+        """`GET /projects/:id/merge_requests/:iid`: title, source and target branch..."""
+        path = f"/projects/{_id(project)}/merge_requests/{iid}"
+        return self._object(path, what=f"merge request !{iid}")
+
+    def pipeline_jobs(self, project: str, pipeline_id: int) -> list[dict[str, Any]]:
+        """`GET /projects/:id/pipelines/:pipeline_id/jobs?include_retried=true`, every page."""
+        path = f"/projects/{_id(project)}/pipelines/{pipeline_id}/jobs"
+        params = {"include_retried": "true"}
+        return self._pages(path, LIST_PAGES, params, what=f"pipeline {pipeline_id} jobs")
+
+    def pipeline_variables(self, project: str, pipeline_id: int) -> list[dict[str, Any]]:
+        """`GET /projects/:id/pipelines/:pipeline_id/variables`: the variables it was run with."""
+        path = f"/projects/{_id(project)}/pipelines/{pipeline_id}/variables"
+        return self._pages(path, 1, what=f"pipeline {pipeline_id} variables")
+
+    def project_variables(self, project: str) -> list[dict[str, Any]]:
+        """`GET /projects/:id/variables`, every page (maintainers only)."""
+        path = f"/projects/{_id(project)}/variables"
+        return self._pages(path, LIST_PAGES, what=f"project `{project}` CI/CD variables")
+
+    def group_variables(self, group: str) -> list[dict[str, Any]]:
+        """`GET /groups/:id/variables`, every page (maintainers of the group only)."""
+        path = f"/groups/{_id(group)}/variables"
+        return self._pages(path, LIST_PAGES, what=f"group `{group}` CI/CD variables")
+
+    def protected_refs(self, project: str) -> list[str]:
+        """The names (maybe `*` wildcards) of `GET /projects/:id/protected_branches` and
+        `protected_tags`."""
         names: list[str] = []
-        for page in range(1, TAG_PAGES + 1):
-            data = self._json(
-                f"/projects/{_id(project)}/repository/tags",
-                {"per_page": "100", "page": str(page)},
-                what=f"project `{project}` tags",
-            )
-            if not isinstance(data, list):
-                raise GitLabError(f"project `{project}` tags: the server's answer is not a list")
-            names.extend(
-                str(tag["name"]) for tag in data if isinstance(tag, dict) and "name" in tag
-            )
-            if len(data) < 100:
-                break
+        for kind in ("protected_branches", "protected_tags"):
+            path = f"/projects/{_id(project)}/{kind}"
+            data = self._pages(path, LIST_PAGES, what=f"project `{project}` {kind}")
+            names += [str(entry["name"]) for entry in data if "name" in entry]
         return names
+
+    def download_job_artifacts(self, project: str, job_id: int, sink: BinaryIO) -> None:
+        """`GET /projects/:id/jobs/:job_id/artifacts`: the job's artifacts archive (a zip),
+        written to `sink` (it may be far larger than an API answer)."""
+        path = f"/projects/{_id(project)}/jobs/{job_id}/artifacts"
+        self._get(
+            self.server.api + path,
+            None,
+            authenticated=True,
+            what=f"job {job_id} artifacts",
+            sink=sink,
+        )
 
     # --- plain downloads --------------------------------------------------------------------
 
@@ -145,17 +200,45 @@ class GitLabClient:
         except ValueError as exc:
             raise GitLabError(f"{what}: the server's answer is not JSON") from exc
 
+    def _object(self, path: str, *, what: str) -> dict[str, Any]:
+        data = self._json(path, what=what)
+        if not isinstance(data, dict):
+            raise GitLabError(f"{what}: the server's answer is not an object")
+        return data
+
+    def _pages(
+        self, path: str, pages: int, params: dict[str, str] | None = None, *, what: str
+    ) -> list[dict[str, Any]]:
+        """A list endpoint's entries, page by page (100 each) until a short page."""
+        entries: list[dict[str, Any]] = []
+        for page in range(1, pages + 1):
+            query = {**(params or {}), "per_page": "100", "page": str(page)}
+            data = self._json(path, query, what=what)
+            if not isinstance(data, list):
+                raise GitLabError(f"{what}: the server's answer is not a list")
+            entries += [entry for entry in data if isinstance(entry, dict)]
+            if len(data) < 100:
+                break
+        return entries
+
     def _api_get(self, path: str, params: dict[str, str] | None, *, what: str) -> _Answer:
         return self._get(self.server.api + path, params, authenticated=True, what=what)
 
     def _get(
-        self, url: str, params: dict[str, str] | None, *, authenticated: bool, what: str
+        self,
+        url: str,
+        params: dict[str, str] | None,
+        *,
+        authenticated: bool,
+        what: str,
+        sink: BinaryIO | None = None,
     ) -> _Answer:
+        """GET, following redirects; with `sink`, a successful body goes there, not to memory."""
         for _hop in range(MAX_REDIRECTS + 1):
             headers = {}
             if authenticated and self.server.token and _origin(url) == self.server.origin:
                 headers["PRIVATE-TOKEN"] = self.server.token
-            answer = self._send(url, params, headers, what)
+            answer = self._send(url, params, headers, what, sink)
             if answer.status in _REDIRECTS and answer.location:
                 url = urljoin(answer.url, answer.location)
                 params = None  # the location carries its own query
@@ -165,18 +248,28 @@ class GitLabClient:
         raise GitLabError(f"{what}: more than {MAX_REDIRECTS} redirects")
 
     def _send(
-        self, url: str, params: dict[str, str] | None, headers: dict[str, str], what: str
+        self,
+        url: str,
+        params: dict[str, str] | None,
+        headers: dict[str, str],
+        what: str,
+        sink: BinaryIO | None = None,
     ) -> _Answer:
         self.requests += 1
         try:
             with self._http.stream("GET", url, params=params, headers=headers) as response:
                 body = bytearray()
+                to_sink = sink is not None and response.status_code == 200
+                limit = MAX_ARTIFACTS_BYTES if to_sink else MAX_RESPONSE_BYTES
+                size = 0
                 for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_RESPONSE_BYTES:
-                        raise GitLabError(
-                            f"{what}: the answer is larger than {MAX_RESPONSE_BYTES} bytes"
-                        )
+                    size += len(chunk)
+                    if size > limit:
+                        raise GitLabError(f"{what}: the answer is larger than {limit} bytes")
+                    if to_sink:
+                        sink.write(chunk)  # type: ignore[union-attr]
+                    else:
+                        body += chunk
                 location = response.headers.get("location")
                 return _Answer(response.status_code, str(response.url), location, bytes(body))
         except httpx.TimeoutException as exc:

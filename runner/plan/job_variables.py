@@ -1,13 +1,15 @@
 """A job's variables, from every source, in GitLab's precedence order (lowest first).
 
 GitLab documents the order (highest wins): pipeline variables (here `--variable`), project /
-group / instance variables (none locally), dotenv reports (at run time), job variables, global
-YAML variables, predefined variables. Within the YAML: `workflow:rules:variables` override the
-global ones (they are merged into the root variables before jobs inherit them, so
-`inherit:variables` filters both), a `parallel:matrix` combination overrides the job's own
-`variables:`, and `rules:variables` of the matching rule override both. So the list is:
+group / instance variables (here the variables files and `--gitlab-variables`, runner.vars),
+dotenv reports (at run time), job variables, global YAML variables, predefined variables.
+Within the YAML: `workflow:rules:variables` override the global ones (they are merged into the
+root variables before jobs inherit them, so `inherit:variables` filters both), a
+`parallel:matrix` combination overrides the job's own `variables:`, and `rules:variables` of
+the matching rule override both. So the list is:
 
-    predefined pipeline < predefined job < globals (+ workflow) < job (+ matrix) < rules < CLI
+    predefined pipeline < predefined job < globals (+ workflow) < job (+ matrix) < rules
+    < settings (instance < group < project < user file < project file) < CLI
 
 Later entries win; values stay unexpanded (the build expands them, as the runner does), and
 `expand: false` becomes `raw`.

@@ -91,6 +91,7 @@ class Planner:
         self.ignored = tuple(ignored)
         self._predefined: list[Variable] | None = None
         self._changed: Any = None
+        self._settings: Any = None
 
     # --- step 1: references -------------------------------------------------------------
 
@@ -236,12 +237,22 @@ class Planner:
         variables = jv.merged(
             self.predefined(),
             jv.to_variables(self.config.variables),
+            self.settings_variables(None),
             jv.as_variables(self.opts.variables),
         )
         workflow = self.config.workflow
         plain = workflow.model_dump(by_alias=True, exclude_none=True) if workflow else None
         uses_changes = bool(plain) and any("changes" in r for r in plain.get("rules") or ())
         return evaluate_workflow(plain, self._context(jv.as_mapping(variables), uses_changes))
+
+    def settings_variables(self, environment: str | None) -> list[Variable]:
+        """The CI/CD settings variables (files, server) of a job in `environment`: GitLab ranks
+        them above every YAML variable and below pipeline variables (`--variable`)."""
+        if self.opts.settings is None:
+            return []
+        if self._settings is None:
+            self._settings = self.opts.settings.variables(self.facts)
+        return self._settings.for_environment(environment)
 
     def _context(self, variables: Mapping[str, str], uses_changes: bool) -> Any:
         from runner.evaluate.rules import RuleContext
@@ -332,12 +343,13 @@ class Planner:
         environment = None
         if job.environment is not None:
             # deployment variables sit below the YAML ones; the name may use job variables
-            seen = jv.as_mapping(jv.layered(cli, base=base).values())
+            seen = jv.as_mapping(jv.layered(self.settings_variables(None), cli, base=base).values())
             deployment = jv.deployment_variables(job.environment, seen)
             environment = deployment[0].value
             base = jv.layered(job_predefined, deployment, *yaml_layers, base=predefined)
+        settings = self.settings_variables(environment)
         # rules:if sees the job's own variables too (GitLab >= 15.x), below the command line
-        context_vars = jv.as_mapping(jv.layered(cli, base=base).values())
+        context_vars = jv.as_mapping(jv.layered(settings, cli, base=base).values())
         try:
             inclusion = decide(
                 job,
@@ -355,7 +367,7 @@ class Planner:
         if inclusion.rule_index is not None:
             needs = job.rules[inclusion.rule_index].needs
         rules_layer = [Variable(key, value) for key, value in rule_vars.items()]
-        variables = tuple(jv.layered(rules_layer, cli, base=base).values())
+        variables = tuple(jv.layered(rules_layer, settings, cli, base=base).values())
         need_refs = None
         if needs is not None:
             # rules:needs are taken as written; the job's own needs may use $[[ matrix.X ]]

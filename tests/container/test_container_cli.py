@@ -329,7 +329,9 @@ def test_pyci_shell_runs_a_command_typed_on_a_terminal(tmp_path, env, busybox_re
     assert code == 3, output
     assert "tty hello in /builds/local/demo" in output
     assert "the script must not run" not in output
-    assert not (repo / ".pyci" / "artifacts" / "job").exists()  # nothing saved back
+    from runner.build.artifacts import ArtifactStore
+
+    assert not ArtifactStore(repo / ".pyci").job_dir("job").exists()  # nothing saved back
     assert not (repo / "made.txt").exists()
 
 
