@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 
 from runner.build.shellwriter import ShellWriter, quote
 
-
 # `debug_shell` creates this file in the job's temp dir once before_script succeeded
 SHELL_STARTED = "pyci-shell-started"
 
