@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from runner.prefetch import LoadingChild
     from runner.report.live import LiveReporter
     from runner.schedule.scheduler import JobRunner
+    from runner.schedule.selection import Selection
 
 STATE_DIR_NAME = ".pyci"
 OUTPUT_CLOSED_EXIT = 128 + signal.SIGPIPE  # 141, what a shell reports for `pyci run | head`
@@ -151,6 +152,8 @@ def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None)
     # first signal (or the output gone): cancel; second: abort (docs/run.md, Ctrl-C)
     cancel, abort = threading.Event(), threading.Event()
     output = Output(args, listed, state_dir, pipeline.name, cancel)
+    if output.view is not None:
+        output.view.show_pipeline(view_header(pipeline, len(listed)), waiting_for_user(selection))
     run_job = ChildPipelines(
         run_options(args),
         pipeline.facts,
@@ -185,18 +188,37 @@ def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None)
     outcomes = output.rows.with_outcomes(result.as_finished()).outcomes
     rows = [(name, stage, outcomes[name]) for name, stage in output.rows.jobs if name in outcomes]
     waiting = [job.name for job in selection.jobs if result.outcomes[job.name].status == "manual"]
+    from runner.report.failures import failure_tails, plain_tails, print_tails
+
+    tails = failure_tails(rows, output.logs.logs_dir)
     plain = plain_summary(rows, result.status, result.duration) if plain_summary_possible else None
     if plain is not None:
         sys.stdout.write(plain)
         if waiting:
             sys.stdout.write(manual_hint(waiting) + "\n")
+        sys.stdout.write(plain_tails(tails))
         sys.stdout.flush()
         return exit_code
     console = output.console or make_console()
     print_summary(console, rows, result.status, result.duration)
     if waiting:
         console.print(manual_hint(waiting), style="cyan", markup=False)
+    print_tails(console, tails)
     return exit_code
+
+
+def view_header(pipeline: Pipeline, jobs: int) -> str:
+    from runner.report.state import pipeline_header
+
+    facts = pipeline.facts
+    ref, sha = (facts.ref_name, facts.short_sha) if facts is not None else (None, None)
+    file = pipeline.files[0] if pipeline.files else ".gitlab-ci.yml"
+    return pipeline_header(pipeline.name, file, ref, sha, jobs)
+
+
+def waiting_for_user(selection: Selection) -> list[str]:
+    """The manual jobs of the run that the user did not start."""
+    return [j.name for j in selection.jobs if j.when == "manual" and j.name not in selection.played]
 
 
 def plain_console_output() -> bool:
