@@ -29,6 +29,7 @@ from runner.executor_options import (
     executor_options,
 )
 from runner.schedule.interrupts import cancel_on_signals
+from runner.state_dir import project_state_dir
 
 # The scheduler, the reporters and the job shape (~30-45 ms of imports) are imported where they
 # are used, after `run_command` has forked the prefetch child: it then starts that much sooner.
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from runner.schedule.scheduler import JobRunner
     from runner.schedule.selection import Selection
 
-STATE_DIR_NAME = ".pyci"
 OUTPUT_CLOSED_EXIT = 128 + signal.SIGPIPE  # 141, what a shell reports for `pyci run | head`
 # What the summary draws with. Plain output needs none of it before the end, so it is imported
 # while the jobs run (the main thread then only waits), not before the first job starts.
@@ -147,7 +147,7 @@ def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None)
         manual=args.manual,
         with_needs=args.needs,
     )
-    state_dir = pipeline.project_dir / STATE_DIR_NAME
+    state_dir = project_state_dir(pipeline.project_dir)
     listed = [(job.name, job.stage) for job in selection.jobs]
     # first signal (or the output gone): cancel; second: abort (docs/run.md, Ctrl-C)
     cancel, abort = threading.Event(), threading.Event()

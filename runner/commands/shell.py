@@ -26,8 +26,7 @@ from runner.commands.common import add_project_options, project_options
 from runner.errors import UsageError
 from runner.executor_options import add_executor_options, chosen_executor, executor_options
 from runner.jobspec import ArtifactsSpec, JobSpec
-
-STATE_DIR_NAME = ".pyci"
+from runner.state_dir import project_state_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -131,7 +130,7 @@ def open_shell(args: argparse.Namespace, kind: str, command: tuple[str, ...]) ->
     if job is None:
         names = ", ".join(j.name for j in pipeline.jobs)
         raise UsageError(f"pyci shell {args.job}: no such job in the pipeline (jobs: {names})")
-    state_dir = pipeline.project_dir / STATE_DIR_NAME
+    state_dir = project_state_dir(pipeline.project_dir)
     executor = ShellInstead(create_executor(kind, executor_options(args, state_dir)))
     context = BuildContext(
         project_dir=pipeline.project_dir,
