@@ -2,7 +2,7 @@
 
 The top level reads as the list of steps: load the pipeline, choose the jobs, wire the
 reporters, run the scheduler under a Ctrl-C handler, print the summary, return the exit code
-(0 passed, also with warnings; 1 failed; 2 usage or configuration error; 130 / 143 / 129
+(0 passed, also with warnings; 1 failed or an invalid configuration; 2 usage error; 130 / 143 / 129
 canceled by SIGINT / SIGTERM / SIGHUP; 141 when the reader of the output went away, as a
 program killed by SIGPIPE would).
 """
@@ -57,8 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run",
         help="run the pipeline, or the named jobs",
         description="Run the pipeline here: every job, or only the named jobs (with --needs, "
-        "also what they need). Exit 0 when it passed, 1 when it failed, 2 on usage or "
-        "configuration errors, 130 when interrupted (143 on SIGTERM, 129 on SIGHUP), 141 "
+        "also what they need). Exit 0 when it passed, 1 when it failed or the configuration "
+        "is invalid, 2 on usage errors, 130 when interrupted (143 on SIGTERM, 129 on SIGHUP), 141 "
         "when the reader of its output went away.",
     )
     parser.add_argument("jobs", nargs="*", metavar="JOB", help="run only these jobs")
@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--junit-report", metavar="FILE", help="write a JUnit XML report of the jobs to FILE"
     )
     add_executor_options(parser)
-    parser.set_defaults(handler=run_command, config_error_exit=2)
+    parser.set_defaults(handler=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:

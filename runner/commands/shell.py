@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_project_options(parser)
     add_executor_options(parser)
-    parser.set_defaults(handler=shell_command, config_error_exit=2)
+    parser.set_defaults(handler=shell_command)
 
 
 def _options_parser() -> argparse.ArgumentParser:

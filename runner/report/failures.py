@@ -32,11 +32,12 @@ class FailureTail:
 def failure_tails(
     rows: Sequence[tuple[str, str, JobOutcome]], logs_dir: Path, count: int = TAIL_LINES
 ) -> list[FailureTail]:
-    """A tail per failed job of `rows` (job, stage, outcome), in their order. A job whose log
-    does not exist (it never started) has none."""
+    """A tail per failed job of `rows` (job, stage, outcome), in their order. A job allowed
+    to fail has none (its failure is a warning, the pipeline passed), nor has a job whose log
+    does not exist (it never started)."""
     tails = []
     for job, _stage, outcome in rows:
-        if outcome.status != "failed":
+        if outcome.status != "failed" or outcome.allowed_failure:
             continue
         path = log_path(logs_dir, job)
         try:

@@ -10,6 +10,9 @@ from tests.daily.conftest import make_project, pyci
 FAILING = """
 ok:
   script: [echo fine]
+tolerated:
+  allow_failure: true
+  script: [exit 1]
 broken:
   script:
     - for i in $(seq 1 30); do echo "output line $i"; done
@@ -51,7 +54,9 @@ def check_tail(lines: list[str]) -> None:
         "ERROR: Job failed: exit code 3",
     ]
     assert tail[19].startswith("--- job failed in ") and tail[19].endswith(": exit code 3")
-    assert "--- ok" not in "\n".join(lines)  # a job that passed has no tail
+    shown = "\n".join(lines)
+    assert "--- ok" not in shown  # a job that passed has no tail
+    assert "--- tolerated" not in shown  # nor has one allowed to fail: a warning
 
 
 def test_plain_run_ends_with_the_failed_jobs_last_lines_and_log_path(tmp_path, env):
