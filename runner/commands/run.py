@@ -274,7 +274,7 @@ def load(args: argparse.Namespace, prefetch: LoadingChild | None = None) -> Pipe
     finally:
         if prefetch is not None:
             prefetch.close()  # reaped now, not at the end of the run
-    report_ignored(pipeline)
+    report_ignored(pipeline, verbose=args.verbose)
     if masked:
         jobs = tuple(mask_variables(job, masked) for job in pipeline.jobs)
         pipeline = replace(pipeline, jobs=jobs)
