@@ -133,3 +133,29 @@ def test_file_variables_are_files_in_the_debug_shell(tmp_path):
     assert path.endswith("/demo.tmp/KUBECONFIG"), text
     assert "apiVersion: v1\n" in text
     assert executor.exit_code == 0
+
+
+FAILING = """
+job:
+  variables:
+    STATE: from-the-job
+  script:
+    - echo broken > state.txt
+    - exit 5
+  after_script:
+    - echo after ran
+"""
+
+
+def test_shell_on_failure_with_the_shell_executor_opens_a_host_shell(tmp_path, env):
+    repo = make_project(tmp_path, {".gitlab-ci.yml": FAILING})
+    code, output = drive_on_pty(
+        ["run", "--shell-on-failure", "--executor", "shell"],
+        repo,
+        env,
+        (b"exit to go on", b"# "),  # root's prompt: bash has set up line editing
+        b'echo "found $(cat state.txt) $STATE"; exit\n',
+    )
+    assert code == 1, output
+    assert "found broken from-the-job" in output
+    assert output.index("found broken") < output.index("after ran")
