@@ -159,3 +159,19 @@ def test_shell_on_failure_with_the_shell_executor_opens_a_host_shell(tmp_path, e
     assert code == 1, output
     assert "found broken from-the-job" in output
     assert output.index("found broken") < output.index("after ran")
+
+
+def test_the_debug_shell_script_runs_before_script_then_execs_the_shell():
+    from runner.build.scripts import SHELL_STARTED, ScriptEnvironment, ScriptVariable, debug_shell
+
+    env = ScriptEnvironment("/builds/g/p", "/builds/g/p.tmp", (ScriptVariable("A", "1"),), "bash")
+    text = debug_shell(env, ["cd sub"])
+    lines = text.splitlines()
+    body = lines[lines.index("{") + 1 : lines.index("} < /dev/null")]
+    assert body[0] == "export A=1"
+    assert body[1] == "cd /builds/g/p"
+    assert body[-2] == "cd sub"  # before_script, after its echo
+    assert body[-1] == f": > /builds/g/p.tmp/{SHELL_STARTED}"
+    # after the group, whose stdin is /dev/null: the shell gets the script's own stdin
+    assert lines[-1] == "exec bash -i"
+    assert debug_shell(env, [], ("make", "test it")).splitlines()[-1] == "exec make 'test it'"
