@@ -118,6 +118,7 @@ class ShellExecutor:
         self.shell_path = ""
         self.isolate = False
         self._dirs: BuildDirs | None = None
+        self._job_env: dict[str, str] = {}  # the job's variables, for an interactive shell
 
     @property
     def dirs(self) -> BuildDirs:
@@ -133,8 +134,14 @@ class ShellExecutor:
         if self.isolate and not pid_namespaces_available():
             raise ExecutorError("PID namespaces are not available to this user")
         self._dirs = dirs
+        self._job_env = {v.key: v.value for v in job.variables if not v.file}
+        self._job_env["CI_PROJECT_DIR"] = str(dirs.project_dir)
+        self._job_env["CI_BUILDS_DIR"] = str(dirs.project_dir.parent)
         dirs.scratch.mkdir(parents=True, exist_ok=True)
         log.write(f"Using Shell ({self.shell_name}) executor...\n")
+        if job.image is not None:
+            # said once, in the job log: the job runs on this host, not in that image
+            log.write(f"The shell executor ignores image: {job.image.name} (runs on this host)\n")
 
     def project_dir_in_job(self) -> str:
         return str(self.dirs.project_dir)
@@ -151,6 +158,31 @@ class ShellExecutor:
             return self._run_script(script, cmd, log, cancel)
         finally:
             script.unlink(missing_ok=True)
+
+    def interactive_shell(
+        self, stdin: int = 0, stdout: int = 1, stderr: int = 2, command: tuple[str, ...] = ()
+    ) -> int:
+        """`pyci shell` / `--shell-on-failure`: the host's shell (or `command`) in the job's
+        copy of the repository, with the job's variables, on the caller's terminal (`stdin`).
+        `setsid --ctty` makes that terminal the session's controlling one, so job control and
+        Ctrl-C work as in any terminal. Whatever it started is killed when it exits."""
+        argv = command or (self.shell_path or self.shell_name, "-i")
+        env = {**os.environ, **self._job_env}
+        env.setdefault("TERM", "xterm")
+        try:
+            proc = subprocess.Popen(
+                ["setsid", "--ctty", *argv],
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                cwd=self.dirs.project_dir,
+                env=env,
+            )
+        except OSError as exc:
+            raise ExecutorError(f"cannot start {argv[0]}: {exc}") from exc
+        code = proc.wait()
+        _kill_session(proc.pid)  # setsid made the shell a session leader: its session
+        return code if code >= 0 else 128 - code
 
     def cleanup(self) -> None:
         # the build owns and removes the directories; nothing of ours outlives a stage

@@ -2,8 +2,9 @@
 
 Each subcommand lives in its own module under `runner.commands` and exposes
 `register(subparsers)`, which adds its parser and sets `handler` (a function taking the parsed
-arguments and returning an exit code). Exit codes: 0 ok/passed, 1 invalid/failed,
-2 usage or configuration error where a command says so, 128 + the signal when a signal ended
+arguments and returning an exit code). Exit codes, the same from every command: 0 ok/passed,
+1 failed or an invalid configuration (GitLab, too, makes a failed pipeline of an invalid
+file), 2 a usage error (the command line), 128 + the signal when a signal ended
 the run (130 SIGINT, 143 SIGTERM, 129 SIGHUP), 141 when the reader of the output went away.
 Expected errors (`PyciError`) become one line per problem on stderr; anything else is a bug
 and keeps its traceback.
@@ -44,6 +45,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="pyci",
         description="Run GitLab CI pipelines locally, each job in its own container.",
     )
+    parser.add_argument("--version", action="version", version=f"pyci {installed_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in [only] if only else command_modules():
         module = importlib.import_module(f"runner.commands.{name}")
@@ -51,8 +53,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def installed_version() -> str:
+    """pyci's version as its package metadata has it (pyproject.toml, when installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pyci")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def requested_command(argv: Sequence[str]) -> str | None:
-    """The subcommand named in argv, when it is one of ours (pyci has no global options)."""
+    """The subcommand named in argv, when it is one of ours (the only global option,
+    `--version`, takes no value)."""
     first = next((arg for arg in argv if not arg.startswith("-")), None)
     module = first.replace("-", "_") if first else None  # `fetch-includes` is fetch_includes
     return module if module in command_modules() else None
@@ -67,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
-        return getattr(args, "config_error_exit", exc.exit_code)
+        return exc.exit_code
     except PyciError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

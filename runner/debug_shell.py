@@ -215,11 +215,12 @@ class ShellOnFailure:
             log.write("--shell-on-failure: stdin is not a terminal, no shell opened\n")
             return
         holding = self._output.holding() if self._output else contextlib.nullcontext()
+        where = "in the container where" if self.name == "container" else "in the dir where"
         with _TERMINAL, holding:
             _say(
                 self._stdout,
                 f"\r\n*** job {self._job_name} failed (exit code {result.exit_code}): a shell "
-                "in its container; exit to go on ***\r\n",
+                f"{where} its script ran; exit to go on ***\r\n",
             )
             run_on_terminal(self.inner, (), self._stdin, self._stdout)  # type: ignore[arg-type]
             _say(self._stdout, f"*** back from the shell of {self._job_name} ***\n")

@@ -151,8 +151,10 @@ NO_JOBS_MESSAGE = (
 )
 
 
-def report_ignored(pipeline: Pipeline, stream: Any = None) -> None:
-    """One line on stderr naming the keywords that have no local effect, and where."""
+def report_ignored(pipeline: Pipeline, stream: Any = None, verbose: bool = False) -> None:
+    """One short line on stderr naming the keywords that have no local effect and how many
+    jobs use each (a real project's jobs all carry `tags:`: naming them made a line of
+    thousands of characters); with `verbose`, the jobs too."""
     if not pipeline.ignored:
         return
     jobs_by_key: dict[str, list[str]] = {}
@@ -160,8 +162,17 @@ def report_ignored(pipeline: Pipeline, stream: Any = None) -> None:
         names = jobs_by_key.setdefault(key, [])
         if job not in names:
             names.append(job)
-    parts = [f"{key} ({', '.join(jobs)})" for key, jobs in jobs_by_key.items()]
-    print(f"note: ignored, no effect locally: {'; '.join(parts)}", file=stream or sys.stderr)
+    if verbose:
+        parts = [f"{key} ({', '.join(jobs)})" for key, jobs in jobs_by_key.items()]
+        line = "; ".join(parts)
+    else:
+        counts = [f"{key} ({_jobs(len(jobs))})" for key, jobs in jobs_by_key.items()]
+        line = f"{', '.join(counts)}; --verbose names the jobs"
+    print(f"note: ignored, no effect locally: {line}", file=stream or sys.stderr)
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job" if count == 1 else f"{count} jobs"
 
 
 def _git_facts(opts: ProjectOptions) -> Any:

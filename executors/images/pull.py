@@ -24,7 +24,7 @@ import httpx
 
 from executors.images.auth import CredentialStore, TokenCache
 from executors.images.config import chain_ids, diff_ids, image_config_from_json
-from executors.images.errors import ImagePullError
+from executors.images.errors import ImagePullError, RegistryUnreachable
 from executors.images.extract import extract_layer
 from executors.images.growing import DownloadAborted, GrowingBlob
 from executors.images.manifest import (
@@ -186,8 +186,13 @@ class _Puller:
                 return self.pull_from(client)
             except ImagePullError as exc:
                 if endpoint is endpoints[-1]:
+                    message = str(exc)
                     if errors:
-                        raise ImagePullError(f"{exc} (mirrors failed too: {'; '.join(errors)})")
+                        message += f" (mirrors failed too: {'; '.join(errors)})"
+                    if isinstance(exc, RegistryUnreachable):
+                        raise RegistryUnreachable(f"{message}; {exc.HINT}") from exc
+                    if errors:
+                        raise ImagePullError(message) from exc
                     raise
                 errors.append(str(exc))
         raise AssertionError("no endpoint")

@@ -27,7 +27,7 @@ from typing import BinaryIO
 import httpx
 
 from executors.images.auth import Credentials, CredentialStore, TokenCache, parse_challenge
-from executors.images.errors import ImagePullError
+from executors.images.errors import ImagePullError, RegistryUnreachable
 from executors.images.reference import is_loopback
 
 MANIFEST_TYPES = (
@@ -279,7 +279,8 @@ class RegistryClient:
                 # a refused connection is retried once; a reset or timeout mid-way, more
                 refused = isinstance(exc, httpx.ConnectError)
                 if attempt == RETRIES or (refused and attempt >= 1):
-                    raise ImagePullError(
+                    error = RegistryUnreachable if _no_connection(exc) else ImagePullError
+                    raise error(
                         f"{self.endpoint.host}: {what}: {type(exc).__name__}: {exc}"
                     ) from exc
                 time.sleep(0.1 * 2**attempt)
@@ -368,7 +369,8 @@ class RegistryClient:
                 headers = {"Authorization": creds.basic_header()} if creds else {}
                 response = self._http.get(realm, params=params, headers=headers)
         except httpx.TransportError as exc:
-            raise ImagePullError(f"token service {realm}: {exc}") from exc
+            error = RegistryUnreachable if _no_connection(exc) else ImagePullError
+            raise error(f"token service {realm}: {exc}") from exc
         if response.status_code in (401, 403):
             raise ImagePullError(
                 f"token service {realm}: HTTP {response.status_code}, credentials refused "
@@ -381,3 +383,8 @@ class RegistryClient:
         except ValueError:
             raise ImagePullError(f"token service {realm}: answer is not JSON")
         return self._tokens.put(key, answer)
+
+
+def _no_connection(exc: httpx.TransportError) -> bool:
+    """Whether `exc` means no connection was made at all (as opposed to one that broke)."""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)

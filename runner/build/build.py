@@ -292,7 +292,12 @@ class _Build:
         )
 
     def step_script(self) -> _Result:
-        text = scripts.step_script(self.script_env(), self.job.before_script, self.job.script)
+        if self.ctx.debug_shell is not None:
+            text = scripts.debug_shell(
+                self.script_env(), self.job.before_script, self.ctx.debug_shell
+            )
+        else:
+            text = scripts.step_script(self.script_env(), self.job.before_script, self.job.script)
         timeout = max(self.remaining(), 0.001)
         # gitlab-runner's RUNNER_SCRIPT_TIMEOUT: a shorter limit for the script alone
         script_timeout = _parse_duration(self.env_value("RUNNER_SCRIPT_TIMEOUT"))

@@ -18,3 +18,6 @@ class BuildContext:
     # where jobs' copies of the repository live; None: $PYCI_BUILDS_DIR, else
     # $XDG_CACHE_HOME/pyci/builds (see runner/build/workspace.py for why not inside the tree)
     builds_root: Path | None = None
+    # `pyci shell`: after before_script, the script's shell becomes this command on the
+    # terminal (an empty tuple: an interactive shell) instead of running `script:`
+    debug_shell: tuple[str, ...] | None = None

@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from runner.build.shellwriter import ShellWriter
+from runner.build.shellwriter import ShellWriter, quote
+
+# `debug_shell` creates this file in the job's temp dir once before_script succeeded
+SHELL_STARTED = "pyci-shell-started"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,25 @@ def step_script(env: ScriptEnvironment, before_script: Sequence[str], script: Se
     for command in (*before_script, *script):
         writer.user_command(command)
     return writer.finish()
+
+
+def debug_shell(
+    env: ScriptEnvironment,
+    before_script: Sequence[str],
+    command: Sequence[str] = (),
+) -> str:
+    """`pyci shell`: the job's `step_script` up to its `script:`, then an interactive shell
+    (or `command`) in its place, which inherits the variables (file variables written, dotenv
+    of upstream jobs), the directory and what `before_script` set up. Just before the shell
+    takes over, `SHELL_STARTED` is created in the job's temp dir: the caller tells a failed
+    `before_script` from a shell that exited non-zero by its absence."""
+    writer = ShellWriter(env.shell)
+    _prologue(writer, env)
+    for command_line in before_script:
+        writer.user_command(command_line)
+    writer.line(f": > {quote(env.tmp_dir + '/' + SHELL_STARTED)}")
+    # interactive, not a login shell: a login shell's profile would reset PATH and others
+    return writer.finish(tuple(command) or (env.shell, "-i"))
 
 
 def after_script(env: ScriptEnvironment, commands: Sequence[str], job_status: str) -> str:

@@ -1,4 +1,5 @@
-"""Options shared by the subcommands that read a pipeline: -f/--file, -C/--directory, --variable."""
+"""Options shared by the subcommands that read a pipeline: -f/--file, -C/--directory,
+--variable, --verbose, and where server-side includes come from."""
 
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ def add_project_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="set a pipeline variable (highest precedence, like a variable of a manual run)",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="say more in notes (which jobs use the keywords that have no effect locally)",
     )
     parser.add_argument(
         "--offline",

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         elif rows:
             print_table(rows)
         return 0
-    report_ignored(pipeline)
+    report_ignored(pipeline, verbose=args.verbose)
     from runner.child_pipeline import with_planned_children
 
     rows = [job_entry(job) for job in with_planned_children(opts, pipeline.facts, pipeline.jobs)]

@@ -2,7 +2,7 @@
 
 The top level reads as the list of steps: load the pipeline, choose the jobs, wire the
 reporters, run the scheduler under a Ctrl-C handler, print the summary, return the exit code
-(0 passed, also with warnings; 1 failed; 2 usage or configuration error; 130 / 143 / 129
+(0 passed, also with warnings; 1 failed or an invalid configuration; 2 usage error; 130 / 143 / 129
 canceled by SIGINT / SIGTERM / SIGHUP; 141 when the reader of the output went away, as a
 program killed by SIGPIPE would).
 """
@@ -29,6 +29,7 @@ from runner.executor_options import (
     executor_options,
 )
 from runner.schedule.interrupts import cancel_on_signals
+from runner.state_dir import project_state_dir
 
 # The scheduler, the reporters and the job shape (~30-45 ms of imports) are imported where they
 # are used, after `run_command` has forked the prefetch child: it then starts that much sooner.
@@ -43,8 +44,8 @@ if TYPE_CHECKING:
     from runner.prefetch import LoadingChild
     from runner.report.live import LiveReporter
     from runner.schedule.scheduler import JobRunner
+    from runner.schedule.selection import Selection
 
-STATE_DIR_NAME = ".pyci"
 OUTPUT_CLOSED_EXIT = 128 + signal.SIGPIPE  # 141, what a shell reports for `pyci run | head`
 # What the summary draws with. Plain output needs none of it before the end, so it is imported
 # while the jobs run (the main thread then only waits), not before the first job starts.
@@ -56,8 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run",
         help="run the pipeline, or the named jobs",
         description="Run the pipeline here: every job, or only the named jobs (with --needs, "
-        "also what they need). Exit 0 when it passed, 1 when it failed, 2 on usage or "
-        "configuration errors, 130 when interrupted (143 on SIGTERM, 129 on SIGHUP), 141 "
+        "also what they need). Exit 0 when it passed, 1 when it failed or the configuration "
+        "is invalid, 2 on usage errors, 130 when interrupted (143 on SIGTERM, 129 on SIGHUP), 141 "
         "when the reader of its output went away.",
     )
     parser.add_argument("jobs", nargs="*", metavar="JOB", help="run only these jobs")
@@ -98,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--junit-report", metavar="FILE", help="write a JUnit XML report of the jobs to FILE"
     )
     add_executor_options(parser)
-    parser.set_defaults(handler=run_command, config_error_exit=2)
+    parser.set_defaults(handler=run_command)
 
 
 def run_command(args: argparse.Namespace, opts: ProjectOptions | None = None) -> int:
@@ -155,13 +156,15 @@ def run_pipeline(
         manual=args.manual,
         with_needs=args.needs,
     )
-    state_dir = pipeline.project_dir / STATE_DIR_NAME
+    state_dir = project_state_dir(pipeline.project_dir)
     if selection.partial:
         say_earlier_artifacts(args, pipeline, selection.jobs, state_dir)
     listed = [(job.name, job.stage) for job in selection.jobs]
     # first signal (or the output gone): cancel; second: abort (docs/run.md, Ctrl-C)
     cancel, abort = threading.Event(), threading.Event()
     output = Output(args, listed, state_dir, pipeline.name, cancel)
+    if output.view is not None:
+        output.view.show_pipeline(view_header(pipeline, len(listed)), waiting_for_user(selection))
     run_job = ChildPipelines(
         opts,
         pipeline.facts,
@@ -196,17 +199,22 @@ def run_pipeline(
     outcomes = output.rows.with_outcomes(result.as_finished()).outcomes
     rows = [(name, stage, outcomes[name]) for name, stage in output.rows.jobs if name in outcomes]
     waiting = [job.name for job in selection.jobs if result.outcomes[job.name].status == "manual"]
+    from runner.report.failures import failure_tails, plain_tails, print_tails
+
+    tails = failure_tails(rows, output.logs.logs_dir)
     plain = plain_summary(rows, result.status, result.duration) if plain_summary_possible else None
     if plain is not None:
         sys.stdout.write(plain)
         if waiting:
             sys.stdout.write(manual_hint(waiting) + "\n")
+        sys.stdout.write(plain_tails(tails))
         sys.stdout.flush()
         return exit_code
     console = output.console or make_console()
     print_summary(console, rows, result.status, result.duration)
     if waiting:
         console.print(manual_hint(waiting), style="cyan", markup=False)
+    print_tails(console, tails)
     return exit_code
 
 
@@ -221,6 +229,20 @@ def say_earlier_artifacts(
     store = ArtifactStore(state_dir, key)
     for note in earlier_artifacts_notes(store, jobs, pipeline.jobs, key):
         print(f"note: {note}", file=sys.stderr)
+
+
+def view_header(pipeline: Pipeline, jobs: int) -> str:
+    from runner.report.state import pipeline_header
+
+    facts = pipeline.facts
+    ref, sha = (facts.ref_name, facts.short_sha) if facts is not None else (None, None)
+    file = pipeline.files[0] if pipeline.files else ".gitlab-ci.yml"
+    return pipeline_header(pipeline.name, file, ref, sha, jobs)
+
+
+def waiting_for_user(selection: Selection) -> list[str]:
+    """The manual jobs of the run that the user did not start."""
+    return [j.name for j in selection.jobs if j.when == "manual" and j.name not in selection.played]
 
 
 def plain_console_output() -> bool:
@@ -281,7 +303,7 @@ def load(
     finally:
         if prefetch is not None:
             prefetch.close()  # reaped now, not at the end of the run
-    report_ignored(pipeline)
+    report_ignored(pipeline, verbose=args.verbose)
     if masked:
         jobs = tuple(mask_variables(job, masked) for job in pipeline.jobs)
         pipeline = replace(pipeline, jobs=jobs)

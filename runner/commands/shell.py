@@ -1,9 +1,13 @@
 """`pyci shell JOB`: an interactive shell where JOB's script would run.
 
 The job is prepared as `pyci run` would prepare it (image, variables, services, its copy of the
-repository, caches pulled, artifacts of earlier runs downloaded), and then, instead of its
-script, a login shell (or the command after `--`) runs in its container on a pseudo-terminal.
-Nothing is saved back: no artifacts, no cache, no after_script. Exit code: the shell's.
+repository, caches pulled, artifacts and dotenv variables of earlier runs), its `before_script`
+runs, and then, instead of its `script:`, a shell (or the command after `--`) takes over on a
+pseudo-terminal, with the job's variables (file variables written), directory and whatever
+`before_script` set up. With `--executor container` the shell is in the job's container; with
+`--executor shell` it is a host shell in the job's copy of the repository.
+Nothing is saved back: no artifacts, no cache, no after_script. Exit code: the shell's (or the
+failed `before_script`'s).
 """
 
 from __future__ import annotations
@@ -15,14 +19,14 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 from executors.base import BuildDirs, ExecResult, Executor, JobLog, StageCommand
 from runner.commands.common import add_project_options, project_options
 from runner.errors import UsageError
 from runner.executor_options import add_executor_options, chosen_executor, executor_options
 from runner.jobspec import ArtifactsSpec, JobSpec
-
-STATE_DIR_NAME = ".pyci"
+from runner.state_dir import project_state_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,27 +34,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "shell",
         help="open a shell in a job's container",
         description="Prepare JOB as `pyci run` would (image, variables, services, repository, "
-        "caches, artifacts of earlier runs) and open a shell in its container instead of "
-        "running its script; with `-- COMMAND`, run that instead. Exits with the shell's code.",
+        "caches, artifacts and dotenv of earlier runs), run its before_script, and open a shell "
+        "where its script would run; with `-- COMMAND`, run that instead. Options may come "
+        "before or after JOB; a COMMAND is what follows `--` (or JOB, when the word after JOB "
+        "is not an option). Exits with the shell's code.",
     )
     parser.add_argument("job", metavar="JOB", help="the job whose container to enter")
     parser.add_argument(
-        "command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="run this, not a shell"
+        "command",
+        nargs=argparse.REMAINDER,
+        action=_OptionsThenCommand,
+        metavar="-- COMMAND",
+        help="run this, not a shell",
     )
     add_project_options(parser)
     add_executor_options(parser)
-    parser.set_defaults(handler=shell_command, config_error_exit=2)
+    parser.set_defaults(handler=shell_command)
+
+
+def _options_parser() -> argparse.ArgumentParser:
+    """The options of `pyci shell`, for the words after JOB."""
+    parser = argparse.ArgumentParser(prog="pyci shell JOB", add_help=False)
+    add_project_options(parser)
+    add_executor_options(parser)
+    return parser
+
+
+class _OptionsThenCommand(argparse.Action):
+    """Everything after JOB: options up to `--`, then the command. argparse alone cannot say
+    this: a `REMAINDER` would take `-f x.yml` as the command, and a `*` positional is used up
+    (empty) by JOB, so that a command after `--` is refused. A first word that is not an
+    option starts the command (`pyci shell unit ls -la`), as in `docker exec`."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        words = list(values or ())
+        if words and not words[0].startswith("-"):
+            options, command = [], words
+        elif "--" in words:
+            cut = words.index("--")
+            options, command = words[:cut], words[cut + 1 :]
+        else:
+            options, command = words, []
+        # options already given before JOB stay unless repeated (appended, for --variable)
+        _options_parser().parse_args(options, namespace)
+        setattr(namespace, self.dest, command)
 
 
 def shell_command(args: argparse.Namespace) -> int:
     from runner.commands.run import executor_process
 
-    command = tuple(args.command[1:] if args.command[:1] == ["--"] else args.command)
     kind = chosen_executor(args)
-    if kind != "container":
-        raise UsageError(f"pyci shell: needs the container executor, not {kind}")
     with executor_process(kind, args.network), _cleanup_on_termination():
-        return open_shell(args, command)
+        return open_shell(args, kind, tuple(args.command))
 
 
 @contextlib.contextmanager
@@ -79,7 +114,7 @@ def _cleanup_on_termination() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def open_shell(args: argparse.Namespace, command: tuple[str, ...]) -> int:
+def open_shell(args: argparse.Namespace, kind: str, command: tuple[str, ...]) -> int:
     from executors.factory import create_executor
     from runner.build.build import run_build
     from runner.build.context import BuildContext
@@ -95,13 +130,13 @@ def open_shell(args: argparse.Namespace, command: tuple[str, ...]) -> int:
     if job is None:
         names = ", ".join(j.name for j in pipeline.jobs)
         raise UsageError(f"pyci shell {args.job}: no such job in the pipeline (jobs: {names})")
-    state_dir = pipeline.project_dir / STATE_DIR_NAME
-    inner = create_executor("container", executor_options(args, state_dir))
-    executor = ShellInstead(inner, command)
+    state_dir = project_state_dir(pipeline.project_dir)
+    executor = ShellInstead(create_executor(kind, executor_options(args, state_dir)))
     context = BuildContext(
         project_dir=pipeline.project_dir,
         state_dir=state_dir,
         upstream=JobGraph(pipeline.jobs).artifact_sources(job),
+        debug_shell=command,
     )
     outcome = run_build(
         nothing_saved(job), executor, context, PlainReporter(sys.stderr), threading.Event()
@@ -120,19 +155,24 @@ def nothing_saved(job: JobSpec) -> JobSpec:
 
 
 class ShellInstead:
-    """An executor whose `step_script` stage is an interactive shell on this terminal."""
+    """An executor whose `step_script` stage (`scripts.debug_shell`: before_script, then a
+    shell) runs on this terminal rather than into the job log."""
 
-    def __init__(self, inner: Executor, command: tuple[str, ...]):
+    SCRIPT_NAME = "debug_shell.sh"
+
+    def __init__(self, inner: Executor, stdin: int = 0, stdout: int = 1):
         self.inner = inner
         self.name = inner.name
-        self.command = command
         self.exit_code: int | None = None
+        self._stdin, self._stdout = stdin, stdout
+        self._scratch: Path | None = None
 
     @property
     def shell_name(self) -> str:
         return getattr(self.inner, "shell_name", "sh")
 
     def prepare(self, job: JobSpec, dirs: BuildDirs, log: JobLog) -> None:
+        self._scratch = dirs.scratch
         self.inner.prepare(job, dirs, log)
 
     def project_dir_in_job(self) -> str:
@@ -144,11 +184,22 @@ class ShellInstead:
     def run(self, cmd: StageCommand, log: JobLog, cancel: threading.Event) -> ExecResult:
         if cmd.stage != "step_script":
             return self.inner.run(cmd, log, cancel)
+        from runner.build.scripts import SHELL_STARTED
         from runner.debug_shell import run_on_terminal
 
+        assert self._scratch is not None
+        # the job sees its scratch dir at `<CI_PROJECT_DIR>.tmp`, as every stage script
+        self._scratch.mkdir(parents=True, exist_ok=True)
+        script = self._scratch / self.SCRIPT_NAME
+        script.write_text(cmd.script)
+        in_job = f"{self.inner.project_dir_in_job()}.tmp/{self.SCRIPT_NAME}"
         sys.stderr.flush()
-        self.exit_code = run_on_terminal(self.inner, self.command)  # type: ignore[arg-type]
-        return ExecResult(self.exit_code)
+        argv = (self.shell_name, in_job)
+        code = run_on_terminal(self.inner, argv, self._stdin, self._stdout)  # type: ignore[arg-type]
+        if not (self._scratch / SHELL_STARTED).exists():
+            log.write(f"pyci shell: before_script failed (exit code {code}), no shell opened\n")
+        self.exit_code = code
+        return ExecResult(code)
 
     def cleanup(self) -> None:
         self.inner.cleanup()

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     except NoPipeline as exc:
         print(f"{_shown(opts.file, opts.directory)}: valid (no pipeline: {exc})")
         return 0
-    report_ignored(pipeline)
+    report_ignored(pipeline, verbose=args.verbose)
     print(f"{_shown(opts.file, opts.directory)}: valid ({_count(len(pipeline.jobs))})")
     return 0
 

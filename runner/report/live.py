@@ -72,7 +72,7 @@ def visible_jobs(views: list[JobView], limit: int) -> list[JobView]:
 def status_counts(views: Iterable[JobView]) -> Text:
     counts: dict[str, int] = {}
     for view in views:
-        key = view.status
+        key = view.shown_status
         if view.outcome is not None and view.outcome.allowed_failure:
             key = "allowed to fail"
         counts[key] = counts.get(key, 0) + 1
@@ -105,7 +105,7 @@ def render_view(
 
 
 def _status_cell(view: JobView) -> Text:
-    status = view.status
+    status = view.shown_status
     style = STATUS_STYLE.get(status, "")
     label = status
     if view.outcome is not None and view.outcome.status == "failed":
@@ -127,7 +127,8 @@ def _detail(view: JobView) -> str:
 
 
 class LiveReporter:
-    """Use as a context manager around the run; `handle` may be called from any thread."""
+    """Use as a context manager around the run; `handle` may be called from any thread.
+    `title`: the header line (state.pipeline_header)."""
 
     def __init__(
         self,
@@ -153,6 +154,11 @@ class LiveReporter:
             redirect_stdout=False,
             redirect_stderr=False,
         )
+
+    def show_pipeline(self, header: str, manual: Iterable[str]) -> None:
+        """Before the run starts: the header line and which jobs wait for a user."""
+        self.title = header
+        self.state.mark_manual(manual)
 
     def renderable(self) -> RenderableType:
         now, views = self.state.snapshot()

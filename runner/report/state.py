@@ -39,7 +39,14 @@ class JobView:
     section: str | None = None
     last_line: str = ""
     outcome: JobOutcome | None = None
+    manual: bool = False  # `when: manual` and not started by the user: it will not run
     _partial: str = ""  # output after the last newline
+
+    @property
+    def shown_status(self) -> str:
+        """The status to show: a manual job is `manual` from the start, not waiting until
+        its stage comes (when the scheduler says so)."""
+        return "manual" if self.manual and self.status == "created" else self.status
 
     def elapsed(self, now: float) -> float | None:
         """Seconds it ran (so far); None for a job that never started."""
@@ -62,6 +69,12 @@ class RunState:
         self.started_at = clock()
         self._lock = threading.Lock()
 
+    def mark_manual(self, names: Iterable[str]) -> None:
+        with self._lock:
+            for name in names:
+                if name in self.jobs:
+                    self.jobs[name].manual = True
+
     def apply(self, event: Event) -> None:
         with self._lock:
             if isinstance(event, PipelineFinished):
@@ -81,6 +94,18 @@ class RunState:
     def snapshot(self) -> tuple[float, list[JobView]]:
         with self._lock:
             return self.clock(), [JobView(**vars(view)) for view in self.jobs.values()]
+
+
+def pipeline_header(
+    name: str | None, file: str, ref: str | None, short_sha: str | None, jobs: int
+) -> str:
+    """The live view's first line: which pipeline (workflow:name, else its file), for which
+    commit, how many jobs. `Pipeline .gitlab-ci.yml · main @ 1a2b3c4d · 5 jobs`"""
+    parts = [f"Pipeline {name or file}"]
+    if ref or short_sha:
+        parts.append(" @ ".join(filter(None, [ref, short_sha])))
+    parts.append(f"{jobs} job" + ("s" if jobs != 1 else ""))
+    return " · ".join(parts)
 
 
 def nested_after(

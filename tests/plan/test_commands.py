@@ -51,7 +51,7 @@ def test_validate_reports_a_valid_pipeline_with_its_job_count(tmp_path, capsys):
     repo = project(tmp_path, {".gitlab-ci.yml": VALID, "ci/extra.yml": EXTRA})
     code, out, err = run(capsys, "validate", "-C", str(repo))
     assert (code, out) == (0, ".gitlab-ci.yml: valid (3 jobs)\n")
-    assert err == "note: ignored, no effect locally: tags (build)\n"
+    assert err == "note: ignored, no effect locally: tags (1 job); --verbose names the jobs\n"
 
 
 def test_validate_lists_every_problem_and_exits_1(tmp_path, capsys):
