@@ -1,5 +1,6 @@
-"""The `pyci` command leaves without the interpreter's teardown, but only after everything a
-normal exit would finish: non-daemon threads, atexit handlers, buffered output."""
+"""The `pyci` command exits as any Python program does: non-daemon threads, the `threading`
+exit hooks (which end a ThreadPoolExecutor's workers), atexit handlers and buffered output all
+finish before the exit code."""
 
 from __future__ import annotations
 
@@ -37,6 +38,31 @@ def test_threads_atexit_handlers_and_output_finish_before_the_exit_code():
     assert done.returncode == 3, done.stderr
     assert done.stdout.splitlines() == ["buffered, not flushed", "thread done", "atexit ran"]
     assert done.stderr == ""
+
+
+def test_a_live_thread_pool_does_not_hang_the_exit():
+    """A ThreadPoolExecutor never shut down: its workers end at exit through the `threading`
+    exit hooks, which an exit that skipped the interpreter's teardown never ran (pyci hung)."""
+    script = textwrap.dedent(
+        """
+        import concurrent.futures
+        import runner.cli as cli
+
+        pools = []  # kept alive, as a module-level pool of a library would be
+
+        def main():
+            pools.append(concurrent.futures.ThreadPoolExecutor(max_workers=1))
+            pools[0].submit(print, "task ran", flush=True).result()
+            return 0
+
+        cli.main = main
+        cli.run()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )  # the timeout is the watchdog: a hang fails here
+    assert (done.returncode, done.stdout, done.stderr) == (0, "task ran\n", "")
 
 
 def test_a_reader_gone_early_is_no_traceback(tmp_path: Path):
