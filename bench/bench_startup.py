@@ -165,20 +165,26 @@ def main() -> int:
                 variant.cpus.append(cpu)
         load_after = os.getloadavg()
 
-    print(f"{args.runs} interleaved rounds; load average before {load_before[0]:.2f} "
-          f"{load_before[1]:.2f}, after {load_after[0]:.2f} {load_after[1]:.2f}; "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"{args.runs} interleaved rounds; load average before {load_before[0]:.2f} "
+        f"{load_before[1]:.2f}, after {load_after[0]:.2f} {load_after[1]:.2f}; "
+        f"{os.cpu_count()} CPUs"
+    )
     print(f"{'variant':<22} {'wall median (IQR)':>24} {'CPU median (IQR)':>24}")
     for variant in todo:
         w1, w2, w3 = (x * 1000 for x in quartiles(variant.walls))
         c1, c2, c3 = (x * 1000 for x in quartiles(variant.cpus))
-        print(f"{variant.name:<22} {w2:8.0f} ms ({w1:4.0f}-{w3:4.0f}) {c2:8.0f} ms ({c1:4.0f}-{c3:4.0f})")
+        wall = f"{w2:8.0f} ms ({w1:4.0f}-{w3:4.0f})"
+        cpu = f"{c2:8.0f} ms ({c1:4.0f}-{c3:4.0f})"
+        print(f"{variant.name:<22} {wall} {cpu}")
     by_name = {variant.name: variant for variant in todo}
     reference, listing = by_name["imports"], by_name["list"]
     wall_ratio = statistics.median(listing.walls) / statistics.median(reference.walls)
     cpu_ratio = statistics.median(listing.cpus) / statistics.median(reference.cpus)
-    print(f"pyci list / python -c {IMPORTS!r}: wall {wall_ratio:.2f}x, CPU {cpu_ratio:.2f}x "
-          "(goal: within 1.5x)")
+    print(
+        f"pyci list / python -c {IMPORTS!r}: wall {wall_ratio:.2f}x, CPU {cpu_ratio:.2f}x "
+        "(goal: within 1.5x)"
+    )
     if args.baseline:
         print("this tree minus the baseline, median of per-round differences (IQR):")
         for variant in todo:
@@ -190,8 +196,10 @@ def main() -> int:
             w1, w2, w3 = (x * 1000 for x in quartiles(walls))
             c1, c2, c3 = (x * 1000 for x in quartiles(cpus))
             name = variant.name.removesuffix(" [this]")
-            print(f"  {name:<20} wall {w2:+6.0f} ms ({w1:+.0f}..{w3:+.0f})   "
-                  f"CPU {c2:+6.0f} ms ({c1:+.0f}..{c3:+.0f})")
+            print(
+                f"  {name:<20} wall {w2:+6.0f} ms ({w1:+.0f}..{w3:+.0f})   "
+                f"CPU {c2:+6.0f} ms ({c1:+.0f}..{c3:+.0f})"
+            )
     return 0
 
 

@@ -14,14 +14,11 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runner.commands.common import ProjectOptions
 from runner.errors import ConfigError, ProblemCollector, PyciError
 from runner.jobspec import JobSpec, Variable
-
-if TYPE_CHECKING:
-    from runner.prefetch import LoadingChild
 
 
 @dataclass(frozen=True)
@@ -82,22 +79,14 @@ def load_expanded(opts: ProjectOptions, facts: Any = None) -> Expanded:
     return Expanded(expanded.globals, expanded.jobs, expanded.hidden, tuple(loaded.files))
 
 
-def load_pipeline(opts: ProjectOptions, prefetch: LoadingChild | None = None) -> Pipeline:
-    """Load, expand, validate, evaluate and plan; raises ConfigError with every problem.
-
-    `prefetch` (see runner.prefetch) is a child process already reading git and loading the
-    configuration; what it could not do is done here.
-    """
-    # Every step's modules first (pydantic, the models: ~150 ms of CPU), the child's answer
-    # only then: it has had that long to read git and load the YAML.
+def load_pipeline(opts: ProjectOptions) -> Pipeline:
+    """Load, expand, validate, evaluate and plan; raises ConfigError with every problem."""
     from runner.config.validate import validate_pipeline
     from runner.plan.planner import Planner
     from runner.plan.stages import only_edge_stages
 
-    facts = prefetch.facts(opts.directory) if prefetch is not None else _git_facts(opts)
-    expanded = prefetch.expanded(opts, facts) if prefetch is not None else None
-    if expanded is None:
-        expanded = load_expanded(opts, facts)
+    facts = _git_facts(opts)
+    expanded = load_expanded(opts, facts)
     config = validate_pipeline(expanded.globals, expanded.jobs)
     planner = Planner(config, expanded.jobs, opts, facts, expanded.globals)
     problems = ProblemCollector()
@@ -167,8 +156,7 @@ def _include_rule_matcher(opts: ProjectOptions, variables: dict[str, str]) -> An
     changed: list[Any] = []  # the local diff, read once and only if a rule asks for it
 
     def matcher(rules: Any, where: Any) -> bool:
-        # imported here, for files whose includes have rules (~10 ms): the prefetch child
-        # loads the YAML on the critical path of the start-up, most files need no rules there
+        # imported here, for files whose includes have rules (~10 ms): most files have none
         from runner.evaluate.rules import RuleContext, include_rules_match
 
         plain = _plain_rules(rules)

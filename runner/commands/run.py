@@ -27,8 +27,8 @@ from runner.executor_options import (
     executor_options,
 )
 
-# The scheduler, the reporters and the job shape (~30-45 ms of imports) are imported where they
-# are used, after `run_command` has forked the prefetch child: it then starts that much sooner.
+# The scheduler, the reporters and the job shape are imported where they are used: a usage
+# error is then reported before paying for them.
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from runner.events import JobOutcome, Reporter
     from runner.jobspec import JobSpec
     from runner.pipeline import Pipeline
-    from runner.prefetch import LoadingChild
     from runner.report.live import LiveReporter
     from runner.schedule.scheduler import JobRunner
 
@@ -97,18 +96,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from runner.prefetch import load_in_background
-
     check_arguments(args)
     try:
-        # forked first, while pyci has one thread; its answer is read once the modules loaded;
-        # then the helper processes; then the jobs' checkout, on a thread, also while loading
+        # the fork server first, while pyci has one thread; then the jobs' checkout, on a
+        # thread while the pipeline loads
         with (
-            load_in_background(options_or_none(args)) as prefetch,
             executor_process(chosen_executor(args), args.network),
             checkout_while_loading(Path(args.directory).resolve()),
         ):
-            return run_pipeline(args, prefetch)
+            return run_pipeline(args)
     finally:
         # What the run shared between its jobs (the sources' snapshot and its mounts, pending
         # removals) ends with the run, not only at exit: pyci may run in-process.
@@ -118,18 +114,18 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def checkout_while_loading(directory: Path) -> contextlib.AbstractContextManager[None]:
-    """runner.build.early_checkout's, imported once the prefetch child is forked (the build
-    modules take ~10-25 ms to import, which would delay the child's start)."""
+    """runner.build.early_checkout's (the build modules are imported only by a run that
+    gets this far)."""
     from runner.build.early_checkout import checkout_while_loading
 
     return checkout_while_loading(directory)
 
 
-def run_pipeline(args: argparse.Namespace, prefetch: LoadingChild | None = None) -> int:
+def run_pipeline(args: argparse.Namespace) -> int:
     from runner.schedule.scheduler import Scheduler
     from runner.schedule.selection import select_jobs
 
-    pipeline = load(args, prefetch)
+    pipeline = load(args)
     if pipeline is None:
         return 0
     selection = select_jobs(
@@ -219,20 +215,17 @@ def executor_process(kind: str, network: str | None = None) -> Iterator[None]:
         stop_launcher()
 
 
-def load(args: argparse.Namespace, prefetch: LoadingChild | None = None) -> Pipeline | None:
+def load(args: argparse.Namespace) -> Pipeline | None:
     """The planned pipeline, masked variables marked; None when GitLab would create none."""
     from runner.pipeline import NoPipeline, load_pipeline, report_ignored
 
     opts = run_options(args)
     masked = parse_variables(args.masked_variable)
     try:
-        pipeline = load_pipeline(opts, prefetch)
+        pipeline = load_pipeline(opts)
     except NoPipeline as exc:  # nothing ran, nothing failed
         print(f"no pipeline: {exc}", file=sys.stderr)
         return None
-    finally:
-        if prefetch is not None:
-            prefetch.close()  # reaped now, not at the end of the run
     report_ignored(pipeline)
     if masked:
         jobs = tuple(mask_variables(job, masked) for job in pipeline.jobs)
@@ -246,14 +239,6 @@ def run_options(args: argparse.Namespace) -> ProjectOptions:
     masked = parse_variables(args.masked_variable)
     check_maskable(masked)
     return replace(opts, variables={**opts.variables, **masked})
-
-
-def options_or_none(args: argparse.Namespace) -> ProjectOptions | None:
-    """`run_options`, or None where they are wrong (`load` reports that, in its turn)."""
-    try:
-        return run_options(args)
-    except UsageError:
-        return None
 
 
 def stdout_is_terminal() -> bool:
