@@ -28,7 +28,6 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,17 +96,10 @@ class SnapshotCache:
         """Remove every snapshot (at the end of the run: no job uses them any more), after
         the jobs' own directories still being removed."""
         background.finish_removals()
-        # the hooks (closing inotify watches waits ~10-15 ms for the kernel) run while the
-        # snapshots are removed
-        hooks = threading.Thread(target=_run_end_of_run_hooks, name="pyci-end-of-run")
-        hooks.start()
-        try:
-            with self._lock:
-                for snapshot in list(self._all):
-                    self._drop(snapshot)
-                self._current.clear()
-        finally:
-            hooks.join()
+        with self._lock:
+            for snapshot in list(self._all):
+                self._drop(snapshot)
+            self._current.clear()
 
     def _drop(self, snapshot: Snapshot) -> None:
         if snapshot in self._all:
@@ -115,19 +107,6 @@ class SnapshotCache:
         if self._current.get(snapshot.holder.path.parent) is snapshot:
             del self._current[snapshot.holder.path.parent]
         snapshot.holder.remove()
-
-
-_end_of_run_hooks: list[Callable[[], None]] = []
-
-
-def _run_end_of_run_hooks() -> None:
-    for hook in _end_of_run_hooks:
-        hook()
-
-
-def at_end_of_run(hook: Callable[[], None]) -> None:
-    """Call `hook` from release_all (sources.py stops watching work trees there)."""
-    _end_of_run_hooks.append(hook)
 
 
 _cache = SnapshotCache()

@@ -8,8 +8,9 @@ removed, new ones marked intent-to-add so they count as tracked). Untracked file
 as on GitLab. The copy is a real repository, so `git` inside the job works.
 
 In a build (`workspace` given) that clone is made once per run and shared: see snapshot.py.
-One `git status` per job tells whether the shared one still matches the work tree; the job
-then gets a copy-on-write overlay (root) or a copy of it.
+One `git status` per job tells whether the shared one still matches the work tree (git alone
+decides: it is right on every file system, a file watcher is not); the job then gets a
+copy-on-write overlay (root) or a copy of it.
 
 A folder that is no git repository is copied whole (except `.pyci/`).
 `GIT_STRATEGY`: `clone` and `fetch` both give this fresh copy (a local clone costs no more than
@@ -29,7 +30,6 @@ from typing import Protocol
 
 from runner.build import snapshot as snapshots
 from runner.build.joblog import BuildLog
-from runner.build.treewatch import TreeWatch, tracked_dirs
 from runner.build.workspace import Workspace
 
 STATE_DIR_NAME = ".pyci"
@@ -155,43 +155,18 @@ def _parse_status(out: bytes) -> _TreeState:
     return _TreeState(head, tuple(changed), frozenset(added), out)
 
 
-@dataclass
-class _Watched:
-    """A watch on a work tree and the status it vouches for (None: not yet vouched for)."""
-
-    watch: TreeWatch
-    state: _TreeState | None = None
-
-
-_watched: dict[Path, _Watched] = {}
-_MAX_WATCHED = 4  # work trees watched at once by one process
-_watched_lock = threading.Lock()
-
-
 class TreeProbe:
-    """The status of the user's work tree for a job. Started early (when the build begins),
-    so that `git status` runs while the build prepares the executor and the variables;
-    `get_sources` collects it. When the tree is watched and nothing changed since the last
-    status, no git runs at all (see treewatch.py). `discard()` reaps an unused git; safe to
-    call twice."""
+    """The status of the user's work tree for a job: one `git status`, started early (when
+    the build begins) so that it runs while the build prepares the executor and the
+    variables; `get_sources` collects it. `discard()` reaps an unused git; safe to call
+    twice."""
 
     def __init__(self, project: Path) -> None:
         self.root = _cached_root(project) if have_git() else None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._known: _TreeState | None = None
-        self._watched: _Watched | None = None  # the watch already running when git started
+        self._state: _TreeState | None = None
         if self.root is None:
             return
-        with _watched_lock:
-            watched = _watched.get(self.root)
-            if watched is not None and watched.watch.changed():
-                watched.watch.close()
-                del _watched[self.root]
-                watched = None
-            if watched is not None and watched.state is not None:
-                self._known = watched.state
-                return
-            self._watched = watched
         self._proc = subprocess.Popen(
             ["git", "-C", str(self.root), *_STATUS],
             stdout=subprocess.PIPE,
@@ -201,47 +176,21 @@ class TreeProbe:
         )
 
     def result(self) -> _TreeState:
-        if self._known is not None:
-            return self._known
+        if self._state is not None:
+            return self._state
         assert self._proc is not None and self.root is not None
         out, err = self._proc.communicate()
         code, self._proc = self._proc.returncode, None
         if code != 0:
             message = err.decode(errors="replace").strip() or f"exit code {code}"
             raise SourcesError(f"git {' '.join(_STATUS)}: {message}")
-        state = _parse_status(out)
-        with _watched_lock:
-            # the watch ran all along this status: no event means the status is still true
-            if self._watched is not None and not self._watched.watch.changed():
-                self._watched.state = state
-        return state
+        self._state = _parse_status(out)
+        return self._state
 
     def discard(self) -> None:
         if self._proc is not None:
             self._proc.communicate()  # a status of a local tree: it ends on its own, soon
             self._proc = None
-
-
-def _stop_watching() -> None:
-    with _watched_lock:
-        for watched in _watched.values():
-            watched.watch.close()
-        _watched.clear()
-
-
-snapshots.at_end_of_run(_stop_watching)
-
-
-def _watch_from_now_on(root: Path, tree: Path) -> None:
-    """Start watching `root` (its tracked directories: those of the checkout `tree`)."""
-    with _watched_lock:
-        if root in _watched:
-            return
-        while len(_watched) >= _MAX_WATCHED:  # inotify instances are few (128 per user)
-            _watched.pop(next(iter(_watched))).watch.close()
-        watch = TreeWatch.start(root, tracked_dirs(tree))
-        if watch is not None:
-            _watched[root] = _Watched(watch)
 
 
 _which_cache: dict[tuple[str, str], str | None] = {}
@@ -336,7 +285,6 @@ def shared_checkout(
     shared = snapshots.acquire(
         project_builds, state.key(root), lambda holder: built.append(1) or build(holder)
     )
-    _watch_from_now_on(root, shared.tree)
     return shared, bool(built)
 
 

@@ -410,7 +410,7 @@ def test_a_change_to_the_work_tree_between_jobs_is_seen(builder: Builder, make_j
     def with_expected(text: str):
         return replace(job, variables=(Variable("EXPECTED", text),))
 
-    for _ in range(3):  # the third one relies on the watch of the work tree, not on git
+    for _ in range(3):  # each job asks git again
         assert builder.run(with_expected("uncommitted")).status == "success"
     before = shared_checkouts(builder)
     (builder.project / "src" / "main.txt").write_text("edited again\n")  # same status line
@@ -423,6 +423,25 @@ def test_a_change_to_the_work_tree_between_jobs_is_seen(builder: Builder, make_j
     assert builder.run(make_job("gone", ("test ! -e src/main.txt",))).status == "success"
     after = shared_checkouts(builder)
     assert len(before) == len(after) == 1 and before != after  # the replaced one is gone
+
+
+def test_a_change_written_through_a_hard_link_outside_the_tree_is_seen(
+    builder: Builder, make_job, tmp_path: Path
+):
+    """A file watcher on the tree's directories never hears of it (inotify reports a write
+    to the directory of the name written through); `git status` does, on every job."""
+    job = make_job("job", ('test "$(cat README)" = "$EXPECTED"',))
+
+    def with_expected(text: str):
+        return replace(job, variables=(Variable("EXPECTED", text),))
+
+    outside = tmp_path / "outside.txt"
+    os.link(builder.project / "README", outside)  # a committed file, unchanged so far
+    for _ in range(3):
+        assert builder.run(with_expected("readme")).status == "success"
+    outside.write_text("written through the link\n")
+    result = builder.run(with_expected("written through the link"))
+    assert result.status == "success", builder.recorder.log()
 
 
 def test_upstream_jobs_without_artifacts_are_not_mentioned(builder: Builder, make_job):
