@@ -101,7 +101,7 @@ def run_command(args: argparse.Namespace) -> int:
         # the fork server first, while pyci has one thread; then the jobs' checkout, on a
         # thread while the pipeline loads
         with (
-            executor_process(chosen_executor(args), args.network),
+            executor_process(chosen_executor(args)),
             checkout_while_loading(Path(args.directory).resolve()),
         ):
             return run_pipeline(args)
@@ -191,25 +191,22 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
-def executor_process(kind: str, network: str | None = None) -> Iterator[None]:
+def executor_process(kind: str) -> Iterator[None]:
     """What the executor needs for the whole run. For containers: the fork server, spawned
-    now while pyci still has one thread (the scheduler's threads must never fork), and for the
-    bridge `network` the network helper, which sets the bridge up while the pipeline loads
-    (None: it starts on first use); both stopped at the end, however the run ends (Ctrl-C
-    included)."""
+    now while pyci still has one thread (the scheduler's threads must never fork), stopped at
+    the end however the run ends (Ctrl-C included). The bridge network is set up by its first
+    job."""
     if kind != "container":
         yield
         return
     from executors.container.probe import container_unavailable_reason
-    from executors.factory import start_launcher, start_network, stop_launcher
+    from executors.factory import start_launcher, stop_launcher
 
     reason = container_unavailable_reason()
     if reason is not None:
         raise UsageError(f"--executor container: containers cannot run here ({reason})")
     try:
         start_launcher()
-        if network is not None:
-            start_network(network)
         yield
     finally:
         stop_launcher()

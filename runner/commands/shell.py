@@ -49,7 +49,7 @@ def shell_command(args: argparse.Namespace) -> int:
     kind = chosen_executor(args)
     if kind != "container":
         raise UsageError(f"pyci shell: needs the container executor, not {kind}")
-    with executor_process(kind, args.network), _cleanup_on_termination():
+    with executor_process(kind), _cleanup_on_termination():
         return open_shell(args, command)
 
 
