@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import signal
 import sys
@@ -41,9 +40,6 @@ if TYPE_CHECKING:
     from runner.schedule.scheduler import JobRunner
 
 STATE_DIR_NAME = ".pyci"
-# What the summary draws with. Plain output needs none of it before the end, so it is imported
-# while the jobs run (the main thread then only waits), not before the first job starts.
-SUMMARY_MODULES = ("rich.console", "rich.table", "rich.text")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -149,36 +145,17 @@ def run_pipeline(args: argparse.Namespace) -> int:
         forced=selection.forced,
         pipeline=pipeline.jobs if selection.partial else None,
     )
-    # On a pipe or a file the summary is drawn without rich (rich draws it only when it has to
-    # wrap). On a terminal, rich (~40 ms) is imported on a thread while the jobs run.
-    plain_summary_possible = output.view is None and plain_console_output()
     with cancel_on_signals(scheduler.cancel), output.running():
-        if output.view is None and not plain_summary_possible:
-            preload_in_background(SUMMARY_MODULES)
         result = scheduler.run()
-    from runner.report.summary import plain_summary, print_summary
+    from runner.report.summary import print_summary
 
     rows = [(job.name, job.stage, result.outcomes[job.name]) for job in selection.jobs]
     waiting = [job.name for job in selection.jobs if result.outcomes[job.name].status == "manual"]
-    plain = plain_summary(rows, result.status, result.duration) if plain_summary_possible else None
-    if plain is not None:
-        sys.stdout.write(plain)
-        if waiting:
-            sys.stdout.write(manual_hint(waiting) + "\n")
-        sys.stdout.flush()
-        return result.exit_code
-    console = output.console or make_console()
+    console = output.console
     print_summary(console, rows, result.status, result.duration)
     if waiting:
         console.print(manual_hint(waiting), style="cyan", markup=False)
     return result.exit_code
-
-
-def plain_console_output() -> bool:
-    """Whether rich would draw on stdout without colours and PLAIN_WIDTH wide (see
-    make_console): stdout is no terminal, and neither COLUMNS nor a colour is forced."""
-    forced = ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE")
-    return not stdout_is_terminal() and not any(name in os.environ for name in forced)
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -238,32 +215,6 @@ def run_options(args: argparse.Namespace) -> ProjectOptions:
     return replace(opts, variables={**opts.variables, **masked})
 
 
-def stdout_is_terminal() -> bool:
-    """What rich's `Console().is_terminal` answers for stdout (TTY_COMPATIBLE, FORCE_COLOR,
-    else isatty), without importing rich: plain output does not need it before the end."""
-    tty_compatible = os.environ.get("TTY_COMPATIBLE", "")
-    if tty_compatible in ("0", "1"):
-        return tty_compatible == "1"
-    force_color = os.environ.get("FORCE_COLOR")
-    if force_color is not None:
-        return force_color != ""
-    try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def preload_in_background(modules: tuple[str, ...]) -> None:
-    """Import `modules` on a daemon thread; a failure is left for the real import to report."""
-
-    def load() -> None:
-        with contextlib.suppress(Exception):
-            for name in modules:
-                importlib.import_module(name)
-
-    threading.Thread(target=load, name="preload", daemon=True).start()
-
-
 def make_console() -> Console:
     from rich.console import Console
 
@@ -290,14 +241,13 @@ class Output:
         self.logs = LogFiles(state_dir / "logs")
         reporters: list[Reporter] = [self.logs]  # first: the reports read the finished logs
         self.view: LiveReporter | None = None
-        self.console: Console | None = None  # made now for the live view, else at the end
-        terminal = stdout_is_terminal()
+        self.console = make_console()  # what the live view and the summary draw on
+        terminal = self.console.is_terminal
         if args.plain or not terminal:
             reporters.append(PlainReporter(sys.stdout, colors=terminal))
         else:
             from runner.report.live import LiveReporter
 
-            self.console = make_console()
             self.view = LiveReporter(self.console, jobs, title=title)
             reporters.append(self.view)
         cwd = Path.cwd()
