@@ -54,8 +54,15 @@ def requested_command(argv: Sequence[str]) -> str | None:
     return first if first in command_modules() else None
 
 
+# Set by git for its hooks: a hook that runs pyci would otherwise have git (in pyci and in the
+# jobs) clone, check out and index the hook's repository, not the project's (runner/gitrepo.py)
+INHERITED_GIT_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for name in INHERITED_GIT_VARIABLES:  # pyci finds the repository from the project dir
+        os.environ.pop(name, None)
     parser = build_parser(requested_command(argv))
     args = parser.parse_args(argv)
     try:

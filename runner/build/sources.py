@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from runner import gitrepo
 from runner.build import snapshot as snapshots
 from runner.build.joblog import BuildLog
 from runner.build.workspace import Workspace
@@ -50,48 +50,35 @@ class SourceCopy:
     snapshot: snapshots.Snapshot | None = None
 
 
-def _git_env() -> dict[str, str]:
-    # no optional locks: git must not refresh (write) the index of the user's repository
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
-    for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        env.pop(key, None)
-    return env
-
-
-def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    result = subprocess.run(
-        ["git", "-C", str(cwd), *args],
-        capture_output=True,
-        env=_git_env(),
-        stdin=subprocess.DEVNULL,
-    )
+def _git(cwd: Path, command: str, *args: str) -> bytes:
+    """The output of `git <command> <args>` run in `cwd` (through gitpython, runner.gitrepo);
+    SourcesError naming the command when it fails."""
+    status, out, err = gitrepo.run(cwd, command, *args)
     # `git checkout` can report unreadable objects on stderr and still exit 0
-    failed = result.returncode != 0 or b"\nerror: " in b"\n" + result.stderr
-    if check and failed:
-        err = result.stderr.decode(errors="replace").strip()
-        raise SourcesError(f"git {' '.join(args)}: {err or f'exit code {result.returncode}'}")
-    return result
+    if status != 0 or "\nerror: " in "\n" + err:
+        shown = " ".join((command, *args))
+        raise SourcesError(f"git {shown}: {err.strip() or f'exit code {status}'}")
+    return out
 
 
 def repository_root(project: Path) -> Path | None:
     """The top of the git work tree `project` is in, or None for a plain folder."""
-    if shutil.which("git") is None:
+    if not have_git():
         return None
-    result = _git(project, "rev-parse", "--show-toplevel", check=False)
-    if result.returncode != 0:
-        return None
-    return Path(result.stdout.decode().strip())
+    return gitrepo.work_tree(project)
 
 
 def _root_and_head(project: Path) -> tuple[Path | None, str | None]:
-    """The work tree's top and HEAD's commit, in one git call where both exist."""
-    if shutil.which("git") is None:
+    """The work tree's top and HEAD's commit (None before the first commit)."""
+    repo = gitrepo.repository(project) if have_git() else None
+    if repo is None or not repo.working_tree_dir:
         return None, None
-    both = _git(project, "rev-parse", "--show-toplevel", "HEAD", check=False)
-    if both.returncode == 0:
-        top, head = both.stdout.decode().split("\n")[:2]
-        return Path(top), head
-    return repository_root(project), None
+    try:
+        return Path(repo.working_tree_dir), repo.head.commit.hexsha
+    except ValueError:  # an unborn branch: no commit yet
+        return Path(repo.working_tree_dir), None
+    finally:
+        repo.close()
 
 
 _roots: dict[Path, Path | None] = {}  # project dir -> top of its work tree (None: no git)
@@ -128,13 +115,13 @@ class _TreeState:
 
 
 _STATUS = (
-    *("status", "--porcelain=v2", "-z", "--branch", "--no-ahead-behind"),
+    *("--porcelain=v2", "-z", "--branch", "--no-ahead-behind"),
     *("--untracked-files=no", "--no-renames"),
 )
 
 
 def _tree_state(root: Path) -> _TreeState:
-    return _parse_status(_git(root, *_STATUS).stdout)
+    return _parse_status(_git(root, "status", *_STATUS))
 
 
 def _parse_status(out: bytes) -> _TreeState:
@@ -163,34 +150,28 @@ class TreeProbe:
 
     def __init__(self, project: Path) -> None:
         self.root = _cached_root(project) if have_git() else None
-        self._proc: subprocess.Popen[bytes] | None = None
+        # gitpython's handle of the running git (dropping it ends the process): kept until read
+        self._running: Any = None
         self._state: _TreeState | None = None
-        if self.root is None:
-            return
-        self._proc = subprocess.Popen(
-            ["git", "-C", str(self.root), *_STATUS],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=_git_env(),
-        )
+        if self.root is not None:
+            self._running = gitrepo.command(self.root).status(*_STATUS, as_process=True)
 
     def result(self) -> _TreeState:
         if self._state is not None:
             return self._state
-        assert self._proc is not None and self.root is not None
-        out, err = self._proc.communicate()
-        code, self._proc = self._proc.returncode, None
+        assert self._running is not None and self.root is not None
+        out, err = self._running.proc.communicate()
+        code, self._running = self._running.proc.returncode, None
         if code != 0:
             message = err.decode(errors="replace").strip() or f"exit code {code}"
-            raise SourcesError(f"git {' '.join(_STATUS)}: {message}")
+            raise SourcesError(f"git status {' '.join(_STATUS)}: {message}")
         self._state = _parse_status(out)
         return self._state
 
     def discard(self) -> None:
-        if self._proc is not None:
-            self._proc.communicate()  # a status of a local tree: it ends on its own, soon
-            self._proc = None
+        if self._running is not None:
+            self._running.proc.communicate()  # a status of a local tree: it ends soon
+            self._running = None
 
 
 _which_cache: dict[tuple[str, str], str | None] = {}
@@ -250,7 +231,7 @@ def get_sources(
         log.notice("Skipping Git checkout")
         return SourceCopy("git", head=head)
     log.notice(f"Checking out {head[:8]} as detached HEAD...")
-    _git(dest, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", head)
+    _git(dest, "checkout", "--quiet", "--detach", head)
     overlaid = _overlay_changes(root, dest, _tree_state(root))
     if overlaid:
         log.notice(f"Copying {overlaid} uncommitted change(s) of tracked files...")
@@ -275,7 +256,7 @@ def shared_checkout(
         log.notice(f"Cloning repository from {root}...")
         _git(holder, "clone", "--quiet", "--shared", "--no-checkout", str(root), str(tree))
         log.notice(f"Checking out {head[:8]} as detached HEAD...")
-        _git(tree, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", head)
+        _git(tree, "checkout", "--quiet", "--detach", head)
         overlaid = _overlay_changes(root, tree, state)
         if overlaid:
             log.notice(f"Copying {overlaid} uncommitted change(s) of tracked files...")
@@ -334,7 +315,7 @@ def _overlay_changes(root: Path, dest: Path, state: _TreeState) -> int:
 
 
 def _copy_listed(root: Path, dest: Path, log: BuildLog) -> SourceCopy:
-    files = _split_z(_git(root, "ls-files", "-z", "--cached").stdout)
+    files = _split_z(_git(root, "ls-files", "-z", "--cached"))
     dest.mkdir(parents=True, exist_ok=True)
     copied = []
     for rel in files:
@@ -368,7 +349,7 @@ def untracked_files(project_dir: Path, copy: SourceCopy) -> list[str]:
     `git ls-files --others` (ignored files included, as gitlab-runner does), or, without
     git, every file that was not there when the job began."""
     if copy.kind == "git" and (project_dir / ".git").exists():
-        return sorted(_split_z(_git(project_dir, "ls-files", "--others", "-z").stdout))
+        return sorted(_split_z(_git(project_dir, "ls-files", "--others", "-z")))
     baseline = copy.baseline or frozenset()
     found = []
     for dirpath, _dirnames, filenames in os.walk(project_dir):
