@@ -1,6 +1,6 @@
 """Start-up of `pyci list` (and, with --run, of a small `pyci run`), measured honestly.
 
-    python bench/bench_startup.py [--runs N] [--baseline TREE] [--run]
+    python bench/bench_startup.py [--runs N] [--run] [--baseline TREE [--tree TREE]]
 
 One loop runs every variant once per round, in an order rotated from round to round, so a
 neighbour's burst of work falls on all variants alike (interleaved A/B). Each run is a new
@@ -16,6 +16,7 @@ exported with `git archive <commit> | tar -x -C TREE`), so two designs are compa
 loop; the median of the per-round differences (this tree minus the baseline) is printed with
 its interquartile range: a difference inside that range is noise. Both trees are then run
 through the same small wrapper (below), so neither pays for anything the other does not.
+`--tree TREE` puts another tree in this one's place (two older commits compared, say).
 
 `--run` adds `pyci run --plain` of a 3-stage `script: "true"` pipeline with the shell
 executor and with the container executor on the bridge network (root only).
@@ -133,7 +134,8 @@ def variants(args: argparse.Namespace, project: Path) -> list[Variant]:
             run_commands.append(("run bridge", ["run", "--plain", "--executor", "container"]))
         found += [Variant(name, [pyci, *command]) for name, command in run_commands]
     if args.baseline:
-        trees = {"this": str(ROOT), "base": str(Path(args.baseline).resolve())}
+        this = Path(args.tree).resolve() if args.tree else ROOT
+        trees = {"this": str(this), "base": str(Path(args.baseline).resolve())}
         for label, tree in trees.items():
             commands = [("list", ["list"]), *run_commands]
             for name, command in commands:
@@ -147,6 +149,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="rounds (default 20)")
     parser.add_argument("--baseline", metavar="TREE", help="another source tree to compare")
+    parser.add_argument("--tree", metavar="TREE", help="with --baseline: compare TREE, not this")
     parser.add_argument("--run", action="store_true", help="also time small `pyci run`s")
     args = parser.parse_args()
 
