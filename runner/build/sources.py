@@ -120,8 +120,19 @@ _STATUS = (
 )
 
 
-def _tree_state(root: Path) -> _TreeState:
-    return _parse_status(_git(root, "status", *_STATUS))
+def _status_args(root: Path, project: Path) -> tuple[str, ...]:
+    """`git status` options and pathspec: pyci's own `.pyci/` beside the pipeline file is left
+    out even where the repository tracks it (pyci writes logs there between jobs: counted, it
+    made every job a new checkout)."""
+    try:
+        state_dir = (Path(project).resolve() / STATE_DIR_NAME).relative_to(root)
+    except ValueError:  # the project dir is outside the work tree: nothing to leave out
+        return _STATUS
+    return (*_STATUS, "--", ".", f":(top,exclude){state_dir.as_posix()}")
+
+
+def _tree_state(root: Path, project: Path) -> _TreeState:
+    return _parse_status(_git(root, "status", *_status_args(root, project)))
 
 
 def _parse_status(out: bytes) -> _TreeState:
@@ -154,7 +165,8 @@ class TreeProbe:
         self._running: Any = None
         self._state: _TreeState | None = None
         if self.root is not None:
-            self._running = gitrepo.command(self.root).status(*_STATUS, as_process=True)
+            status_args = _status_args(self.root, project)
+            self._running = gitrepo.command(self.root).status(*status_args, as_process=True)
 
     def result(self) -> _TreeState:
         if self._state is not None:
@@ -232,7 +244,7 @@ def get_sources(
         return SourceCopy("git", head=head)
     log.notice(f"Checking out {head[:8]} as detached HEAD...")
     _git(dest, "checkout", "--quiet", "--detach", head)
-    overlaid = _overlay_changes(root, dest, _tree_state(root))
+    overlaid = _overlay_changes(root, dest, _tree_state(root, project))
     if overlaid:
         log.notice(f"Copying {overlaid} uncommitted change(s) of tracked files...")
     _note_submodules(submodules, log)

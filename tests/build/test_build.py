@@ -444,6 +444,22 @@ def test_a_change_written_through_a_hard_link_outside_the_tree_is_seen(
     assert result.status == "success", builder.recorder.log()
 
 
+def test_pycis_own_state_dir_is_no_change_even_where_the_repository_tracks_it(
+    builder: Builder, make_job
+):
+    """A repository that committed `.pyci/`: what pyci writes there between jobs (logs,
+    artifacts) does not make the next job a new checkout."""
+    state = builder.project / ".pyci"
+    state.mkdir()
+    (state / "kept.txt").write_text("committed\n")
+    git(builder.project, "add", "-f", ".pyci/kept.txt")
+    git(builder.project, "commit", "-q", "-m", "track .pyci")
+    assert builder.run(make_job("first", ("true",))).status == "success"
+    (state / "kept.txt").write_text("written by pyci between jobs\n")
+    assert builder.run(make_job("second", ("true",))).status == "success"
+    assert "Reusing this run's checkout" in builder.recorder.log("second")
+
+
 def test_upstream_jobs_without_artifacts_are_not_mentioned(builder: Builder, make_job):
     assert builder.run(make_job("quiet", ("true",))).status == "success"
     builder.recorder.events.clear()
