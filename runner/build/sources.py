@@ -265,10 +265,11 @@ def shared_checkout(
 
     def build(holder: Path) -> tuple[Path, str, int]:
         tree = holder / "tree"
-        log.notice(f"Cloning repository from {root}...")
-        _git(holder, "clone", "--quiet", "--shared", "--no-checkout", str(root), str(tree))
-        log.notice(f"Checking out {head[:8]} as detached HEAD...")
-        _git(tree, "checkout", "--quiet", "--detach", head)
+        if not _brought_up_to(tree, head, log):
+            log.notice(f"Cloning repository from {root}...")
+            _git(holder, "clone", "--quiet", "--shared", "--no-checkout", str(root), str(tree))
+            log.notice(f"Checking out {head[:8]} as detached HEAD...")
+            _git(tree, "checkout", "--quiet", "--detach", head)
         overlaid = _overlay_changes(root, tree, state)
         if overlaid:
             log.notice(f"Copying {overlaid} uncommitted change(s) of tracked files...")
@@ -279,6 +280,23 @@ def shared_checkout(
         project_builds, state.key(root), lambda holder: built.append(1) or build(holder)
     )
     return shared, bool(built)
+
+
+def _brought_up_to(tree: Path, head: str, log: Notices) -> bool:
+    """Bring a checkout kept from an earlier run to `head`, without the changes it had: git
+    rewrites only the files that differ, so the cost follows what changed. False when there
+    is no usable checkout (then it is cloned again)."""
+    if not (tree / ".git").is_dir():
+        shutil.rmtree(tree, ignore_errors=True)
+        return False
+    log.notice(f"Updating the kept checkout to {head[:8]} (detached HEAD)...")
+    try:
+        _git(tree, "reset", "--quiet", "--hard", head)  # objects: shared with the repository
+        _git(tree, "clean", "--quiet", "-ffdx")  # what the last run's changes added
+    except SourcesError:
+        shutil.rmtree(tree, ignore_errors=True)
+        return False
+    return True
 
 
 def _shared_copy(root: Path, state: _TreeState, ws: Workspace, log: BuildLog) -> SourceCopy:

@@ -22,8 +22,12 @@ from .conftest import Builder, git, snapshot
 def nothing_left_in_builds(builder: Builder):
     yield
     snapshots.release_all()  # what pyci does at its exit: the run's shared checkouts go
-    leftovers = list(builder.builds_root.rglob("*")) if builder.builds_root.exists() else []
+    root = builder.builds_root
+    # what stays is the project's checkout kept for the next run, and nothing else
+    found = list(root.iterdir()) if root.exists() else []
+    leftovers = [p for p in found if not p.name.endswith(snapshots.KEPT_SUFFIX)]
     assert leftovers == [], f"build directories left behind: {leftovers[:5]}"
+    assert len(found) <= 1
 
 
 def test_sections_run_in_gitlabs_order(builder: Builder, make_job):
@@ -373,7 +377,9 @@ def test_runner_script_timeout_limits_the_script_alone(builder: Builder, make_jo
 
 def shared_checkouts(builder: Builder) -> list[Path]:
     background.finish_removals()
-    return sorted(builder.builds_root.glob(f"*/{snapshots.SNAPSHOT_PREFIX}*"))
+    root = builder.builds_root
+    found = [*root.glob(f"*/{snapshots.SNAPSHOT_PREFIX}*"), *root.glob(f"*{snapshots.KEPT_SUFFIX}")]
+    return sorted(found)
 
 
 @pytest.mark.parametrize("view", ["auto", "copy"])
@@ -412,17 +418,19 @@ def test_a_change_to_the_work_tree_between_jobs_is_seen(builder: Builder, make_j
 
     for _ in range(3):  # each job asks git again
         assert builder.run(with_expected("uncommitted")).status == "success"
-    before = shared_checkouts(builder)
+    before = shared_checkouts(builder)  # (waits until the jobs let go of the checkout)
     (builder.project / "src" / "main.txt").write_text("edited again\n")  # same status line
     assert builder.run(with_expected("edited again")).status == "success", builder.recorder.log()
     git(builder.project, "add", "src/main.txt")
     git(builder.project, "commit", "-q", "-m", "second")
     assert builder.run(with_expected("edited again")).status == "success"
     assert builder.run(with_expected("edited again")).status == "success"
+    background.finish_removals()  # no job reads the checkout now: it is updated in place
     (builder.project / "src" / "main.txt").unlink()
     assert builder.run(make_job("gone", ("test ! -e src/main.txt",))).status == "success"
     after = shared_checkouts(builder)
-    assert len(before) == len(after) == 1 and before != after  # the replaced one is gone
+    # one checkout kept and brought up to date; one made while a job still read it is gone
+    assert len(before) == len(after) == 1 and before[0].name.endswith(snapshots.KEPT_SUFFIX)
 
 
 def test_a_change_written_through_a_hard_link_outside_the_tree_is_seen(
@@ -458,6 +466,41 @@ def test_pycis_own_state_dir_is_no_change_even_where_the_repository_tracks_it(
     (state / "kept.txt").write_text("written by pyci between jobs\n")
     assert builder.run(make_job("second", ("true",))).status == "success"
     assert "Reusing this run's checkout" in builder.recorder.log("second")
+
+
+def test_the_next_run_updates_the_kept_checkout_to_what_the_tree_is_then(
+    builder: Builder, make_job
+):
+    """Run 1 had an uncommitted change and a new staged file; before run 2 the user commits
+    another file and drops both: run 2 updates the kept checkout (no clone) and sees exactly
+    the tree as it is then."""
+    (builder.project / "staged.txt").write_text("staged\n")
+    git(builder.project, "add", "staged.txt")
+    checks = (
+        'test "$(cat src/main.txt)" = "$MAIN"',
+        'if [ -e staged.txt ]; then seen=true; else seen=false; fi; test "$seen" = "$STAGED"',
+    )
+    first = make_job(
+        "first", checks, variables=(Variable("MAIN", "uncommitted"), Variable("STAGED", "true"))
+    )
+    assert builder.run(first).status == "success", builder.recorder.log("first")
+    assert "Cloning repository" in builder.recorder.log("first")
+    snapshots.release_all()  # the end of run 1
+
+    git(builder.project, "rm", "-q", "--cached", "staged.txt")
+    (builder.project / "staged.txt").unlink()
+    git(builder.project, "checkout", "-q", "--", "src/main.txt")
+    (builder.project / "README").write_text("second commit\n")
+    git(builder.project, "commit", "-q", "-am", "second")
+    second = make_job(
+        "second",
+        (*checks, 'test "$(cat README)" = "second commit"'),
+        variables=(Variable("MAIN", "committed"), Variable("STAGED", "false")),
+    )
+    assert builder.run(second).status == "success", builder.recorder.log("second")
+    log = builder.recorder.log("second")
+    assert "Updating the kept checkout" in log and "Cloning repository" not in log
+    assert len(shared_checkouts(builder)) == 1
 
 
 def test_upstream_jobs_without_artifacts_are_not_mentioned(builder: Builder, make_job):
