@@ -1,6 +1,6 @@
 """Does a run's cost follow what changed, not the size of the repository?
 
-    python bench/bench_bigrepo.py [--runs N] [--files N] [--executor shell|container]
+    python bench/bench_bigrepo.py [--runs N] [--files N] [--executor shell|container] [--tree TREE]
 
 Two repositories with the same 3-job pipeline (three stages of `script: "true"`): one of
 20,000 tracked files, one of 100. Each gets one `pyci run --plain` first (it clones the kept
@@ -9,7 +9,9 @@ the wall time, and the time from the summary's last line ("Pipeline passed ...")
 pyci (what clean-up holds the exit). Targets: the big repository's run within 1.3x of the
 small one's, and the exit within 1 s of the summary.
 
-Build directories go to a temporary PYCI_BUILDS_DIR, removed at the end. Prints medians and
+`--tree TREE` runs pyci from another source tree (an older commit exported with `git archive`)
+instead of this checkout, for a before/after. Build directories go to a temporary
+PYCI_BUILDS_DIR, removed at the end. Prints medians and
 the load average; exits 0 whatever the figures.
 """
 
@@ -37,6 +39,15 @@ deploy:
   stage: deploy
   script: ["true"]
 """
+# Runs `runner.cli.run` from the tree named first (the editable install's hook taken out).
+TREE_WRAPPER = """\
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path.insert(0, sys.argv.pop(1))
+from runner.cli import run
+sys.argv[0] = "pyci"
+run()
+"""
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
     "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
@@ -58,12 +69,11 @@ def make_repo(path: Path, files: int) -> Path:
     return path
 
 
-def timed_run(project: Path, executor: str, env: dict[str, str]) -> tuple[float, float]:
+def timed_run(project: Path, pyci: list[str], executor: str, env: dict[str, str]):
     """Wall seconds of one `pyci run`, and seconds from its summary's last line to its exit."""
-    pyci = str(Path(sys.executable).with_name("pyci"))
     start = time.perf_counter()
     process = subprocess.Popen(
-        [pyci, "run", "--plain", "--executor", executor],
+        [*pyci, "run", "--plain", "--executor", executor],
         cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert process.stdout is not None
@@ -84,21 +94,28 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7, help="timed runs of each (default 7)")
     parser.add_argument("--files", type=int, default=20_000, help="files of the big repository")
     parser.add_argument("--executor", default="shell", choices=["shell", "container"])
+    parser.add_argument("--tree", metavar="TREE", help="run pyci from this source tree")
     args = parser.parse_args()
+    pyci = [str(Path(sys.executable).with_name("pyci"))]
+    extra_env = {}
+    if args.tree:
+        tree = str(Path(args.tree).resolve())
+        pyci = [sys.executable, "-c", TREE_WRAPPER, tree]
+        extra_env = {"PYTHONPATH": tree}  # the helpers pyci spawns find their tree there
 
     with tempfile.TemporaryDirectory(prefix="pyci-bench-bigrepo-") as tmp:
-        env = {**os.environ, "PYCI_BUILDS_DIR": str(Path(tmp) / "builds")}
+        env = {**os.environ, "PYCI_BUILDS_DIR": str(Path(tmp) / "builds"), **extra_env}
         repos = {
             f"{args.files} files": make_repo(Path(tmp) / "big", args.files),
             "100 files": make_repo(Path(tmp) / "small", 100),
         }
         load_before = os.getloadavg()
-        first = {name: timed_run(path, args.executor, env)[0] for name, path in repos.items()}
+        first = {name: timed_run(path, pyci, args.executor, env)[0] for name, path in repos.items()}
         walls: dict[str, list[float]] = {name: [] for name in repos}
         exits: dict[str, list[float]] = {name: [] for name in repos}
         for _ in range(args.runs):
             for name, path in repos.items():
-                wall, after_summary = timed_run(path, args.executor, env)
+                wall, after_summary = timed_run(path, pyci, args.executor, env)
                 walls[name].append(wall)
                 exits[name].append(after_summary)
         load_after = os.getloadavg()
