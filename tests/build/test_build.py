@@ -12,6 +12,7 @@ import pytest
 from executors.factory import ExecutorOptions
 from runner import background
 from runner.build import snapshot as snapshots
+from runner.build import workspace
 from runner.build.artifacts import ArtifactStore
 from runner.jobspec import AllowFailure, ArtifactsSpec, CacheKey, CacheSpec, Variable
 
@@ -501,6 +502,25 @@ def test_the_next_run_updates_the_kept_checkout_to_what_the_tree_is_then(
     log = builder.recorder.log("second")
     assert "Updating the kept checkout" in log and "Cloning repository" not in log
     assert len(shared_checkouts(builder)) == 1
+
+
+def test_a_kept_checkout_another_run_holds_is_left_alone(builder: Builder, make_job):
+    """Two pyci runs of one project at once: the second builds a checkout of its own, removed
+    at its end, and never touches the one the first run's jobs read."""
+    project_builds = workspace.project_builds_dir(builder.builds_root, builder.project)
+    other_run = snapshots.lock_kept_dir(project_builds)  # held as another run would
+    assert other_run is not None
+    try:
+        assert builder.run(make_job("job", ("cat src/main.txt",))).status == "success"
+        log = builder.recorder.log("job")
+        assert "Cloning repository" in log and "Updating the kept checkout" not in log
+        fresh = [p for p in shared_checkouts(builder) if p.parent == project_builds]
+        assert len(fresh) == 1 and fresh[0].name.startswith(snapshots.SNAPSHOT_PREFIX)
+        assert not (other_run.path / "tree").exists()
+        snapshots.release_all()
+        assert not fresh[0].exists()
+    finally:
+        other_run.unlock()
 
 
 def test_upstream_jobs_without_artifacts_are_not_mentioned(builder: Builder, make_job):
