@@ -1,30 +1,21 @@
-"""How fast a pipeline is loaded and planned, and how fast `pyci list` answers.
+"""How fast a 500-job pipeline is loaded and planned, in-process.
 
     python bench/bench_plan.py [--runs N]
 
-Two figures, each with a reference measured in the same run on the same machine (so a slow or
-busy machine shows in both and the ratio stays meaningful):
+Load + plan of a generated 500-job pipeline (10 included files, YAML anchors, `extends`
+chains, `parallel:matrix`, needs) in-process, against a plain `yaml.safe_load` of the same
+files measured in the same run (so a slow or busy machine shows in both and the ratio stays
+meaningful). Target: under 1 s. Start-up of `pyci list` as a process is measured by
+bench/bench_startup.py.
 
-1. load + plan of a generated 500-job pipeline (10 included files, YAML anchors, `extends`
-   chains, `parallel:matrix`, needs) in-process, against a plain `yaml.safe_load` of the same
-   files. Target: under 1 s.
-2. `pyci list` on a small file as a whole new process, against `python -c pass`.
-   Target: under 150 ms. On a machine shared with other work, wall time says more about the
-   neighbours than about pyci, so the CPU time (user + sys of the process and its children,
-   e.g. the `git` that gitpython starts) is printed too, with what the libraries pyci cannot
-   do without cost on their own, each as a process minus `python -c pass`. Since git and the
-   YAML are read by a forked child on the other core (runner/prefetch.py), the CPU of pyci's
-   own process alone is printed as well: with a free core, that is what the wall time follows.
-
-Prints a table of medians over N runs; exits 0 whatever the figures (it measures, it does not
-judge a machine it cannot see).
+Prints medians over N runs; exits 0 whatever the figures (it measures, it does not judge a
+machine it cannot see).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -116,53 +107,6 @@ def median_seconds(action: Callable[[], object], runs: int, warmup: int = 1) -> 
     return statistics.median(times)
 
 
-def process_medians(argv: list[str], cwd: Path, runs: int) -> tuple[float, float]:
-    """Median wall and CPU seconds (user + sys, children included) of a new process."""
-    subprocess.run(argv, cwd=cwd, check=True, capture_output=True)  # warm-up: page cache, .pyc
-    walls, cpus = [], []
-    for _ in range(runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        subprocess.run(argv, cwd=cwd, check=True, capture_output=True)
-        walls.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-    return statistics.median(walls), statistics.median(cpus)
-
-
-# What a `pyci list` process cannot avoid importing, each measured alone.
-LIBRARY_IMPORTS = {
-    "pydantic + 1 model": "import pydantic\nclass A(pydantic.BaseModel):\n    x: int\nA(x=1)",
-    "gitpython": "import git",
-    "pyyaml": "import yaml",
-}
-
-
-# `pyci list` that reports, at exit, the CPU of its own process (without its children).
-OWN_CPU_LIST = """
-import atexit, os, resource, sys
-me = os.getpid()
-def report():
-    if os.getpid() == me:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        os.write(2, f"\\nown-cpu={usage.ru_utime + usage.ru_stime}\\n".encode())
-atexit.register(report)
-from runner.cli import main
-sys.exit(main(["list"]))
-"""
-
-
-def own_cpu_median(cwd: Path, runs: int) -> float:
-    """Median CPU seconds of the `pyci list` process itself, children excluded."""
-    argv = [sys.executable, "-c", OWN_CPU_LIST]
-    subprocess.run(argv, cwd=cwd, check=True, capture_output=True)  # warm-up
-    found = []
-    for _ in range(runs):
-        done = subprocess.run(argv, cwd=cwd, check=True, capture_output=True, text=True)
-        found.append(float(done.stderr.rsplit("own-cpu=", 1)[1]))
-    return statistics.median(found)
-
-
 def step_medians(opts: object, runs: int) -> list[tuple[str, float]]:
     """Where load + plan spends its time, step by step (same steps as runner.pipeline)."""
     from runner.config.validate import validate_pipeline
@@ -200,9 +144,8 @@ def main() -> int:
     from runner.pipeline import load_pipeline
 
     with tempfile.TemporaryDirectory(prefix="pyci-bench-") as tmp:
-        big, small = Path(tmp) / "big", Path(tmp) / "small"
+        big = Path(tmp) / "big"
         make_project(big, big=True)
-        make_project(small, big=False)
         opts = ProjectOptions(big, big / ".gitlab-ci.yml", {})
         pipeline = load_pipeline(opts)
         files = [big / ".gitlab-ci.yml", *sorted((big / "ci").glob("*.yml"))]
@@ -215,20 +158,8 @@ def main() -> int:
         yaml_only = median_seconds(plain_yaml, runs)
         steps = step_medians(opts, runs)
 
-        cli = [sys.executable, "-m", "runner.cli", "list"]
-        env_path = os.environ.get("PYTHONPATH", "")
-        os.environ["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env_path}" if env_path else str(ROOT)
-        pyci_list, pyci_list_cpu = process_medians(cli, small, runs)
-        pyci_list_own_cpu = own_cpu_median(small, runs)
-        python_pass, python_pass_cpu = process_medians([sys.executable, "-c", "pass"], small, runs)
-        libraries = {
-            name: process_medians([sys.executable, "-c", code], small, runs)[1] - python_pass_cpu
-            for name, code in LIBRARY_IMPORTS.items()
-        }
-
     rows = [
         (f"load + plan, {len(pipeline.jobs)} jobs", load_plan, "yaml.safe_load", yaml_only, 1.0),
-        ("pyci list, small file (process)", pyci_list, "python -c pass", python_pass, 0.150),
     ]
     print(f"{'figure':36} {'median':>9} {'target':>8}  {'reference':16} {'median':>9} {'ratio':>7}")
     for name, value, ref_name, ref, target in rows:
@@ -238,12 +169,6 @@ def main() -> int:
             f"{ref * 1000:7.1f}ms {value / ref:6.1f}x  {verdict}"
         )
     print("of which, for the 500 jobs: " + ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in steps))
-    print(
-        f"pyci list CPU (user+sys): {pyci_list_cpu * 1000:.0f}ms, of which pyci's own process "
-        f"{pyci_list_own_cpu * 1000:.0f}ms (the rest: the prefetch child, git), against "
-        f"{python_pass_cpu * 1000:.0f}ms for python -c pass; imports alone, beyond that: "
-        + ", ".join(f"{name} {cpu * 1000:.0f}ms" for name, cpu in libraries.items())
-    )
     print(f"(medians of {runs} runs after one warm-up; Python {sys.version.split()[0]})")
     return 0
 

@@ -81,18 +81,9 @@ def start_launcher() -> None:
     recover_in_background()
 
 
-def start_network(network: str) -> None:
-    """For the bridge network: spawn the network helper now (pyroute2 is imported there) and
-    have it ensure the bridge while pyci loads the pipeline on its own core."""
-    if network == "bridge":
-        from executors.container.network import start_helper
-
-        start_helper()
-
-
 def stop_launcher() -> None:
     """Stop the fork server if it was started (it kills every container it still keeps), then
-    the network helper, once the veths of the last containers are gone: nothing outlives pyci."""
+    make sure the veths of the last containers are gone: nothing outlives pyci."""
     from executors.container.network import finish
     from executors.container.runtime import close_shared_launcher
 

@@ -13,13 +13,11 @@ and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import importlib
 import os
 import pkgutil
 import sys
-import threading
 from collections.abc import Sequence
 from signal import SIGPIPE
 from typing import NoReturn
@@ -71,12 +69,22 @@ def requested_command(argv: Sequence[str]) -> str | None:
     return module if module in command_modules() else None
 
 
+# Set by git for its hooks: a hook that runs pyci would otherwise have git (in pyci and in the
+# jobs) clone, check out and index the hook's repository, not the project's (runner/gitrepo.py)
+INHERITED_GIT_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for name in INHERITED_GIT_VARIABLES:  # pyci finds the repository from the project dir
+        os.environ.pop(name, None)
     parser = build_parser(requested_command(argv))
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        # flushed here, not at exit, so that a reader gone early is met by the handler below
+        sys.stdout.flush()
+        return code
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -96,24 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> NoReturn:
-    """The `pyci` command: `main()`, then leave without the interpreter's teardown.
-
-    Tearing down a process that imported pydantic, rich and our modules (freeing every module
-    and object one by one) costs ~20-30 ms, all after the answer is out. Nothing of pyci's
-    depends on it: what must finish does so first, as at a normal exit (non-daemon threads
-    joined, atexit handlers: pending removals, the network helper), then the output is
-    flushed. In-process callers (tests) use `main()`, which returns.
-    """
-    code = main()
-    current = threading.current_thread()
-    for thread in threading.enumerate():
-        if thread is not current and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream
-            stream.flush()
-    os._exit(code)
+    """The `pyci` command: `main()`, then a normal exit (threads joined, atexit handlers run)."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from runner.jobspec import JobSpec, Variable
 
 if TYPE_CHECKING:
     from runner.config.remote_includes import RemoteIncludes
-    from runner.prefetch import LoadingChild
 
 
 @dataclass(frozen=True)
@@ -92,25 +91,10 @@ def load_expanded(opts: ProjectOptions, facts: Any = None) -> Expanded:
     return Expanded(expanded.globals, expanded.jobs, expanded.hidden, loaded.files, loaded.fetched)
 
 
-def load_pipeline(opts: ProjectOptions, prefetch: LoadingChild | None = None) -> Pipeline:
-    """Load, expand, validate, evaluate and plan; raises ConfigError with every problem.
-
-    `prefetch` (see runner.prefetch) is a child process already reading git and loading the
-    configuration; what it could not do is done here.
-    """
-    # Every step's modules first (pydantic, the models: ~150 ms of CPU), the child's answer
-    # only then: it has had that long to read git and load the YAML.
-    import runner.config.validate
-    import runner.plan.planner  # noqa: F401
-
-    if opts.git_facts is not None:
-        facts = opts.git_facts
-    else:
-        facts = prefetch.facts(opts.directory) if prefetch is not None else _git_facts(opts)
-    expanded = prefetch.expanded(opts, facts) if prefetch is not None else None
-    if expanded is None:
-        expanded = load_expanded(opts, facts)
-    return plan_expanded(opts, facts, expanded)
+def load_pipeline(opts: ProjectOptions) -> Pipeline:
+    """Load, expand, validate, evaluate and plan; raises ConfigError with every problem."""
+    facts = opts.git_facts if opts.git_facts is not None else _git_facts(opts)
+    return plan_expanded(opts, facts, load_expanded(opts, facts))
 
 
 def plan_expanded(opts: ProjectOptions, facts: Any, expanded: Expanded) -> Pipeline:
@@ -233,8 +217,7 @@ def _include_rule_matcher(opts: ProjectOptions, variables: dict[str, str]) -> An
     changed: list[Any] = []  # the local diff, read once and only if a rule asks for it
 
     def matcher(rules: Any, where: Any) -> bool:
-        # imported here, for files whose includes have rules (~10 ms): the prefetch child
-        # loads the YAML on the critical path of the start-up, most files need no rules there
+        # imported here, for files whose includes have rules (~10 ms): most files have none
         from runner.evaluate.rules import RuleContext, include_rules_match
 
         plain = _plain_rules(rules)

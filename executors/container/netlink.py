@@ -3,8 +3,11 @@
 pyci makes a few kinds of link change: a bridge, an address on it, its state up, and per
 container a veth pair whose inner end is born in the container's network namespace (and, for
 stragglers, the removal of its outer end). pyroute2 is the project's chosen netlink library.
-Importing it costs ~120-200 ms of CPU (see `_import_pyroute2`), so only the network helper
-(netd.py) imports this module, never pyci's own process.
+
+pyroute2 is imported plainly, on first use: the first bridge container of a run pays for it
+(~150-200 ms of CPU, once per process); `pyci list`, shell runs and `--network none`/`host`
+never import it. The fork server and the containers' PID 1 never do either: they run in their
+own `python -S` process (launcher.py), which sets addresses with ioctls (interfaces.py).
 
 One IPRoute socket serves the whole process (opening one costs milliseconds); a lock makes the
 functions safe to call from any thread, and a socket that failed is not reused.
@@ -13,45 +16,11 @@ functions safe to call from any thread, and a socket that failed is not reused.
 from __future__ import annotations
 
 import errno
-import importlib
-import importlib.util
 import os
 import socket
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
-
-
-def _import_pyroute2() -> tuple[Any, Any]:
-    """pyroute2's `IPRoute` and `NetlinkError`, importing only the modules they need.
-
-    The package's `__init__` imports every protocol pyroute2 offers (IPDB, NDB, conntrack,
-    nl80211, ipset, WireGuard, plan9, ...) only to re-export their names: ~80 of the ~200 ms
-    of CPU its import costs, on the core that pyci's own loading shares with this helper.
-    Its modules import what they use by full name, so the package can stand empty (made from
-    its spec, as the import system would, but not executed) while the two modules and the
-    package's logging set-up are imported. Should that ever fail, the package is imported as
-    usual.
-    """
-    spec = importlib.util.find_spec("pyroute2")
-    if spec is not None and spec.submodule_search_locations and "pyroute2" not in sys.modules:
-        sys.modules["pyroute2"] = importlib.util.module_from_spec(spec)
-        try:
-            importlib.import_module("pyroute2.config.log")  # its NullHandler, as __init__ does
-            iproute = importlib.import_module("pyroute2.iproute.linux")
-            exceptions = importlib.import_module("pyroute2.netlink.exceptions")
-            return iproute.IPRoute, exceptions.NetlinkError
-        except Exception:
-            for name in [n for n in sys.modules if n.partition(".")[0] == "pyroute2"]:
-                del sys.modules[name]
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    return IPRoute, NetlinkError
-
-
-IPRoute, NetlinkError = _import_pyroute2()
 
 _T = TypeVar("_T")
 _lock = threading.Lock()
@@ -61,6 +30,8 @@ _socket: Any = None
 def _with_socket(action: Callable[[Any], _T]) -> _T:
     """Run `action(ipr)` on the shared IPRoute socket; pyroute2 errors become OSError."""
     global _socket
+    from pyroute2 import IPRoute, NetlinkError  # on first use: see the module's docstring
+
     with _lock:
         if _socket is None:
             _socket = IPRoute()
@@ -73,6 +44,15 @@ def _with_socket(action: Callable[[Any], _T]) -> _T:
             _socket = None  # a broken socket is not reused
             ipr.close()
             raise
+
+
+def close() -> None:
+    """Close the shared socket (the next request opens a new one)."""
+    global _socket
+    with _lock:
+        if _socket is not None:
+            _socket.close()
+            _socket = None
 
 
 def link_index(name: str) -> int | None:

@@ -2,10 +2,10 @@
 
 `bridge` is Docker's default shape: one `pyci0` bridge on the host with the gateway address, NAT
 for traffic leaving the private range, and per container a veth pair whose inner end is `eth0`
-with an address from the range. The links are made by the network helper (netd.py, a process of
-its own that imports pyroute2, so pyci's process never does); the runtime asks it for the pair
-with its inner end born inside the container's network namespace, and the container's PID 1
-then sets address and route with classic ioctls (interfaces.py). The kernel destroys the pair
+with an address from the range. The host side (hostbridge.py: links through pyroute2, imported
+on first use, and NAT through iptables) makes the pair with its inner end born inside the
+container's network namespace, and the container's PID 1 then sets address and route with
+classic ioctls (interfaces.py). The kernel destroys the pair
 together with the namespace: a link cannot outlive its container, even after `kill -9`;
 `finish()` at the end of a run waits for that and deletes any straggler.
 
@@ -29,8 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from executors.container import names
-from executors.container.netd import Netd
+from executors.container import hostbridge, names, netlink
 from executors.container.spec import NetworkSpec
 
 BRIDGE_NAME = "pyci0"
@@ -47,47 +46,28 @@ class Bridge:
         return str(next(self.subnet.hosts()))
 
 
-_helper = Netd()  # this process's network helper, spawned by start_helper or on first use
-
-
-def start_helper() -> None:
-    """Spawn the network helper now and have it ensure the default bridge meanwhile: pyroute2's
-    import and the NAT checks then run on another core while pyci loads the pipeline. Without
-    this call the helper starts on first use. A failure here is left for that first use to
-    report, as the job's error."""
-    with contextlib.suppress(OSError):
-        _helper.submit("ensure_bridge", keep=False, name=BRIDGE_NAME, subnet=DEFAULT_SUBNET)
-
-
 def ensure_bridge(name: str = BRIDGE_NAME, subnet: str = DEFAULT_SUBNET) -> Bridge:
-    """Create the bridge with its gateway address and NAT if missing (the helper checks once,
-    again only if the bridge went away); answered at once when `start_helper` asked first."""
+    """Create the bridge with its gateway address and NAT if missing (checked once per
+    process, again only if the bridge went away)."""
     bridge = Bridge(name, ipaddress.IPv4Network(subnet))
-    _helper.call("ensure_bridge", name=name, subnet=subnet)
+    hostbridge.ensure_bridge(name, subnet)
     return bridge
 
 
 def attach_veth(net: NetworkSpec, container_pid: int) -> None:
-    """On the host (through the network helper): a veth pair whose inner end is created
-    directly as `eth0` in the network namespace of `container_pid`, outer end up on the
-    bridge. The kernel removes the pair with that namespace; `finish()` makes sure of it."""
+    """On the host: a veth pair whose inner end is created directly as `eth0` in the
+    network namespace of `container_pid`, outer end up on the bridge. The kernel removes the
+    pair with that namespace; `finish()` makes sure of it."""
     assert net.bridge and net.host_link
     _links.created(net.host_link)
-    _helper.call(
-        "add_veth",
-        host=net.host_link,
-        bridge=net.bridge,
-        mtu=net.mtu,
-        peer="eth0",
-        pid=container_pid,
-    )
+    hostbridge.add_veth(net.host_link, net.bridge, net.mtu, "eth0", container_pid)
 
 
 class _CreatedLinks:
     """The host-side veths this process made. The kernel deletes each with its container's
     network namespace, a little after the container ends (asynchronously, ~10-40 ms); deleting
     them ourselves instead cost ~7 ms per container in contention with the next container's
-    veth (one helper, one rtnl lock). So at the end of a run `finish` only waits for them to
+    veth (one netlink socket, one rtnl lock). So at the end of a run `finish` only waits for them to
     go, and deletes the few still there after a deadline (a namespace kept alive elsewhere)."""
 
     def __init__(self) -> None:
@@ -104,7 +84,7 @@ class _CreatedLinks:
 
     def finish(self, timeout: float) -> list[str]:
         """Wait up to `timeout` s until every link made so far is gone; delete what is left
-        through the helper. Returns the names deleted so."""
+        Returns the names deleted so."""
         with self._lock:
             names = set(self._names)
         left = {n for n in names if _exists(n)}
@@ -115,7 +95,7 @@ class _CreatedLinks:
         deleted = []
         for name in sorted(left):
             with contextlib.suppress(OSError):  # raced with the kernel removing it
-                if _helper.call("delete_link", name=name):
+                if hostbridge.delete_link(name):
                     deleted.append(name)
         with self._lock:
             self._names -= names
@@ -132,11 +112,11 @@ LINKS_GONE_TIMEOUT = 1.0
 
 def finish(timeout: float = LINKS_GONE_TIMEOUT) -> list[str]:
     """At the end of a run (after its containers ended): make sure no veth of ours is left,
-    then stop the helper. Returns the links that had to be deleted explicitly."""
+    then close the netlink socket. Returns the links that had to be deleted explicitly."""
     try:
         return _links.finish(timeout)
     finally:
-        _helper.close()
+        netlink.close()
 
 
 atexit.register(finish)

@@ -1,9 +1,11 @@
-"""One clean snapshot of the sources per run, and each job's private view of it.
+"""The sources' snapshot, kept from run to run, and each job's private view of it.
 
 Getting sources used to mean a `git clone --shared` + checkout + copying the uncommitted changes
 for every job: about 100 ms and five git processes per job. Yet every job of a run starts from
-the same sources. So the first job of a run builds a *snapshot* (the same clone + checkout +
-changes, once, in `<project builds>/pyci-snapshot-*/tree`), and every job gets a private view:
+the same sources, and most runs start from nearly the sources of the last one. So a project
+has one *kept checkout*, `<project builds>.sources/tree`, that outlives the run: the first job
+of a run brings it to HEAD (`git reset --hard`, which rewrites only the files that differ, and
+`git clean`) and applies the uncommitted changes; and every job gets a private view of it:
 
 - as root, an overlayfs mount at the job's project dir: the snapshot is the read-only lower
   layer, the job's writes go to `pyci-upper/` in its own job dir (a mount costs well under a
@@ -15,20 +17,24 @@ changes, once, in `<project builds>/pyci-snapshot-*/tree`), and every job gets a
 A snapshot is keyed by HEAD and the uncommitted changes of tracked files (their status and
 their files' size, mtime and inode), read with one `git status` per job: a job always sees the
 tree as it is when the job starts, and jobs of one run share a snapshot when nothing changed.
-A snapshot another key replaced is removed as soon as no job uses it; the rest are removed at
-pyci's exit (`release_all`). Each snapshot holds an `flock` on its directory like a job dir
-does, so a run that crashed leaves an unlocked one that the next build sweeps (workspace.py).
+When the key changes while no job reads the kept checkout, it is updated in place; while jobs
+still read it (or another pyci run holds its `flock`), a fresh snapshot is built in
+`<project builds>/pyci-snapshot-*/tree` and removed once no job uses it, or at the end of the
+run (`release_all`), which only unlocks the kept one: the end of a run removes nothing big.
+A fresh snapshot holds an `flock` on its directory like a job dir does, so a run that crashed
+leaves an unlocked one that the next build sweeps (workspace.py); a kept checkout a crash left
+half-updated is reset by the next run, or cloned again if git cannot use it.
 """
 
 from __future__ import annotations
 
 import atexit
 import errno
+import fcntl
 import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,15 +42,44 @@ from runner import background
 from runner.build import workspace
 
 SNAPSHOT_PREFIX = "pyci-snapshot-"
+KEPT_SUFFIX = ".sources"  # <project builds>.sources/tree: the checkout kept between runs
+
+
+@dataclass
+class KeptDir:
+    """The project's checkout kept between runs (beside its builds dir, out of reach of the
+    sweep of stale job dirs); one run at a time holds its flock, and it is never removed."""
+
+    path: Path
+    _lock_fd: int
+
+    def unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
+def lock_kept_dir(project_builds: Path) -> KeptDir | None:
+    """The kept checkout's dir, locked; None when another run (or this one) holds it."""
+    path = project_builds.with_name(project_builds.name + KEPT_SUFFIX)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return KeptDir(path, fd)
 
 
 @dataclass
 class Snapshot:
-    """A checked-out clone with the uncommitted changes applied; never written after it is
-    built (overlays of running jobs read it)."""
+    """A checked-out clone with the uncommitted changes applied; never written while a job
+    uses it (overlays of running jobs read it)."""
 
     key: tuple[object, ...]
-    holder: workspace.LockedDir
+    project_builds: Path
+    holder: workspace.LockedDir | KeptDir
     tree: Path
     head: str
     overlaid: int
@@ -66,25 +101,34 @@ class SnapshotCache:
 
     def acquire(self, project_builds: Path, key: tuple[object, ...], build) -> Snapshot:
         """The snapshot for `key`, built by `build(holder) -> (tree, head, overlaid)` if it is
-        not there yet (one thread builds, others of the same project wait for it)."""
+        not there yet (one thread builds, others of the same project wait for it).
+
+        A snapshot is the project's kept checkout, which `build` brings up to date (its tree
+        may be there from an earlier run), unless jobs still read that one: a work tree
+        changed meanwhile then gets a fresh directory, removed after use."""
         with self._lock:
             current = self._current.get(project_builds)
             if current is not None and current.key == key:
                 current.users += 1
                 return current
-            holder = workspace.lock_new_dir(project_builds, SNAPSHOT_PREFIX)
+            if current is not None and current.users == 0:  # no job reads it: update it
+                self._drop(current)
+                current = None
+            holder: workspace.LockedDir | KeptDir | None = None
+            if current is None:
+                holder = lock_kept_dir(project_builds)
+            if holder is None:
+                holder = workspace.lock_new_dir(project_builds, SNAPSHOT_PREFIX)
             try:
                 tree, head, overlaid = build(holder.path)
             except BaseException:
-                holder.remove()
+                _let_go(holder)
                 raise
-            snapshot = Snapshot(key, holder, tree, head, overlaid, users=1)
+            snapshot = Snapshot(key, project_builds, holder, tree, head, overlaid, users=1)
             self._current[project_builds] = snapshot
             self._all.append(snapshot)
-            if current is not None:
+            if current is not None:  # removed once its last job is done
                 current.superseded = True
-                if current.users == 0:
-                    self._drop(current)
             return snapshot
 
     def release(self, snapshot: Snapshot) -> None:
@@ -94,40 +138,28 @@ class SnapshotCache:
                 self._drop(snapshot)
 
     def release_all(self) -> None:
-        """Remove every snapshot (at the end of the run: no job uses them any more), after
-        the jobs' own directories still being removed."""
+        """Let go of every snapshot (at the end of the run: no job uses them any more), after
+        the jobs' own directories still being removed: the kept checkout is unlocked, the
+        others removed."""
         background.finish_removals()
-        # the hooks (closing inotify watches waits ~10-15 ms for the kernel) run while the
-        # snapshots are removed
-        hooks = threading.Thread(target=_run_end_of_run_hooks, name="pyci-end-of-run")
-        hooks.start()
-        try:
-            with self._lock:
-                for snapshot in list(self._all):
-                    self._drop(snapshot)
-                self._current.clear()
-        finally:
-            hooks.join()
+        with self._lock:
+            for snapshot in list(self._all):
+                self._drop(snapshot)
+            self._current.clear()
 
     def _drop(self, snapshot: Snapshot) -> None:
         if snapshot in self._all:
             self._all.remove(snapshot)
-        if self._current.get(snapshot.holder.path.parent) is snapshot:
-            del self._current[snapshot.holder.path.parent]
-        snapshot.holder.remove()
+        if self._current.get(snapshot.project_builds) is snapshot:
+            del self._current[snapshot.project_builds]
+        _let_go(snapshot.holder)
 
 
-_end_of_run_hooks: list[Callable[[], None]] = []
-
-
-def _run_end_of_run_hooks() -> None:
-    for hook in _end_of_run_hooks:
-        hook()
-
-
-def at_end_of_run(hook: Callable[[], None]) -> None:
-    """Call `hook` from release_all (sources.py stops watching work trees there)."""
-    _end_of_run_hooks.append(hook)
+def _let_go(holder: workspace.LockedDir | KeptDir) -> None:
+    if isinstance(holder, KeptDir):
+        holder.unlock()  # kept for the next run
+    else:
+        holder.remove()
 
 
 _cache = SnapshotCache()

@@ -8,8 +8,9 @@ removed, new ones marked intent-to-add so they count as tracked). Untracked file
 as on GitLab. The copy is a real repository, so `git` inside the job works.
 
 In a build (`workspace` given) that clone is made once per run and shared: see snapshot.py.
-One `git status` per job tells whether the shared one still matches the work tree; the job
-then gets a copy-on-write overlay (root) or a copy of it.
+One `git status` per job tells whether the shared one still matches the work tree (git alone
+decides: it is right on every file system, a file watcher is not); the job then gets a
+copy-on-write overlay (root) or a copy of it.
 
 A folder that is no git repository is copied whole (except `.pyci/`).
 `GIT_STRATEGY`: `clone` and `fetch` both give this fresh copy (a local clone costs no more than
@@ -21,18 +22,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from runner import gitrepo
 from runner.build import snapshot as snapshots
 from runner.build.joblog import BuildLog
-from runner.build.treewatch import TreeWatch, tracked_dirs
 from runner.build.workspace import Workspace
-
-STATE_DIR_NAME = ".pyci"
+from runner.state_dir import STATE_DIR_NAME
 
 
 class SourcesError(Exception):
@@ -50,48 +49,35 @@ class SourceCopy:
     snapshot: snapshots.Snapshot | None = None
 
 
-def _git_env() -> dict[str, str]:
-    # no optional locks: git must not refresh (write) the index of the user's repository
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
-    for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        env.pop(key, None)
-    return env
-
-
-def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    result = subprocess.run(
-        ["git", "-C", str(cwd), *args],
-        capture_output=True,
-        env=_git_env(),
-        stdin=subprocess.DEVNULL,
-    )
+def _git(cwd: Path, command: str, *args: str) -> bytes:
+    """The output of `git <command> <args>` run in `cwd` (through gitpython, runner.gitrepo);
+    SourcesError naming the command when it fails."""
+    status, out, err = gitrepo.run(cwd, command, *args)
     # `git checkout` can report unreadable objects on stderr and still exit 0
-    failed = result.returncode != 0 or b"\nerror: " in b"\n" + result.stderr
-    if check and failed:
-        err = result.stderr.decode(errors="replace").strip()
-        raise SourcesError(f"git {' '.join(args)}: {err or f'exit code {result.returncode}'}")
-    return result
+    if status != 0 or "\nerror: " in "\n" + err:
+        shown = " ".join((command, *args))
+        raise SourcesError(f"git {shown}: {err.strip() or f'exit code {status}'}")
+    return out
 
 
 def repository_root(project: Path) -> Path | None:
     """The top of the git work tree `project` is in, or None for a plain folder."""
-    if shutil.which("git") is None:
+    if not have_git():
         return None
-    result = _git(project, "rev-parse", "--show-toplevel", check=False)
-    if result.returncode != 0:
-        return None
-    return Path(result.stdout.decode().strip())
+    return gitrepo.work_tree(project)
 
 
 def _root_and_head(project: Path) -> tuple[Path | None, str | None]:
-    """The work tree's top and HEAD's commit, in one git call where both exist."""
-    if shutil.which("git") is None:
+    """The work tree's top and HEAD's commit (None before the first commit)."""
+    repo = gitrepo.repository(project) if have_git() else None
+    if repo is None or not repo.working_tree_dir:
         return None, None
-    both = _git(project, "rev-parse", "--show-toplevel", "HEAD", check=False)
-    if both.returncode == 0:
-        top, head = both.stdout.decode().split("\n")[:2]
-        return Path(top), head
-    return repository_root(project), None
+    try:
+        return Path(repo.working_tree_dir), repo.head.commit.hexsha
+    except ValueError:  # an unborn branch: no commit yet
+        return Path(repo.working_tree_dir), None
+    finally:
+        repo.close()
 
 
 _roots: dict[Path, Path | None] = {}  # project dir -> top of its work tree (None: no git)
@@ -128,13 +114,24 @@ class _TreeState:
 
 
 _STATUS = (
-    *("status", "--porcelain=v2", "-z", "--branch", "--no-ahead-behind"),
+    *("--porcelain=v2", "-z", "--branch", "--no-ahead-behind"),
     *("--untracked-files=no", "--no-renames"),
 )
 
 
-def _tree_state(root: Path) -> _TreeState:
-    return _parse_status(_git(root, *_STATUS).stdout)
+def _status_args(root: Path, project: Path) -> tuple[str, ...]:
+    """`git status` options and pathspec: pyci's own `.pyci/` beside the pipeline file is left
+    out even where the repository tracks it (pyci writes logs there between jobs: counted, it
+    made every job a new checkout)."""
+    try:
+        state_dir = (Path(project).resolve() / STATE_DIR_NAME).relative_to(root)
+    except ValueError:  # the project dir is outside the work tree: nothing to leave out
+        return _STATUS
+    return (*_STATUS, "--", ".", f":(top,exclude){state_dir.as_posix()}")
+
+
+def _tree_state(root: Path, project: Path) -> _TreeState:
+    return _parse_status(_git(root, "status", *_status_args(root, project)))
 
 
 def _parse_status(out: bytes) -> _TreeState:
@@ -155,93 +152,37 @@ def _parse_status(out: bytes) -> _TreeState:
     return _TreeState(head, tuple(changed), frozenset(added), out)
 
 
-@dataclass
-class _Watched:
-    """A watch on a work tree and the status it vouches for (None: not yet vouched for)."""
-
-    watch: TreeWatch
-    state: _TreeState | None = None
-
-
-_watched: dict[Path, _Watched] = {}
-_MAX_WATCHED = 4  # work trees watched at once by one process
-_watched_lock = threading.Lock()
-
-
 class TreeProbe:
-    """The status of the user's work tree for a job. Started early (when the build begins),
-    so that `git status` runs while the build prepares the executor and the variables;
-    `get_sources` collects it. When the tree is watched and nothing changed since the last
-    status, no git runs at all (see treewatch.py). `discard()` reaps an unused git; safe to
-    call twice."""
+    """The status of the user's work tree for a job: one `git status`, started early (when
+    the build begins) so that it runs while the build prepares the executor and the
+    variables; `get_sources` collects it. `discard()` reaps an unused git; safe to call
+    twice."""
 
     def __init__(self, project: Path) -> None:
         self.root = _cached_root(project) if have_git() else None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._known: _TreeState | None = None
-        self._watched: _Watched | None = None  # the watch already running when git started
-        if self.root is None:
-            return
-        with _watched_lock:
-            watched = _watched.get(self.root)
-            if watched is not None and watched.watch.changed():
-                watched.watch.close()
-                del _watched[self.root]
-                watched = None
-            if watched is not None and watched.state is not None:
-                self._known = watched.state
-                return
-            self._watched = watched
-        self._proc = subprocess.Popen(
-            ["git", "-C", str(self.root), *_STATUS],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=_git_env(),
-        )
+        # gitpython's handle of the running git (dropping it ends the process): kept until read
+        self._running: Any = None
+        self._state: _TreeState | None = None
+        if self.root is not None:
+            status_args = _status_args(self.root, project)
+            self._running = gitrepo.command(self.root).status(*status_args, as_process=True)
 
     def result(self) -> _TreeState:
-        if self._known is not None:
-            return self._known
-        assert self._proc is not None and self.root is not None
-        out, err = self._proc.communicate()
-        code, self._proc = self._proc.returncode, None
+        if self._state is not None:
+            return self._state
+        assert self._running is not None and self.root is not None
+        out, err = self._running.proc.communicate()
+        code, self._running = self._running.proc.returncode, None
         if code != 0:
             message = err.decode(errors="replace").strip() or f"exit code {code}"
-            raise SourcesError(f"git {' '.join(_STATUS)}: {message}")
-        state = _parse_status(out)
-        with _watched_lock:
-            # the watch ran all along this status: no event means the status is still true
-            if self._watched is not None and not self._watched.watch.changed():
-                self._watched.state = state
-        return state
+            raise SourcesError(f"git status {' '.join(_STATUS)}: {message}")
+        self._state = _parse_status(out)
+        return self._state
 
     def discard(self) -> None:
-        if self._proc is not None:
-            self._proc.communicate()  # a status of a local tree: it ends on its own, soon
-            self._proc = None
-
-
-def _stop_watching() -> None:
-    with _watched_lock:
-        for watched in _watched.values():
-            watched.watch.close()
-        _watched.clear()
-
-
-snapshots.at_end_of_run(_stop_watching)
-
-
-def _watch_from_now_on(root: Path, tree: Path) -> None:
-    """Start watching `root` (its tracked directories: those of the checkout `tree`)."""
-    with _watched_lock:
-        if root in _watched:
-            return
-        while len(_watched) >= _MAX_WATCHED:  # inotify instances are few (128 per user)
-            _watched.pop(next(iter(_watched))).watch.close()
-        watch = TreeWatch.start(root, tracked_dirs(tree))
-        if watch is not None:
-            _watched[root] = _Watched(watch)
+        if self._running is not None:
+            self._running.proc.communicate()  # a status of a local tree: it ends soon
+            self._running = None
 
 
 _which_cache: dict[tuple[str, str], str | None] = {}
@@ -301,8 +242,8 @@ def get_sources(
         log.notice("Skipping Git checkout")
         return SourceCopy("git", head=head)
     log.notice(f"Checking out {head[:8]} as detached HEAD...")
-    _git(dest, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", head)
-    overlaid = _overlay_changes(root, dest, _tree_state(root))
+    _git(dest, "checkout", "--quiet", "--detach", head)
+    overlaid = _overlay_changes(root, dest, _tree_state(root, project))
     if overlaid:
         log.notice(f"Copying {overlaid} uncommitted change(s) of tracked files...")
     _note_submodules(submodules, log)
@@ -323,10 +264,11 @@ def shared_checkout(
 
     def build(holder: Path) -> tuple[Path, str, int]:
         tree = holder / "tree"
-        log.notice(f"Cloning repository from {root}...")
-        _git(holder, "clone", "--quiet", "--shared", "--no-checkout", str(root), str(tree))
-        log.notice(f"Checking out {head[:8]} as detached HEAD...")
-        _git(tree, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", head)
+        if not _brought_up_to(tree, head, log):
+            log.notice(f"Cloning repository from {root}...")
+            _git(holder, "clone", "--quiet", "--shared", "--no-checkout", str(root), str(tree))
+            log.notice(f"Checking out {head[:8]} as detached HEAD...")
+            _git(tree, "checkout", "--quiet", "--detach", head)
         overlaid = _overlay_changes(root, tree, state)
         if overlaid:
             log.notice(f"Copying {overlaid} uncommitted change(s) of tracked files...")
@@ -336,8 +278,24 @@ def shared_checkout(
     shared = snapshots.acquire(
         project_builds, state.key(root), lambda holder: built.append(1) or build(holder)
     )
-    _watch_from_now_on(root, shared.tree)
     return shared, bool(built)
+
+
+def _brought_up_to(tree: Path, head: str, log: Notices) -> bool:
+    """Bring a checkout kept from an earlier run to `head`, without the changes it had: git
+    rewrites only the files that differ, so the cost follows what changed. False when there
+    is no usable checkout (then it is cloned again)."""
+    if not (tree / ".git").is_dir():
+        shutil.rmtree(tree, ignore_errors=True)
+        return False
+    log.notice(f"Updating the kept checkout to {head[:8]} (detached HEAD)...")
+    try:
+        _git(tree, "reset", "--quiet", "--hard", head)  # objects: shared with the repository
+        _git(tree, "clean", "--quiet", "-ffdx")  # what the last run's changes added
+    except SourcesError:
+        shutil.rmtree(tree, ignore_errors=True)
+        return False
+    return True
 
 
 def _shared_copy(root: Path, state: _TreeState, ws: Workspace, log: BuildLog) -> SourceCopy:
@@ -386,7 +344,7 @@ def _overlay_changes(root: Path, dest: Path, state: _TreeState) -> int:
 
 
 def _copy_listed(root: Path, dest: Path, log: BuildLog) -> SourceCopy:
-    files = _split_z(_git(root, "ls-files", "-z", "--cached").stdout)
+    files = _split_z(_git(root, "ls-files", "-z", "--cached"))
     dest.mkdir(parents=True, exist_ok=True)
     copied = []
     for rel in files:
@@ -420,7 +378,7 @@ def untracked_files(project_dir: Path, copy: SourceCopy) -> list[str]:
     `git ls-files --others` (ignored files included, as gitlab-runner does), or, without
     git, every file that was not there when the job began."""
     if copy.kind == "git" and (project_dir / ".git").exists():
-        return sorted(_split_z(_git(project_dir, "ls-files", "--others", "-z").stdout))
+        return sorted(_split_z(_git(project_dir, "ls-files", "--others", "-z")))
     baseline = copy.baseline or frozenset()
     found = []
     for dirpath, _dirnames, filenames in os.walk(project_dir):

@@ -32,12 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from runner.pipeline import NoPipeline, load_pipeline, report_ignored
-    from runner.prefetch import load_in_background
 
     opts = project_options(args)
     try:
-        with load_in_background(opts) as prefetch:
-            pipeline = load_pipeline(opts, prefetch)
+        pipeline = load_pipeline(opts)
     except NoPipeline as exc:
         print(f"no pipeline: {exc}", file=sys.stderr)
         rows = [excluded_entry(job) for job in exc.excluded] if args.all else []

@@ -248,9 +248,9 @@ def download_artifacts(
 ) -> None:
     """The artifacts of the jobs `job` depended on, from the original pipeline."""
     from runner.build.artifacts import ArtifactStore, pipeline_file_key
-    from runner.commands.run import STATE_DIR_NAME
     from runner.reproduce import download_dependencies
     from runner.schedule.graph import JobGraph
+    from runner.state_dir import STATE_DIR_NAME
 
     key = pipeline_file_key(opts.directory, opts.file)
     store = ArtifactStore(opts.directory / STATE_DIR_NAME, key)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import signal
 import sys
@@ -31,8 +30,8 @@ from runner.executor_options import (
 from runner.schedule.interrupts import cancel_on_signals
 from runner.state_dir import project_state_dir
 
-# The scheduler, the reporters and the job shape (~30-45 ms of imports) are imported where they
-# are used, after `run_command` has forked the prefetch child: it then starts that much sooner.
+# The scheduler, the reporters and the job shape are imported where they are used: a usage
+# error is then reported before paying for them.
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -41,15 +40,11 @@ if TYPE_CHECKING:
     from runner.events import JobOutcome, Reporter
     from runner.jobspec import JobSpec
     from runner.pipeline import Pipeline
-    from runner.prefetch import LoadingChild
     from runner.report.live import LiveReporter
     from runner.schedule.scheduler import JobRunner
     from runner.schedule.selection import Selection
 
 OUTPUT_CLOSED_EXIT = 128 + signal.SIGPIPE  # 141, what a shell reports for `pyci run | head`
-# What the summary draws with. Plain output needs none of it before the end, so it is imported
-# while the jobs run (the main thread then only waits), not before the first job starts.
-SUMMARY_MODULES = ("rich.console", "rich.table", "rich.text")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -104,20 +99,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace, opts: ProjectOptions | None = None) -> int:
     """`opts`: the project options made by the caller (`pyci reproduce`), else from `args`."""
-    from runner.prefetch import load_in_background
-
     check_arguments(args)
-    if opts is None:
-        opts = options_or_none(args)
     try:
-        # forked first, while pyci has one thread; its answer is read once the modules loaded;
-        # then the helper processes; then the jobs' checkout, on a thread, also while loading
+        # the fork server first, while pyci has one thread; then the jobs' checkout, on a
+        # thread while the pipeline loads
         with (
-            load_in_background(opts) as prefetch,
-            executor_process(chosen_executor(args), args.network),
+            executor_process(chosen_executor(args)),
             checkout_while_loading(Path(args.directory).resolve()),
         ):
-            return run_pipeline(args, prefetch, opts)
+            return run_pipeline(args, opts)
     finally:
         # What the run shared between its jobs (the sources' snapshot and its mounts, pending
         # removals) ends with the run, not only at exit: pyci may run in-process.
@@ -127,25 +117,21 @@ def run_command(args: argparse.Namespace, opts: ProjectOptions | None = None) ->
 
 
 def checkout_while_loading(directory: Path) -> contextlib.AbstractContextManager[None]:
-    """runner.build.early_checkout's, imported once the prefetch child is forked (the build
-    modules take ~10-25 ms to import, which would delay the child's start)."""
+    """runner.build.early_checkout's (the build modules are imported only by a run that
+    gets this far)."""
     from runner.build.early_checkout import checkout_while_loading
 
     return checkout_while_loading(directory)
 
 
-def run_pipeline(
-    args: argparse.Namespace,
-    prefetch: LoadingChild | None = None,
-    opts: ProjectOptions | None = None,
-) -> int:
+def run_pipeline(args: argparse.Namespace, opts: ProjectOptions | None = None) -> int:
     from runner.child_pipeline import ChildPipelines
     from runner.schedule.scheduler import Scheduler
     from runner.schedule.selection import select_jobs
 
     if opts is None:
         opts = run_options(args)  # one set of options (and settings variables) for the run
-    pipeline = load(args, prefetch, opts)
+    pipeline = load(args, opts)
     if pipeline is None:
         return 0
     selection = select_jobs(
@@ -184,33 +170,19 @@ def run_pipeline(
         pipeline=pipeline.jobs if selection.partial else None,
         cancel=cancel,
     )
-    # On a pipe or a file the summary is drawn without rich (rich draws it only when it has to
-    # wrap). On a terminal, rich (~40 ms) is imported on a thread while the jobs run.
-    plain_summary_possible = output.view is None and plain_console_output()
     with cancel_on_signals(cancel, abort) as interrupts, output.running():
-        if output.view is None and not plain_summary_possible:
-            preload_in_background(SUMMARY_MODULES)
         result = scheduler.run()
     if output.closed.is_set():
         return OUTPUT_CLOSED_EXIT  # quietly: nobody reads a summary
     exit_code = interrupts.exit_code or result.exit_code
-    from runner.report.summary import plain_summary, print_summary
+    from runner.report.failures import failure_tails, print_tails
+    from runner.report.summary import print_summary
 
     outcomes = output.rows.with_outcomes(result.as_finished()).outcomes
     rows = [(name, stage, outcomes[name]) for name, stage in output.rows.jobs if name in outcomes]
     waiting = [job.name for job in selection.jobs if result.outcomes[job.name].status == "manual"]
-    from runner.report.failures import failure_tails, plain_tails, print_tails
-
     tails = failure_tails(rows, output.logs.logs_dir)
-    plain = plain_summary(rows, result.status, result.duration) if plain_summary_possible else None
-    if plain is not None:
-        sys.stdout.write(plain)
-        if waiting:
-            sys.stdout.write(manual_hint(waiting) + "\n")
-        sys.stdout.write(plain_tails(tails))
-        sys.stdout.flush()
-        return exit_code
-    console = output.console or make_console()
+    console = output.console
     print_summary(console, rows, result.status, result.duration)
     if waiting:
         console.print(manual_hint(waiting), style="cyan", markup=False)
@@ -245,13 +217,6 @@ def waiting_for_user(selection: Selection) -> list[str]:
     return [j.name for j in selection.jobs if j.when == "manual" and j.name not in selection.played]
 
 
-def plain_console_output() -> bool:
-    """Whether rich would draw on stdout without colours and PLAIN_WIDTH wide (see
-    make_console): stdout is no terminal, and neither COLUMNS nor a colour is forced."""
-    forced = ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE")
-    return not stdout_is_terminal() and not any(name in os.environ for name in forced)
-
-
 def check_arguments(args: argparse.Namespace) -> None:
     if args.concurrency < 1:
         raise UsageError(f"--concurrency {args.concurrency}: must be at least 1")
@@ -260,35 +225,28 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
-def executor_process(kind: str, network: str | None = None) -> Iterator[None]:
+def executor_process(kind: str) -> Iterator[None]:
     """What the executor needs for the whole run. For containers: the fork server, spawned
-    now while pyci still has one thread (the scheduler's threads must never fork), and for the
-    bridge `network` the network helper, which sets the bridge up while the pipeline loads
-    (None: it starts on first use); both stopped at the end, however the run ends (Ctrl-C
-    included)."""
+    now while pyci still has one thread (the scheduler's threads must never fork), stopped at
+    the end however the run ends (Ctrl-C included). The bridge network is set up by its first
+    job."""
     if kind != "container":
         yield
         return
     from executors.container.probe import container_unavailable_reason
-    from executors.factory import start_launcher, start_network, stop_launcher
+    from executors.factory import start_launcher, stop_launcher
 
     reason = container_unavailable_reason()
     if reason is not None:
         raise UsageError(f"--executor container: containers cannot run here ({reason})")
     try:
         start_launcher()
-        if network is not None:
-            start_network(network)
         yield
     finally:
         stop_launcher()
 
 
-def load(
-    args: argparse.Namespace,
-    prefetch: LoadingChild | None = None,
-    opts: ProjectOptions | None = None,
-) -> Pipeline | None:
+def load(args: argparse.Namespace, opts: ProjectOptions | None = None) -> Pipeline | None:
     """The planned pipeline, masked variables marked; None when GitLab would create none."""
     from runner.pipeline import NoPipeline, load_pipeline, report_ignored
 
@@ -296,13 +254,10 @@ def load(
         opts = run_options(args)
     masked = parse_variables(args.masked_variable)
     try:
-        pipeline = load_pipeline(opts, prefetch)
+        pipeline = load_pipeline(opts)
     except NoPipeline as exc:  # nothing ran, nothing failed
         print(f"no pipeline: {exc}", file=sys.stderr)
         return None
-    finally:
-        if prefetch is not None:
-            prefetch.close()  # reaped now, not at the end of the run
     report_ignored(pipeline, verbose=args.verbose)
     if masked:
         jobs = tuple(mask_variables(job, masked) for job in pipeline.jobs)
@@ -316,40 +271,6 @@ def run_options(args: argparse.Namespace) -> ProjectOptions:
     masked = parse_variables(args.masked_variable)
     check_maskable(masked)
     return replace(opts, variables={**opts.variables, **masked})
-
-
-def options_or_none(args: argparse.Namespace) -> ProjectOptions | None:
-    """`run_options`, or None where they are wrong (`load` reports that, in its turn)."""
-    try:
-        return run_options(args)
-    except UsageError:
-        return None
-
-
-def stdout_is_terminal() -> bool:
-    """What rich's `Console().is_terminal` answers for stdout (TTY_COMPATIBLE, FORCE_COLOR,
-    else isatty), without importing rich: plain output does not need it before the end."""
-    tty_compatible = os.environ.get("TTY_COMPATIBLE", "")
-    if tty_compatible in ("0", "1"):
-        return tty_compatible == "1"
-    force_color = os.environ.get("FORCE_COLOR")
-    if force_color is not None:
-        return force_color != ""
-    try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def preload_in_background(modules: tuple[str, ...]) -> None:
-    """Import `modules` on a daemon thread; a failure is left for the real import to report."""
-
-    def load() -> None:
-        with contextlib.suppress(Exception):
-            for name in modules:
-                importlib.import_module(name)
-
-    threading.Thread(target=load, name="preload", daemon=True).start()
 
 
 def make_console() -> Console:
@@ -384,17 +305,16 @@ class Output:
         self.rows = ChildRows(jobs)  # the summary's rows: child pipelines under their bridge
         reporters: list[Reporter] = [self.logs, self.rows]  # the reports read finished logs
         self.view: LiveReporter | None = None
-        self.console: Console | None = None  # made now for the live view, else at the end
+        self.console = make_console()  # what the live view and the summary draw on
         self.closed = threading.Event()
         self._cancel = cancel
-        terminal = stdout_is_terminal()
+        terminal = self.console.is_terminal
         if args.plain or not terminal:
             plain = PlainReporter(sys.stdout, colors=terminal)
             reporters.append(StopWhenClosed(plain, self._stdout_closed))
         else:
             from runner.report.live import LiveReporter
 
-            self.console = make_console()
             self.view = LiveReporter(self.console, jobs, title=title)
             reporters.append(StopWhenClosed(self.view, self._stdout_closed))
         cwd = Path.cwd()

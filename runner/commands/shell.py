@@ -84,7 +84,7 @@ def shell_command(args: argparse.Namespace) -> int:
     from runner.commands.run import executor_process
 
     kind = chosen_executor(args)
-    with executor_process(kind, args.network), _cleanup_on_termination():
+    with executor_process(kind), _cleanup_on_termination():
         return open_shell(args, kind, tuple(args.command))
 
 

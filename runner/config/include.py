@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -490,17 +489,14 @@ class _Loader:
 def _git_files(project_dir: Path) -> list[str] | None:
     if not (project_dir / ".git").exists():
         return None
-    try:
-        listed = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=project_dir,
-            capture_output=True,
-            check=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.SubprocessError):
+    from runner import gitrepo
+
+    listed = gitrepo.output(
+        project_dir, "ls-files", "-z", "--cached", "--others", "--exclude-standard"
+    )
+    if listed is None:
         return None
-    names = {name for name in listed.stdout.decode("utf-8", "replace").split("\0") if name}
+    names = {name for name in listed.decode("utf-8", "replace").split("\0") if name}
     # --cached also lists files deleted from the work tree; an include needs them on disk
     return [name for name in names if (project_dir / name).is_file()]
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner import gitrepo
+
 __all__ = ["ChangesError", "local_changed_files"]
 
 
@@ -24,11 +26,10 @@ class ChangesError(ValueError):
     """`compare_to` names no commit (GitLab: 'rules:changes:compare_to is not a valid ref')."""
 
 
-def _git(root: Path, *args: str) -> str | None:
-    import subprocess  # ~5 ms of import that `pyci list` needs only when a rule has `changes`
-
-    result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    return result.stdout if result.returncode == 0 else None
+def _git(root: Path, command: str, *args: str) -> str | None:
+    """The output of `git <command> <args>` in `root` (runner.gitrepo); None if it failed."""
+    out = gitrepo.output(root, command, *args)
+    return None if out is None else out.decode("utf-8", "surrogateescape")
 
 
 def _lines(output: str | None) -> set[str]:

@@ -162,16 +162,10 @@ def list_project_files(root: Path) -> list[str]:
     commit would contain, so `exists:` sees a file the user just created). Elsewhere: every file
     under `root` except `.git` and `.pyci`.
     """
-    import subprocess  # ~5 ms of import that `pyci list` needs only for `exists`
+    from runner import gitrepo
 
-    try:
-        listed = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=root,
-            capture_output=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
+    listed = gitrepo.output(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    if listed is None:
         return sorted(_walk(root))
     names = {name for name in listed.decode("utf-8", "surrogateescape").split("\0") if name}
     # deleted-but-tracked files are listed by --cached; GitLab would not see them after commit

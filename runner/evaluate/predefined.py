@@ -132,13 +132,10 @@ def _describe(message: str) -> tuple[str, str]:
 
 def read_git_facts(project_dir: Path) -> GitFacts:
     """Read the facts from the repository containing `project_dir` (gitpython)."""
-    import git  # gitpython is slow to import; only pay for it when git is read
+    from runner import gitrepo  # imports gitpython: only when git is read
 
     project_dir = Path(project_dir).resolve()
-    try:
-        repo = git.Repo(project_dir, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        repo = None
+    repo = gitrepo.repository(project_dir)
     try:
         return _facts(repo, project_dir)
     finally:

@@ -76,17 +76,15 @@ class RuleContext:
 
 
 def _files_at(ctx: RuleContext, ref: str) -> list[str]:
-    import subprocess
+    from runner import gitrepo
 
-    listed = subprocess.run(
-        ["git", "ls-tree", "-r", "-z", "--name-only", f"{ref}^{{tree}}"],
-        cwd=ctx.project_dir,
-        capture_output=True,
+    listed = gitrepo.output(
+        ctx.project_dir, "ls-tree", "-r", "-z", "--name-only", f"{ref}^{{tree}}"
     )
-    if listed.returncode != 0:
+    if listed is None:
         project = ctx.variables.get("CI_PROJECT_PATH", "")
         raise RuleError(f"rules:exists:ref `{ref}` is not a valid ref in project `{project}`")
-    return sorted(p for p in listed.stdout.decode("utf-8", "surrogateescape").split("\0") if p)
+    return sorted(p for p in listed.decode("utf-8", "surrogateescape").split("\0") if p)
 
 
 @dataclass(frozen=True)

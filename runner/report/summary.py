@@ -1,8 +1,7 @@
 """The final table (job, stage, status, duration, exit code, allowed failure) and status line.
 
 rich is imported by the functions that draw, not by this module: the plain reporter only needs
-`format_duration`, and `pyci run --plain` loads rich (~40 ms) while its jobs run (see
-runner/commands/run.py), not before the first one starts.
+`format_duration`, and a plain run imports rich when it draws the summary, after its jobs.
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ def format_duration(seconds: float | None) -> str:
     return f"{minutes}m{rest:02d}s"
 
 
-# rich's options per column; the plain drawing right-justifies the same columns
+# rich's options per column
 _COLUMNS: dict[str, dict[str, Any]] = {
     "job": {"overflow": "fold", "ratio": None},
     "stage": {"no_wrap": True},
@@ -63,7 +62,6 @@ _COLUMNS: dict[str, dict[str, Any]] = {
     "coverage": {"justify": "right"},
     "note": {"overflow": "fold"},
 }
-_RIGHT_JUSTIFIED = {name for name, options in _COLUMNS.items() if options.get("justify")}
 
 
 def summary_table(rows: Sequence[tuple[str, str, JobOutcome]]) -> Table:
@@ -98,7 +96,7 @@ def _note(outcome: JobOutcome) -> str:
 
 
 def _cells(rows: Sequence[tuple[str, str, JobOutcome]]) -> tuple[list[str], list[list[str]]]:
-    """The table's header and rows as plain strings (what both drawings put in each cell)."""
+    """The table's header and rows as plain strings."""
     with_coverage = any(outcome.coverage for _, _, outcome in rows)
     with_notes = any(outcome.message for _, _, outcome in rows)
     header = ["job", "stage", "status", "duration", "exit code", "allowed failure"]
@@ -123,37 +121,6 @@ def _cells(rows: Sequence[tuple[str, str, JobOutcome]]) -> tuple[list[str], list
             cells.append(_note(outcome))
         body.append(cells)
     return header, body
-
-
-PLAIN_WIDTH = 160  # what `pyci run` gives rich's console when stdout is no terminal
-
-
-def plain_summary(
-    rows: Sequence[tuple[str, str, JobOutcome]], status: PipelineStatus, duration: float
-) -> str | None:
-    """What `print_summary` prints on a console without colours that is PLAIN_WIDTH wide (a
-    pipe or a file), made without rich: importing it costs ~40 ms, and doing that on a thread
-    while the jobs run slowed them by as much (the GIL). None when rich would have to wrap a
-    cell to fit, or when a cell holds anything but printable ASCII (whose width on screen is
-    not its length): then `print_summary` draws it."""
-    header, body = _cells(rows)
-    texts = [cell for row in body for cell in row]
-    if not all(text.isascii() and text.isprintable() for text in texts):
-        return None
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    if sum(widths) + 2 * (len(widths) - 1) > PLAIN_WIDTH:
-        return None
-
-    def line(row: list[str]) -> str:
-        cells = (
-            text.rjust(width) if name in _RIGHT_JUSTIFIED else text.ljust(width)
-            for name, text, width in zip(header, row, widths, strict=True)
-        )
-        return "  ".join(cells)
-
-    words, _style = PIPELINE_WORDS[status]
-    table = "\n".join(line(row) for row in [header, *body])
-    return f"\n{table}\n\nPipeline {words} in {format_duration(duration)}\n"
 
 
 def status_line(status: PipelineStatus, duration: float) -> Text:

@@ -12,6 +12,7 @@ import pytest
 from executors.factory import ExecutorOptions
 from runner import background
 from runner.build import snapshot as snapshots
+from runner.build import workspace
 from runner.build.artifacts import ArtifactStore
 from runner.jobspec import AllowFailure, ArtifactsSpec, CacheKey, CacheSpec, Variable
 
@@ -22,8 +23,12 @@ from .conftest import Builder, git, snapshot
 def nothing_left_in_builds(builder: Builder):
     yield
     snapshots.release_all()  # what pyci does at its exit: the run's shared checkouts go
-    leftovers = list(builder.builds_root.rglob("*")) if builder.builds_root.exists() else []
+    root = builder.builds_root
+    # what stays is the project's checkout kept for the next run, and nothing else
+    found = list(root.iterdir()) if root.exists() else []
+    leftovers = [p for p in found if not p.name.endswith(snapshots.KEPT_SUFFIX)]
     assert leftovers == [], f"build directories left behind: {leftovers[:5]}"
+    assert len(found) <= 1
 
 
 def test_sections_run_in_gitlabs_order(builder: Builder, make_job):
@@ -373,7 +378,9 @@ def test_runner_script_timeout_limits_the_script_alone(builder: Builder, make_jo
 
 def shared_checkouts(builder: Builder) -> list[Path]:
     background.finish_removals()
-    return sorted(builder.builds_root.glob(f"*/{snapshots.SNAPSHOT_PREFIX}*"))
+    root = builder.builds_root
+    found = [*root.glob(f"*/{snapshots.SNAPSHOT_PREFIX}*"), *root.glob(f"*{snapshots.KEPT_SUFFIX}")]
+    return sorted(found)
 
 
 @pytest.mark.parametrize("view", ["auto", "copy"])
@@ -410,19 +417,110 @@ def test_a_change_to_the_work_tree_between_jobs_is_seen(builder: Builder, make_j
     def with_expected(text: str):
         return replace(job, variables=(Variable("EXPECTED", text),))
 
-    for _ in range(3):  # the third one relies on the watch of the work tree, not on git
+    for _ in range(3):  # each job asks git again
         assert builder.run(with_expected("uncommitted")).status == "success"
-    before = shared_checkouts(builder)
+    before = shared_checkouts(builder)  # (waits until the jobs let go of the checkout)
     (builder.project / "src" / "main.txt").write_text("edited again\n")  # same status line
     assert builder.run(with_expected("edited again")).status == "success", builder.recorder.log()
     git(builder.project, "add", "src/main.txt")
     git(builder.project, "commit", "-q", "-m", "second")
     assert builder.run(with_expected("edited again")).status == "success"
     assert builder.run(with_expected("edited again")).status == "success"
+    background.finish_removals()  # no job reads the checkout now: it is updated in place
     (builder.project / "src" / "main.txt").unlink()
     assert builder.run(make_job("gone", ("test ! -e src/main.txt",))).status == "success"
     after = shared_checkouts(builder)
-    assert len(before) == len(after) == 1 and before != after  # the replaced one is gone
+    # one checkout kept and brought up to date; one made while a job still read it is gone
+    assert len(before) == len(after) == 1 and before[0].name.endswith(snapshots.KEPT_SUFFIX)
+
+
+def test_a_change_written_through_a_hard_link_outside_the_tree_is_seen(
+    builder: Builder, make_job, tmp_path: Path
+):
+    """A file watcher on the tree's directories never hears of it (inotify reports a write
+    to the directory of the name written through); `git status` does, on every job."""
+    job = make_job("job", ('test "$(cat README)" = "$EXPECTED"',))
+
+    def with_expected(text: str):
+        return replace(job, variables=(Variable("EXPECTED", text),))
+
+    outside = tmp_path / "outside.txt"
+    os.link(builder.project / "README", outside)  # a committed file, unchanged so far
+    for _ in range(3):
+        assert builder.run(with_expected("readme")).status == "success"
+    outside.write_text("written through the link\n")
+    result = builder.run(with_expected("written through the link"))
+    assert result.status == "success", builder.recorder.log()
+
+
+def test_pycis_own_state_dir_is_no_change_even_where_the_repository_tracks_it(
+    builder: Builder, make_job
+):
+    """A repository that committed `.pyci/`: what pyci writes there between jobs (logs,
+    artifacts) does not make the next job a new checkout."""
+    state = builder.project / ".pyci"
+    state.mkdir()
+    (state / "kept.txt").write_text("committed\n")
+    git(builder.project, "add", "-f", ".pyci/kept.txt")
+    git(builder.project, "commit", "-q", "-m", "track .pyci")
+    assert builder.run(make_job("first", ("true",))).status == "success"
+    (state / "kept.txt").write_text("written by pyci between jobs\n")
+    assert builder.run(make_job("second", ("true",))).status == "success"
+    assert "Reusing this run's checkout" in builder.recorder.log("second")
+
+
+def test_the_next_run_updates_the_kept_checkout_to_what_the_tree_is_then(
+    builder: Builder, make_job
+):
+    """Run 1 had an uncommitted change and a new staged file; before run 2 the user commits
+    another file and drops both: run 2 updates the kept checkout (no clone) and sees exactly
+    the tree as it is then."""
+    (builder.project / "staged.txt").write_text("staged\n")
+    git(builder.project, "add", "staged.txt")
+    checks = (
+        'test "$(cat src/main.txt)" = "$MAIN"',
+        'if [ -e staged.txt ]; then seen=true; else seen=false; fi; test "$seen" = "$STAGED"',
+    )
+    first = make_job(
+        "first", checks, variables=(Variable("MAIN", "uncommitted"), Variable("STAGED", "true"))
+    )
+    assert builder.run(first).status == "success", builder.recorder.log("first")
+    assert "Cloning repository" in builder.recorder.log("first")
+    snapshots.release_all()  # the end of run 1
+
+    git(builder.project, "rm", "-q", "--cached", "staged.txt")
+    (builder.project / "staged.txt").unlink()
+    git(builder.project, "checkout", "-q", "--", "src/main.txt")
+    (builder.project / "README").write_text("second commit\n")
+    git(builder.project, "commit", "-q", "-am", "second")
+    second = make_job(
+        "second",
+        (*checks, 'test "$(cat README)" = "second commit"'),
+        variables=(Variable("MAIN", "committed"), Variable("STAGED", "false")),
+    )
+    assert builder.run(second).status == "success", builder.recorder.log("second")
+    log = builder.recorder.log("second")
+    assert "Updating the kept checkout" in log and "Cloning repository" not in log
+    assert len(shared_checkouts(builder)) == 1
+
+
+def test_a_kept_checkout_another_run_holds_is_left_alone(builder: Builder, make_job):
+    """Two pyci runs of one project at once: the second builds a checkout of its own, removed
+    at its end, and never touches the one the first run's jobs read."""
+    project_builds = workspace.project_builds_dir(builder.builds_root, builder.project)
+    other_run = snapshots.lock_kept_dir(project_builds)  # held as another run would
+    assert other_run is not None
+    try:
+        assert builder.run(make_job("job", ("cat src/main.txt",))).status == "success"
+        log = builder.recorder.log("job")
+        assert "Cloning repository" in log and "Updating the kept checkout" not in log
+        fresh = [p for p in shared_checkouts(builder) if p.parent == project_builds]
+        assert len(fresh) == 1 and fresh[0].name.startswith(snapshots.SNAPSHOT_PREFIX)
+        assert not (other_run.path / "tree").exists()
+        snapshots.release_all()
+        assert not fresh[0].exists()
+    finally:
+        other_run.unlock()
 
 
 def test_upstream_jobs_without_artifacts_are_not_mentioned(builder: Builder, make_job):

@@ -1,5 +1,6 @@
 """The run's shared checkout built while the pipeline loads: the first job reuses it, a tree
-changed meanwhile gets a new one, and nothing is left once the run ends."""
+changed meanwhile brings it up to date, and only the checkout kept for the next run is left
+once the run ends."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from .conftest import Builder
 
 
 def snapshot_dirs(builder: Builder) -> list[Path]:
-    return list(builder.builds_root.glob(f"*/{snapshots.SNAPSHOT_PREFIX}*"))
+    root = builder.builds_root
+    return [*root.glob(f"*/{snapshots.SNAPSHOT_PREFIX}*"), *root.glob(f"*{snapshots.KEPT_SUFFIX}")]
 
 
 def test_the_first_job_reuses_the_early_checkout(builder: Builder, make_job):
@@ -31,21 +33,21 @@ def test_the_first_job_reuses_the_early_checkout(builder: Builder, make_job):
     finally:
         background.finish_removals()
         snapshots.release_all()
-    assert snapshot_dirs(builder) == []
+    assert [p.name.endswith(snapshots.KEPT_SUFFIX) for p in snapshot_dirs(builder)] == [True]
 
 
-def test_a_tree_changed_after_the_early_checkout_gets_a_new_one(builder: Builder, make_job):
+def test_a_tree_changed_after_the_early_checkout_is_brought_up_to_date(builder: Builder, make_job):
     try:
         assert build_shared_checkout(builder.project, builder.builds_root)
         (builder.project / "src" / "main.txt").write_text("changed again\n")
         outcome = builder.run(make_job("job", ("cat src/main.txt",)))
         assert outcome.status == "success"
         log = builder.recorder.log("job")
-        assert "Cloning repository" in log and "changed again" in log
+        assert "Updating the kept checkout" in log and "changed again" in log
     finally:
         background.finish_removals()
         snapshots.release_all()
-    assert snapshot_dirs(builder) == []
+    assert [p.name.endswith(snapshots.KEPT_SUFFIX) for p in snapshot_dirs(builder)] == [True]
 
 
 def test_nothing_to_build_outside_a_repository(tmp_path: Path):

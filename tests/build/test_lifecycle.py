@@ -44,14 +44,16 @@ def sources_mounts(builder: Builder) -> list[str]:
 
 def no_build_dirs(builder: Builder) -> bool:
     """Once the job's removal is done: only the run's shared checkout may remain, and no
-    mount; after the end of the run (release_all, at pyci's exit) nothing at all."""
+    mount; after the end of the run (release_all, at pyci's exit) only the project's
+    checkout kept for the next run."""
     root = builder.builds_root
     background.finish_removals()
     left = [p for p in root.glob("*/*") if not p.name.startswith(snapshots.SNAPSHOT_PREFIX)]
+    left = [p for p in left if not p.parent.name.endswith(snapshots.KEPT_SUFFIX)]
     if left or sources_mounts(builder):
         return False
     snapshots.release_all()
-    return not root.exists() or not any(root.rglob("*"))
+    return not root.exists() or all(p.name.endswith(snapshots.KEPT_SUFFIX) for p in root.iterdir())
 
 
 @pytest.mark.parametrize("isolate", ISOLATION)

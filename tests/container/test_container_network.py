@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from executors.base import BuildDirs, ExecutorError
+from executors.base import ExecutorError
 from executors.container import network
-from executors.container.executor import ContainerExecutor, ContainerSettings
 from executors.container.names import new_container_id
 from executors.container.network import (
     DEFAULT_SUBNET,
@@ -26,7 +25,6 @@ from executors.container.network import (
 )
 from executors.container.runtime import run_container
 from executors.container.spec import NetworkSpec
-from runner.jobspec import ImageSpec, JobSpec
 from tests.container.conftest import ETH0_OPERSTATE
 
 
@@ -223,34 +221,3 @@ def test_loopback_up_is_idempotent_in_a_fresh_namespace(launcher, make_spec):
     _, out = run_container(launcher, spec, timeout=20)
     assert out == b"ok\n"
     assert network.BRIDGE_NAME == "pyci0"
-
-
-class _Log:
-    def write(self, text: str) -> None:
-        pass
-
-
-def test_a_network_helper_that_cannot_start_fails_the_job_in_one_line(
-    launcher, state_dir, busybox_rootfs, monkeypatch
-):
-    network.finish()  # the next request spawns a fresh helper
-    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
-    settings = ContainerSettings(state_dir=state_dir, network="bridge")
-    executor = ContainerExecutor(settings, launcher)
-    job = JobSpec(name="j", stage="test", stage_index=0, script=("true",),
-                  image=ImageSpec(str(busybox_rootfs)))  # fmt: skip
-    (state_dir / "project").mkdir()
-    (state_dir / "project.tmp").mkdir()
-    dirs = BuildDirs(state_dir / "project", state_dir / "project.tmp")
-    try:
-        with pytest.raises(ExecutorError) as caught:
-            executor.prepare(job, dirs, _Log())
-    finally:
-        executor.cleanup()
-        from runner import background
-
-        background.finish_removals()
-    assert str(caught.value).startswith(
-        "bridge network: cannot start the network helper (/nonexistent/python3): [Errno 2] "
-    )
-    assert "\n" not in str(caught.value)
