@@ -26,15 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.inputs import expand_existing, load_with_inputs
+from runner.config.limits import MAX_INCLUDES, MAX_TOTAL_YAML_SIZE_BYTES, TOTAL_TOO_BIG
 from runner.config.merge import merge_into
 from runner.config.references import resolve_references
 from runner.config.source import YamlList, YamlMap
+from runner.config.textfile import UnreadableFile, read_config_text
 from runner.config.yamlload import ruby_inspect
 from runner.errors import Location, ProblemCollector
 
 IncludeRuleMatcher = Callable[[list[Mapping[str, Any]], Location | None], bool]
 
-MAX_INCLUDES = 150
+__all__ = ["MAX_INCLUDES", "LoadedConfig", "load_config", "load_single_file"]
+
 INCLUDE_KEYS = (
     "local", "file", "remote", "project", "ref", "template", "artifact", "job",
     "component", "rules", "inputs", "integrity", "cache",
@@ -86,10 +89,21 @@ def load_single_file(project_dir: Path, file: Path | str) -> YamlMap:
 
 def _relative(project_dir: Path, file: Path) -> str:
     path = file if file.is_absolute() else project_dir / file
+    # a symlink loop cannot be resolved: its own name is kept, and reading it says why
+    real = _resolved(path) or Path(os.path.abspath(path))
     try:
-        return path.resolve().relative_to(project_dir.resolve()).as_posix()
+        return real.relative_to(project_dir.resolve()).as_posix()
     except ValueError:
-        return os.path.relpath(path.resolve(), project_dir.resolve())
+        return os.path.relpath(real, project_dir.resolve())
+
+
+def _resolved(path: Path) -> Path | None:
+    """`path` with every symlink followed; None for a symlink loop (Python 3.11 raises
+    RuntimeError for one, later versions OSError)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return None
 
 
 class _Loader:
@@ -105,6 +119,7 @@ class _Loader:
         self.problems = ProblemCollector()
         self.files: list[str] = []
         self.count = 0
+        self.total_bytes = 0  # text of every file read, for GitLab's total limit
         self.stopped = False  # the include limit was hit: GitLab stops there
         self._tree: list[str] | None = None
 
@@ -122,14 +137,15 @@ class _Loader:
         return content if content is not None else YamlMap(loc=Location(relative, 1, 1))
 
     def _read(self, relative: str, where: Location | None, prefix: str) -> str | None:
-        path = self.project_dir / relative
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            self.problems.add(f"{prefix}the file is not UTF-8 text", where)
+            text = read_config_text(self.project_dir / relative)
+        except UnreadableFile as exc:
+            self.problems.add(f"{prefix}{exc}", where)
             return None
-        except OSError as exc:
-            self.problems.add(f"{prefix}cannot read the file: {exc.strerror}", where)
+        self.total_bytes += len(text)
+        if self.total_bytes > MAX_TOTAL_YAML_SIZE_BYTES:
+            self.problems.add(TOTAL_TOO_BIG, where)
+            self.stopped = True
             return None
         if relative not in self.files:
             self.files.append(relative)
@@ -306,7 +322,12 @@ class _Loader:
                 entry.where,
             )
             return None
-        path = (self.project_dir / relative).resolve()
+        path = _resolved(self.project_dir / relative)
+        if path is None:
+            self.problems.add(
+                f"`{relative}`: cannot read the file: it is a symbolic link that loops", entry.where
+            )
+            return None
         if not path.is_relative_to(self.project_dir) or not path.is_file():
             self.problems.add(f"Local file `{relative}` does not exist!", entry.where)
             return None
