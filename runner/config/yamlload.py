@@ -20,23 +20,24 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from yaml.composer import Composer
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.parser import Parser
 from yaml.reader import Reader
-from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
+from runner.config.limits import MAX_YAML_DEPTH, MAX_YAML_SIZE_BYTES, TOO_BIG
+from runner.config.rubysize import scalar_size, string_size
 from runner.config.source import YamlList, YamlMap
+from runner.config.yamlcompose import PLAIN_TAG, EventSource, TooBig, compose_documents
 from runner.errors import ConfigError, Location, Problem, ProblemCollector
 
 REFERENCE_TAG = "!reference"
-_PLAIN = "pyci:plain"  # tag given to unquoted scalars; psych decides their type from the text
-_STR = "tag:yaml.org,2002:str"
+_PLAIN = PLAIN_TAG
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ class DisallowedClass(ValueError):
     """An unquoted date or time: GitLab's YAML loader refuses to build Ruby Date/Time objects."""
 
 
+class HugeInteger(ValueError):
+    """An integer longer than Python converts to and from text (sys.get_int_max_str_digits())."""
+
+
 def psych_scalar(text: str) -> Any:
     """The value psych gives an unquoted scalar (see psych's ScalarScanner#tokenize)."""
     if text == "":
@@ -128,18 +133,33 @@ def _base60(text: str, kind: type) -> Any:
     sign = -1 if text.startswith("-") else 1
     total: Any = kind(0)
     for part in text.lstrip("+-").replace("_", "").split(":"):
-        total = total * 60 + kind(part)
-    return sign * total
+        total = total * 60 + (_ruby_integer(part) if kind is int else kind(part))
+    return sign * _checked(total) if kind is int else sign * total
 
 
 def _ruby_integer(digits: str) -> int:
+    """Ruby's Integer of the text. Ruby has no limit on digits; Python refuses to convert
+    decimal text of more than sys.get_int_max_str_digits() digits either way (a guard against
+    quadratic time), so such a number is refused here, in one line, whatever its base."""
     sign = -1 if digits.startswith("-") else 1
     body = digits.lstrip("+-")
     if body.startswith(("0b", "0x")):
-        return sign * int(body, 0)
+        return sign * _checked(int(body, 0))
     if len(body) > 1 and body.startswith("0"):
-        return sign * int(body, 8)
+        return sign * _checked(int(body, 8))
+    limit = sys.get_int_max_str_digits()
+    if limit and len(body.lstrip("0")) > limit:
+        raise HugeInteger(limit)
     return sign * int(body)
+
+
+def _checked(value: int) -> int:
+    """`value`, if Python can print it (the check above, for numbers not written in decimal)."""
+    limit = sys.get_int_max_str_digits()
+    # 10 ** limit has 3.32 * limit bits; below 3.32 * (limit - 1) bits it surely prints
+    if limit and value.bit_length() > (limit - 1) * 3.32:
+        raise HugeInteger(limit)
+    return value
 
 
 _EXPLICIT = {
@@ -150,45 +170,44 @@ _EXPLICIT = {
 }
 
 
-# --- the parser: PyYAML's, with plain scalars left untyped and anchors redefinable ----------
+# --- the parser: libyaml's (psych's own), or PyYAML's Python one without it ----------------
 
 
-class _Resolver(BaseResolver):
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-        if kind is ScalarNode and implicit[0]:
-            return _PLAIN
-        return super().resolve(kind, value, implicit)
-
-
-class _Composer(Composer):
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        # libyaml (and so psych) lets a later `&name` replace an earlier one; PyYAML refuses.
-        if not self.check_event(yaml.AliasEvent):
-            anchor = self.peek_event().anchor
-            if anchor is not None:
-                self.anchors.pop(anchor, None)
-        return super().compose_node(parent, index)
-
-
-class _NodeLoader(Reader, Scanner, Parser, _Composer, _Resolver):
+class _PythonParser(Reader, Scanner, Parser):
     def __init__(self, stream: str):
         Reader.__init__(self, stream)
         Scanner.__init__(self)
         Parser.__init__(self)
-        _Composer.__init__(self)
-        _Resolver.__init__(self)
 
 
-try:  # libyaml's parser, 20 times faster; the same nodes, marks and resolver
-    from yaml._yaml import CParser
-
-    class _CNodeLoader(CParser, _Resolver):  # type: ignore[misc,valid-type]
-        def __init__(self, stream: str):
-            CParser.__init__(self, stream)
-            _Resolver.__init__(self)
-
+try:  # libyaml: 30 times faster, and its error messages are the ones GitLab shows (psych's)
+    from yaml._yaml import CParser as _Parser
 except ImportError:  # PyYAML built without libyaml
-    _CNodeLoader = None  # type: ignore[assignment,misc]
+    _Parser = _PythonParser  # type: ignore[assignment,misc]
+
+
+class _PlainScalars:
+    """psych's value of each unquoted scalar, worked out once: its size is needed while
+    composing, its value when building."""
+
+    def __init__(self) -> None:
+        self._values: dict[int, Any] = {}
+
+    def value(self, node: ScalarNode) -> Any:
+        """The value, or the exception psych_scalar raised for it (returned, not raised)."""
+        key = id(node)
+        if key not in self._values:
+            try:
+                self._values[key] = psych_scalar(node.value)
+            except ValueError as exc:
+                self._values[key] = exc
+        return self._values[key]
+
+    def size(self, node: ScalarNode) -> int:
+        if node.tag != _PLAIN:
+            return string_size(node.value)  # quoted, block or tagged: a String (near enough)
+        value = self.value(node)
+        return string_size(node.value) if isinstance(value, ValueError) else scalar_size(value)
 
 
 # --- building values from nodes --------------------------------------------------------------
@@ -197,29 +216,23 @@ except ImportError:  # PyYAML built without libyaml
 class _Builder:
     """Turns composed nodes into YamlMap / YamlList / scalars, collecting problems."""
 
-    def __init__(self, file: str, line_offset: int = 0):
+    def __init__(self, file: str, plain: _PlainScalars, line_offset: int = 0):
         self.file = file
+        self.plain = plain
         self.line_offset = line_offset
         self.problems = ProblemCollector()
-        self._active: set[int] = set()  # nodes being built: an alias into them is a cycle
 
     def loc(self, node: Node) -> Location:
         mark = node.start_mark
         return Location(self.file, mark.line + 1 + self.line_offset, mark.column + 1)
 
     def build(self, node: Node) -> Any:
-        if id(node) in self._active:
-            self.problems.add("an alias refers to the node that contains it", self.loc(node))
-            return None
-        self._active.add(id(node))
-        try:
-            if isinstance(node, ScalarNode):
-                return self._scalar(node)
-            if isinstance(node, SequenceNode):
-                return self._sequence(node)
-            return self._mapping(node)
-        finally:
-            self._active.discard(id(node))
+        # the composer has checked the depth and refused cycles: recursion is bounded
+        if isinstance(node, ScalarNode):
+            return self._scalar(node)
+        if isinstance(node, SequenceNode):
+            return self._sequence(node)
+        return self._mapping(node)
 
     def _scalar(self, node: ScalarNode) -> Any:
         if node.tag == REFERENCE_TAG:
@@ -228,20 +241,28 @@ class _Builder:
             )
             return None
         if node.tag == _PLAIN:
-            try:
-                return psych_scalar(node.value)
-            except DisallowedClass as exc:
+            value = self.plain.value(node)
+            if isinstance(value, DisallowedClass):
                 self.problems.add(
-                    f"Tried to load unspecified class: {exc} (quote the value to keep it a string)",
+                    f"Tried to load unspecified class: {value} (quote the value to keep it a "
+                    "string)",
                     self.loc(node),
                 )
                 return node.value
+            if isinstance(value, ValueError):
+                self.problems.add(_huge_integer_message(value), self.loc(node))
+                return None
+            return value
         convert = _EXPLICIT.get(node.tag)
         if convert is not None:
             try:
                 return convert(node.value)
+            except HugeInteger as exc:
+                self.problems.add(_huge_integer_message(exc), self.loc(node))
+                return None
             except ValueError:
-                self.problems.add(f"invalid value for {node.tag}: {node.value!r}", self.loc(node))
+                shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+                self.problems.add(f"invalid value for {node.tag}: {shown!r}", self.loc(node))
                 return None
         # quoted, block, `!!str` and unknown local tags (psych ignores those): the text itself
         return node.value
@@ -297,6 +318,13 @@ class _Builder:
             result.key_locs[key] = merged.key_locs[key]
 
 
+def _huge_integer_message(exc: ValueError) -> str:
+    return (
+        f"an integer of more than {exc} digits is more than pyci can read "
+        "(quote it to keep it a string)"
+    )
+
+
 def _is_merge_key(node: Node) -> bool:
     return isinstance(node, ScalarNode) and node.tag == _PLAIN and node.value == "<<"
 
@@ -317,37 +345,34 @@ def _syntax_problem(exc: yaml.YAMLError, file: str, line_offset: int) -> Problem
 def load_yaml_documents(text: str, file: str, *, line_offset: int = 0) -> list[Any]:
     """Every document of `text` (None for an empty one), with positions relative to `file`.
 
-    `line_offset` is added to every line number, for text cut out of a larger file.
+    `line_offset` is added to every line number, for text cut out of a larger file. A document
+    that parses to more than GitLab's `max_yaml_size_bytes`, or nests more than `max_yaml_depth`
+    levels, is refused before any value is built (see yamlcompose.py).
     """
+    plain = _PlainScalars()
     try:
-        nodes = _compose(text, fast=_CNodeLoader is not None)
-    except yaml.YAMLError:
-        # libyaml refuses a redefined anchor, which psych accepts; the pure-Python parser is
-        # also the one whose error messages the tests and docs show
-        try:
-            nodes = _compose(text, fast=False)
-        except yaml.YAMLError as exc:
-            raise ConfigError([_syntax_problem(exc, file, line_offset)])
-    except RecursionError:
-        raise ConfigError.one("The parsed YAML is too big (nested too deeply)", Location(file))
-    builder = _Builder(file, line_offset)
-    try:
-        documents = [builder.build(node) if node is not None else None for node in nodes]
-    except RecursionError:
-        raise ConfigError.one("The parsed YAML is too big (nested too deeply)", Location(file))
+        nodes = _compose(_Parser(text), plain)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_syntax_problem(exc, file, line_offset)])
+    except TooBig as exc:
+        mark = exc.mark
+        where = (
+            Location(file, mark.line + 1 + line_offset, mark.column + 1) if mark else Location(file)
+        )
+        raise ConfigError.one(f"{TOO_BIG} ({exc.why})", where)
+    builder = _Builder(file, plain, line_offset)
+    documents = [builder.build(node) for node in nodes]
     builder.problems.raise_if_any()
     return documents
 
 
-def _compose(text: str, *, fast: bool) -> list[Any]:
-    loader = _CNodeLoader(text) if fast and _CNodeLoader is not None else _NodeLoader(text)
+def _compose(parser: EventSource, plain: _PlainScalars) -> list[Node]:
     try:
-        nodes = []
-        while loader.check_node():
-            nodes.append(loader.get_node())
-        return nodes
+        return compose_documents(
+            parser, plain.size, max_size=MAX_YAML_SIZE_BYTES, max_depth=MAX_YAML_DEPTH
+        )
     finally:
-        loader.dispose()
+        parser.dispose()
 
 
 def load_yaml(text: str, file: str, *, line_offset: int = 0) -> YamlMap:
