@@ -23,6 +23,7 @@ from typing import Any
 from runner.config.source import YamlMap
 from runner.config.yamlload import load_yaml, load_yaml_documents
 from runner.errors import ConfigError, Location, ProblemCollector
+from runner.evaluate.re2syntax import RegexSyntaxError, compile_re2
 
 _DIVIDER = re.compile(r"^---\s+", re.MULTILINE)
 _BLANK = re.compile(r"\A(?:[ \t]*(?:#.*)?(?:\r?\n|\Z))*\Z")
@@ -279,8 +280,9 @@ def _check_value(
             report("RegEx validation can only be used with string inputs")
         elif isinstance(value, str) and isinstance(spec["regex"], str):
             try:
-                matched = re.search(spec["regex"], value) is not None
-            except re.error:
+                # RE2, as GitLab's UntrustedRegexp: a user's pattern never backtracks
+                matched = compile_re2(spec["regex"]).search(value) is not None
+            except RegexSyntaxError:
                 report("invalid regular expression")
                 return
             if not matched:
