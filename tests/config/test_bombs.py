@@ -267,3 +267,32 @@ def test_a_big_but_honest_file_is_still_read(tmp_path: Path) -> None:
     assert_bounded(outcome)
     assert outcome.code == 0, outcome.stderr
     assert "valid (400 jobs)" in outcome.stdout
+
+
+HEADER = "spec:\n  inputs:\n    x:\n      default: " + "y" * 1000 + "\n---\n"
+
+
+def test_an_interpolation_bomb_stops_at_the_file_limit(tmp_path: Path) -> None:
+    # 100,000 copies of one short block, each replaced by 1,000 bytes: 100 MB of text
+    text = HEADER + "job:\n  script: [echo]\n  variables:\n    V: " + "$[[ inputs.x ]]" * 100_000
+    outcome = run_pyci(write(tmp_path, {".gitlab-ci.yml": text + "\n"}), "validate")
+    assert_refused(outcome, "config too large: more than 2,097,152 bytes once interpolated")
+
+
+def test_a_line_of_unclosed_blocks_is_scanned_in_linear_time(tmp_path: Path) -> None:
+    text = HEADER + JOB + "x: " + "$[[ " * 200_000 + "\n"  # 10,000 took 29 s with Python's re
+    outcome = run_pyci(write(tmp_path, {".gitlab-ci.yml": text}), "validate")
+    assert_refused(outcome, "jobs:x config should be a hash")
+
+
+def test_too_many_distinct_blocks_is_gitlabs_error(tmp_path: Path) -> None:
+    blocks = " ".join(f"$[[ inputs.x | truncate({n},1) ]]" for n in range(10_001))
+    text = HEADER + JOB + f"  variables:\n    V: {blocks}\n"
+    outcome = run_pyci(write(tmp_path, {".gitlab-ci.yml": text}), "validate")
+    assert_refused(outcome, "too many interpolation blocks")
+
+
+def test_a_repeated_wrong_block_is_one_line(tmp_path: Path) -> None:
+    text = HEADER + JOB + "  variables:\n    V: " + "$[[ inputs.nope ]]" * 50_000 + "\n"
+    outcome = run_pyci(write(tmp_path, {".gitlab-ci.yml": text}), "validate")
+    assert_refused(outcome, ".gitlab-ci.yml:9:8:", "unknown interpolation key: `nope`")
