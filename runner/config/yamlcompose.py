@@ -74,6 +74,7 @@ class _Open:
 
     node: SequenceNode | MappingNode
     size_before: int  # the document's size when it opened
+    anchored: bool  # it has an `&anchor`: an alias may use it again
     height: int = 1  # 1 + the height of its highest child so far
     key: Node | None = None  # a mapping's key waiting for its value
     pairs: list[tuple[Node, Node]] = field(default_factory=list)
@@ -110,7 +111,7 @@ class _Composer:
         self.max_size = max_size
         self.max_depth = max_depth
         self.size = 0  # the whole file's: GitLab measures the document it loads
-        self.measured: dict[int, _Measured] = {}  # by id() of complete nodes
+        self.measured: dict[int, _Measured] = {}  # anchored nodes once complete, by id()
 
     def documents(self) -> list[Node]:
         source = self.source
@@ -126,8 +127,9 @@ class _Composer:
     def _document(self) -> Node:
         anchors: dict[str, Node] = {}
         stack: list[_Open] = []
+        get_event = self.source.get_event
         while True:
-            event = self.source.get_event()
+            event = get_event()
             kind = type(event)
             if kind is ScalarEvent:
                 tag = event.tag
@@ -136,28 +138,34 @@ class _Composer:
                 node: Node = ScalarNode(
                     tag, event.value, event.start_mark, event.end_mark, style=event.style
                 )
-                self._remember(anchors, event.anchor, node)
                 size = self.scalar_size(node)
-                self.measured[id(node)] = _Measured(size, 0)
+                if event.anchor is not None:
+                    self._remember(anchors, event.anchor, node, _Measured(size, 0))
                 self._grow(size, 0, stack, event.start_mark)
+                height = 0
             elif kind is AliasEvent:
-                node = self._alias(anchors, event, stack)
+                node, height = self._alias(anchors, event, stack)
             elif kind is SequenceStartEvent or kind is MappingStartEvent:
                 self._open(anchors, event, stack)
                 continue
             elif kind is SequenceEndEvent or kind is MappingEndEvent:
-                node = self._close(event, stack)
+                node, height = self._close(anchors, event, stack)
             else:
                 raise ComposerError(None, None, f"unexpected {kind.__name__}", event.start_mark)
             if not stack:
                 return node
-            _attach(stack[-1], node, self.measured[id(node)].height)
+            _attach(stack[-1], node, height)
 
-    def _remember(self, anchors: dict[str, Node], anchor: str | None, node: Node) -> None:
-        if anchor is not None:
-            anchors[anchor] = node  # a later `&name` replaces an earlier one, as in libyaml
+    def _remember(
+        self, anchors: dict[str, Node], anchor: str, node: Node, measured: _Measured | None
+    ) -> None:
+        anchors[anchor] = node  # a later `&name` replaces an earlier one, as in libyaml
+        if measured is not None:
+            self.measured[id(node)] = measured
 
-    def _alias(self, anchors: dict[str, Node], event: AliasEvent, stack: list[_Open]) -> Node:
+    def _alias(
+        self, anchors: dict[str, Node], event: AliasEvent, stack: list[_Open]
+    ) -> tuple[Node, int]:
         node = anchors.get(event.anchor)
         if node is None:
             raise ComposerError(
@@ -170,7 +178,7 @@ class _Composer:
                 event.start_mark,
             )
         self._grow(measured.size, measured.height, stack, event.start_mark)
-        return node
+        return node, measured.height
 
     def _open(self, anchors: dict[str, Node], event: Any, stack: list[_Open]) -> None:
         tag = event.tag
@@ -190,12 +198,15 @@ class _Composer:
                 None,
                 flow_style=event.flow_style,
             )
-        self._remember(anchors, event.anchor, node)
-        stack.append(_Open(node, self.size))
+        if event.anchor is not None:
+            self._remember(anchors, event.anchor, node, None)  # measured when it closes
+        stack.append(_Open(node, self.size, anchored=event.anchor is not None))
         if len(stack) > self.max_depth:
             raise TooBig(f"nested more than {self.max_depth} levels deep", event.start_mark)
 
-    def _close(self, event: Event, stack: list[_Open]) -> Node:
+    def _close(
+        self, anchors: dict[str, Node], event: Event, stack: list[_Open]
+    ) -> tuple[Node, int]:
         done = stack.pop()
         node = done.node
         node.end_mark = event.end_mark
@@ -205,8 +216,9 @@ class _Composer:
         else:
             own = array_size(len(node.value))
         self._grow(own, 0, stack, node.start_mark)
-        self.measured[id(node)] = _Measured(self.size - done.size_before, done.height)
-        return node
+        if done.anchored:  # only an anchored node can be met again, through an alias
+            self.measured[id(node)] = _Measured(self.size - done.size_before, done.height)
+        return node, done.height
 
     def _grow(self, size: int, height: int, stack: list[_Open], mark: Mark) -> None:
         self.size += size
@@ -214,7 +226,7 @@ class _Composer:
             raise TooBig(
                 f"more than {self.max_size:,} bytes once parsed, aliases counted each time", mark
             )
-        if len(stack) + height > self.max_depth:
+        if height and len(stack) + height > self.max_depth:
             raise TooBig(f"nested more than {self.max_depth} levels deep", mark)
 
 

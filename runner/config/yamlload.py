@@ -186,28 +186,22 @@ except ImportError:  # PyYAML built without libyaml
     _Parser = _PythonParser  # type: ignore[assignment,misc]
 
 
-class _PlainScalars:
-    """psych's value of each unquoted scalar, worked out once: its size is needed while
-    composing, its value when building."""
+_MAYBE_NOT_TEXT = frozenset("0123456789+-.,")
 
-    def __init__(self) -> None:
-        self._values: dict[int, Any] = {}
 
-    def value(self, node: ScalarNode) -> Any:
-        """The value, or the exception psych_scalar raised for it (returned, not raised)."""
-        key = id(node)
-        if key not in self._values:
-            try:
-                self._values[key] = psych_scalar(node.value)
-            except ValueError as exc:
-                self._values[key] = exc
-        return self._values[key]
+def _ruby_size(node: ScalarNode) -> int:
+    """The Ruby size of the value psych makes of `node` (see rubysize.py).
 
-    def size(self, node: ScalarNode) -> int:
-        if node.tag != _PLAIN:
-            return string_size(node.value)  # quoted, block or tagged: a String (near enough)
-        value = self.value(node)
-        return string_size(node.value) if isinstance(value, ValueError) else scalar_size(value)
+    Only a short plain scalar (`~`, `no`, `null`...) or one starting like a number can be
+    anything but a String, so psych's rules are asked only about those.
+    """
+    text = node.value
+    if node.tag != _PLAIN or (len(text) > 5 and text[0] not in _MAYBE_NOT_TEXT):
+        return string_size(text)  # quoted, block or tagged: a String (near enough)
+    try:
+        return scalar_size(psych_scalar(text))
+    except ValueError:  # a date or a huge integer: the builder reports it
+        return string_size(text)
 
 
 # --- building values from nodes --------------------------------------------------------------
@@ -216,9 +210,8 @@ class _PlainScalars:
 class _Builder:
     """Turns composed nodes into YamlMap / YamlList / scalars, collecting problems."""
 
-    def __init__(self, file: str, plain: _PlainScalars, line_offset: int = 0):
+    def __init__(self, file: str, line_offset: int = 0):
         self.file = file
-        self.plain = plain
         self.line_offset = line_offset
         self.problems = ProblemCollector()
 
@@ -241,18 +234,17 @@ class _Builder:
             )
             return None
         if node.tag == _PLAIN:
-            value = self.plain.value(node)
-            if isinstance(value, DisallowedClass):
+            try:
+                return psych_scalar(node.value)
+            except DisallowedClass as exc:
                 self.problems.add(
-                    f"Tried to load unspecified class: {value} (quote the value to keep it a "
-                    "string)",
+                    f"Tried to load unspecified class: {exc} (quote the value to keep it a string)",
                     self.loc(node),
                 )
                 return node.value
-            if isinstance(value, ValueError):
-                self.problems.add(_huge_integer_message(value), self.loc(node))
+            except HugeInteger as exc:
+                self.problems.add(_huge_integer_message(exc), self.loc(node))
                 return None
-            return value
         convert = _EXPLICIT.get(node.tag)
         if convert is not None:
             try:
@@ -349,9 +341,8 @@ def load_yaml_documents(text: str, file: str, *, line_offset: int = 0) -> list[A
     that parses to more than GitLab's `max_yaml_size_bytes`, or nests more than `max_yaml_depth`
     levels, is refused before any value is built (see yamlcompose.py).
     """
-    plain = _PlainScalars()
     try:
-        nodes = _compose(_Parser(text), plain)
+        nodes = _compose(_Parser(text))
     except yaml.YAMLError as exc:
         raise ConfigError([_syntax_problem(exc, file, line_offset)])
     except TooBig as exc:
@@ -360,16 +351,16 @@ def load_yaml_documents(text: str, file: str, *, line_offset: int = 0) -> list[A
             Location(file, mark.line + 1 + line_offset, mark.column + 1) if mark else Location(file)
         )
         raise ConfigError.one(f"{TOO_BIG} ({exc.why})", where)
-    builder = _Builder(file, plain, line_offset)
+    builder = _Builder(file, line_offset)
     documents = [builder.build(node) for node in nodes]
     builder.problems.raise_if_any()
     return documents
 
 
-def _compose(parser: EventSource, plain: _PlainScalars) -> list[Node]:
+def _compose(parser: EventSource) -> list[Node]:
     try:
         return compose_documents(
-            parser, plain.size, max_size=MAX_YAML_SIZE_BYTES, max_depth=MAX_YAML_DEPTH
+            parser, _ruby_size, max_size=MAX_YAML_SIZE_BYTES, max_depth=MAX_YAML_DEPTH
         )
     finally:
         parser.dispose()
