@@ -1,6 +1,7 @@
 """Read YAML the way GitLab does (Ruby's psych, YAML 1.1) while remembering where each value was.
 
-PyYAML parses the text into nodes that carry positions; this module builds the values itself
+libyaml (psych's own parser, through PyYAML) turns the text into events; yamlcompose.py makes
+nodes of them under GitLab's size and depth limits; this module builds the values itself
 instead of using PyYAML's constructors, for three reasons:
 
 - positions: every mapping and list becomes a `YamlMap` / `YamlList` with `.loc`, `.key_locs`
