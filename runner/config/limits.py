@@ -36,10 +36,10 @@ TOTAL_TOO_BIG = "Total size of combined CI/CD configuration is too big"
 MAX_FILE_BYTES = MAX_YAML_SIZE_BYTES
 
 # pyci's own, for `!reference`: GitLab shares one resolved object wherever a reference is used,
-# pyci copies it (each copy keeps its own source positions). The copies together may take four
-# times what one file may take (a big pipeline inserts its templates into hundreds of jobs); a
+# pyci inserts copies. The copies together may take eight times what one file may take (16 MiB,
+# Ruby-sized: a big pipeline inserts its rule and script templates into hundreds of jobs); a
 # chain of references that doubles at each step reaches that in a few steps, and stops there.
-MAX_REFERENCE_COPY_BYTES = 4 * MAX_YAML_SIZE_BYTES
+MAX_REFERENCE_COPY_BYTES = 8 * MAX_YAML_SIZE_BYTES
 # ...and a reference whose target holds a reference, and so on, may go this deep (GitLab's
 # nesting limit, applied to chains; GitLab documents 10 levels for scripts).
 MAX_REFERENCE_DEPTH = MAX_YAML_DEPTH
