@@ -238,7 +238,7 @@ def test_an_included_symlink_loop_is_one_line(tmp_path: Path) -> None:
 
 def test_a_named_pipe_is_never_opened_for_a_read_that_would_block(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / ".gitlab-ci.yml")
-    assert_refused(run_pyci(tmp_path, "validate"), "no such file")
+    assert_refused(run_pyci(tmp_path, "validate"), ".gitlab-ci.yml: not a regular file")
     write(tmp_path / "sub", {".gitlab-ci.yml": "include: pipe.yml\n" + JOB})
     os.mkfifo(tmp_path / "sub" / "pipe.yml")
     assert_refused(run_pyci(tmp_path / "sub", "validate"), "Local file `pipe.yml` does not exist!")
