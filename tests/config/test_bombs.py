@@ -296,3 +296,11 @@ def test_a_repeated_wrong_block_is_one_line(tmp_path: Path) -> None:
     text = HEADER + JOB + "  variables:\n    V: " + "$[[ inputs.nope ]]" * 50_000 + "\n"
     outcome = run_pyci(write(tmp_path, {".gitlab-ci.yml": text}), "validate")
     assert_refused(outcome, ".gitlab-ci.yml:9:8:", "unknown interpolation key: `nope`")
+
+
+def test_a_backtracking_include_wildcard_runs_in_linear_time(tmp_path: Path) -> None:
+    # twelve `**a` did not finish in ten minutes with Python's re on this one file name
+    files = {".gitlab-ci.yml": f"include: '{'**a' * 12}**c.yml'\n" + JOB, "a" * 40 + ".yml": ""}
+    outcome = run_pyci(write(tmp_path, files), "validate")
+    assert_bounded(outcome)
+    assert outcome.code == 0, outcome.stderr
