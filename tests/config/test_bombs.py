@@ -304,3 +304,17 @@ def test_a_backtracking_include_wildcard_runs_in_linear_time(tmp_path: Path) -> 
     outcome = run_pyci(write(tmp_path, files), "validate")
     assert_bounded(outcome)
     assert outcome.code == 0, outcome.stderr
+
+
+def test_backtracking_globs_in_rules_exists_run_in_linear_time(tmp_path: Path) -> None:
+    # 14 `*a` took 11 s with Python's re on one 30-character name; `**/` x 12 did not end
+    rules = f"    - exists: ['{'*a' * 14}*c', '{'**/' * 12}c']\n"
+    files = {
+        ".gitlab-ci.yml": "never:\n  script: [echo]\n  rules:\n" + rules + JOB,
+        "a" * 30: "",
+        "/".join(["a"] * 25) + "/b": "",
+    }
+    outcome = run_pyci(write(tmp_path, files), "list")
+    assert_bounded(outcome)
+    assert outcome.code == 0, outcome.stderr
+    assert "job" in outcome.stdout and "never" not in outcome.stdout
