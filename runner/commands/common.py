@@ -84,8 +84,13 @@ def project_options(args: argparse.Namespace) -> ProjectOptions:
     directory = Path(args.directory).resolve()
     if not directory.is_dir():
         raise UsageError(f"-C {args.directory}: no such directory")
-    file = (directory / args.file).resolve()
+    try:
+        file = (directory / args.file).resolve()
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError is Python 3.11's word)
+        raise UsageError(f"{directory / args.file}: cannot read the file: a symbolic link loops")
     if not file.is_file():
+        if file.exists():  # a directory, a FIFO (never opened: reading it would block), ...
+            raise UsageError(f"{file}: not a regular file (use -f to name the pipeline file)")
         raise UsageError(f"{file}: no such file (use -f to name the pipeline file)")
     includes = IncludeOptions(
         offline=args.offline,

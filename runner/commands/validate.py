@@ -59,7 +59,10 @@ def check_shapes(args: argparse.Namespace) -> int:
     names = args.files or [args.file]
     problems: list[Problem] = []
     for name in names:
-        path = (directory / name).resolve()
+        try:
+            path = (directory / name).resolve()
+        except (RuntimeError, OSError):  # a symlink loop (RuntimeError is Python 3.11's word)
+            raise UsageError(f"{name}: cannot read the file: a symbolic link loops")
         if not path.is_file():
             raise UsageError(f"{name}: no such file")
         relative = _shown(path, directory)

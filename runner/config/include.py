@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.inputs import expand_existing, load_with_inputs
+from runner.config.limits import MAX_INCLUDES, MAX_TOTAL_YAML_SIZE_BYTES, TOTAL_TOO_BIG
 from runner.config.merge import merge_into
 from runner.config.references import resolve_references
 from runner.config.remote_includes import (
@@ -37,12 +38,15 @@ from runner.config.remote_includes import (
     RemoteIncludes,
 )
 from runner.config.source import YamlList, YamlMap
+from runner.config.textfile import UnreadableFile, read_config_text
 from runner.config.yamlload import ruby_inspect
 from runner.errors import Location, ProblemCollector
+from runner.evaluate.re2syntax import compile_re2
 
 IncludeRuleMatcher = Callable[[list[Mapping[str, Any]], Location | None], bool]
 
-MAX_INCLUDES = 150
+__all__ = ["MAX_INCLUDES", "LoadedConfig", "load_config", "load_single_file"]
+
 INCLUDE_KEYS = (
     "local", "file", "remote", "project", "ref", "template", "artifact", "job",
     "component", "rules", "inputs", "integrity", "cache",
@@ -121,10 +125,21 @@ def load_single_file(project_dir: Path, file: Path | str) -> YamlMap:
 
 def _relative(project_dir: Path, file: Path) -> str:
     path = file if file.is_absolute() else project_dir / file
+    # a symlink loop cannot be resolved: its own name is kept, and reading it says why
+    real = _resolved(path) or Path(os.path.abspath(path))
     try:
-        return path.resolve().relative_to(project_dir.resolve()).as_posix()
+        return real.relative_to(project_dir.resolve()).as_posix()
     except ValueError:
-        return os.path.relpath(path.resolve(), project_dir.resolve())
+        return os.path.relpath(real, project_dir.resolve())
+
+
+def _resolved(path: Path) -> Path | None:
+    """`path` with every symlink followed; None for a symlink loop (Python 3.11 raises
+    RuntimeError for one, later versions OSError)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return None
 
 
 class _Loader:
@@ -145,6 +160,7 @@ class _Loader:
         self.files: list[str] = []
         self.fetched: list[str] = []
         self.count = 0
+        self.total_bytes = 0  # text of every file read, for GitLab's total limit
         self.stopped = False  # the include limit was hit: GitLab stops there
         self._tree: list[str] | None = None
 
@@ -162,14 +178,15 @@ class _Loader:
         return content if content is not None else YamlMap(loc=Location(relative, 1, 1))
 
     def _read(self, relative: str, where: Location | None, prefix: str) -> str | None:
-        path = self.project_dir / relative
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            self.problems.add(f"{prefix}the file is not UTF-8 text", where)
+            text = read_config_text(self.project_dir / relative)
+        except UnreadableFile as exc:
+            self.problems.add(f"{prefix}{exc}", where)
             return None
-        except OSError as exc:
-            self.problems.add(f"{prefix}cannot read the file: {exc.strerror}", where)
+        self.total_bytes += len(text)
+        if self.total_bytes > MAX_TOTAL_YAML_SIZE_BYTES:
+            self.problems.add(TOTAL_TOO_BIG, where)
+            self.stopped = True
             return None
         if relative not in self.files:
             self.files.append(relative)
@@ -436,11 +453,12 @@ class _Loader:
         if "*" not in path:
             return [path]
         pattern = re.escape(path).replace(r"\*\*", ".*?").replace(r"\*", "[^/]*?")
+        # RE2, not re: `**a**a**a...` backtracks polynomially in the name's length in re (twelve
+        # of them did not finish in ten minutes on a 44-character name); RE2 is linear
+        matcher = compile_re2(pattern)
         # GitLab skips the file that holds the wildcard, so `**.yml` does not include itself
         return [
-            name
-            for name in self._project_files()
-            if re.fullmatch(pattern, name) and name != including
+            name for name in self._project_files() if matcher.fullmatch(name) and name != including
         ]
 
     def _checked_include(
@@ -465,7 +483,12 @@ class _Loader:
                 entry.where,
             )
             return None
-        path = (self.project_dir / relative).resolve()
+        path = _resolved(self.project_dir / relative)
+        if path is None:
+            self.problems.add(
+                f"`{relative}`: cannot read the file: it is a symbolic link that loops", entry.where
+            )
+            return None
         # GitLab reads the path from the repository's tree, where no name is `.` or `..`:
         # `./ci.yml` does not exist there even though the file system would find it
         in_tree = all(part not in ("", ".", "..") for part in relative.split("/"))

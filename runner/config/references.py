@@ -8,13 +8,22 @@ inserted value keeps the locations of the place it was copied from.
 
 A reference inside a list that points at a list gives a nested list, as in GitLab: scripts and
 rules are flattened afterwards (see expand.py), which is what makes nesting work there.
+
+GitLab inserts the one resolved object wherever it is referenced; pyci inserts copies, so that
+each keeps the positions of its own source. Copies are what a hostile file multiplies (a chain
+of references that doubles at each step is exponential), so they are bounded (limits.py): the
+bytes of all copies together, as GitLab's DeepSize would count them, how many references may
+sit inside one another, and how deeply the result may nest. Past a bound, resolution stops with
+one problem.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from runner.config.limits import MAX_REFERENCE_COPY_BYTES, MAX_REFERENCE_DEPTH, MAX_YAML_DEPTH
 from runner.config.merge import deep_copy
+from runner.config.rubysize import value_size
 from runner.config.source import YamlList, YamlMap
 from runner.config.yamlload import Reference
 from runner.errors import Location, ProblemCollector
@@ -27,6 +36,10 @@ class _Unresolvable(Exception):
         super().__init__(message)
         self.message = message
         self.location = location
+
+
+class _OverLimit(_Unresolvable):
+    """A bound of this module is passed: no other reference is resolved after it."""
 
 
 def resolve_references(
@@ -49,8 +62,10 @@ class _Resolver:
         self.config = config
         self.problems = problems
         self.keep_missing = keep_missing
-        self.resolving: list[int] = []  # ids of references being resolved, innermost last
-        self.resolved: dict[int, Any] = {}
+        self.resolving: list[Reference] = []  # references being resolved, innermost last
+        self.resolved: dict[int, tuple[Any, int]] = {}  # value and its size, by id of reference
+        self.copied = 0  # bytes of the copies inserted so far
+        self.stopped = False  # a bound was passed and reported
 
     def resolve_all(self) -> YamlMap:
         return self._copy_resolving(self.config, (), nested=False)
@@ -59,6 +74,11 @@ class _Resolver:
         step = self._resolve if nested else self._top_level
         if isinstance(value, Reference):
             return step(value, path)
+        if nested and len(path) > MAX_YAML_DEPTH and isinstance(value, (dict, list)):
+            raise _OverLimit(
+                f"nests more than {MAX_YAML_DEPTH} levels deep once references are inserted",
+                self._innermost_location(),
+            )
         # plain dicts and lists (built by code, not YAML) become located ones without locations
         if isinstance(value, dict):
             copy = YamlMap(loc=getattr(value, "loc", None))
@@ -76,10 +96,13 @@ class _Resolver:
 
     def _top_level(self, ref: Reference, path: tuple[Any, ...]) -> Any:
         """Resolve one reference written in the configuration; report a failure once, here."""
+        if self.stopped:
+            return None
         try:
             return self._resolve(ref, path)
         except _Unresolvable as failure:
             self.resolving.clear()
+            self.stopped = isinstance(failure, _OverLimit)
             job = str(path[0]) if path else None
             key = str(path[1]) if len(path) > 1 else None
             self.problems.add(failure.message, failure.location, job, key)
@@ -87,19 +110,44 @@ class _Resolver:
 
     def _resolve(self, ref: Reference, path: tuple[Any, ...]) -> Any:
         if id(ref) in self.resolved:
-            return deep_copy(self.resolved[id(ref)])
-        if id(ref) in self.resolving:
+            return self._copy(ref, *self.resolved[id(ref)])
+        if any(open_ref is ref for open_ref in self.resolving):
             raise _Unresolvable(reference_message(ref, "is part of a circular chain"), ref.loc)
         target = _dig(self.config, ref.path)
         if target is _MISSING or target is None:
             if self.keep_missing:
                 return ref
             raise _Unresolvable(reference_message(ref, "could not be found"), ref.loc)
-        self.resolving.append(id(ref))
+        if len(self.resolving) >= MAX_REFERENCE_DEPTH:
+            raise _OverLimit(
+                reference_message(
+                    ref, f"is more than {MAX_REFERENCE_DEPTH} references inside one another"
+                ),
+                ref.loc,
+            )
+        self.resolving.append(ref)
         value = self._copy_resolving(target, path, nested=True)
         self.resolving.pop()
-        self.resolved[id(ref)] = value
+        size = value_size(value)
+        self.resolved[id(ref)] = (value, size)
+        return self._copy(ref, value, size)
+
+    def _copy(self, ref: Reference, value: Any, size: int) -> Any:
+        """A copy of `value`, counted against the bound on copies (checked before copying)."""
+        self.copied += size
+        if self.copied > MAX_REFERENCE_COPY_BYTES:
+            raise _OverLimit(
+                reference_message(
+                    ref,
+                    f"makes the configuration too big: its copies pass {MAX_REFERENCE_COPY_BYTES:,}"
+                    " bytes",
+                ),
+                ref.loc,
+            )
         return deep_copy(value)
+
+    def _innermost_location(self) -> Location:
+        return self.resolving[-1].loc
 
 
 def _dig(config: Any, path: tuple[str, ...]) -> Any:

@@ -1,6 +1,7 @@
 """Read YAML the way GitLab does (Ruby's psych, YAML 1.1) while remembering where each value was.
 
-PyYAML parses the text into nodes that carry positions; this module builds the values itself
+libyaml (psych's own parser, through PyYAML) turns the text into events; yamlcompose.py makes
+nodes of them under GitLab's size and depth limits; this module builds the values itself
 instead of using PyYAML's constructors, for three reasons:
 
 - positions: every mapping and list becomes a `YamlMap` / `YamlList` with `.loc`, `.key_locs`
@@ -20,23 +21,24 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from yaml.composer import Composer
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.parser import Parser
 from yaml.reader import Reader
-from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
+from runner.config.limits import MAX_YAML_DEPTH, MAX_YAML_SIZE_BYTES, TOO_BIG
+from runner.config.rubysize import scalar_size, string_size
 from runner.config.source import YamlList, YamlMap
+from runner.config.yamlcompose import PLAIN_TAG, EventSource, TooBig, compose_documents
 from runner.errors import ConfigError, Location, Problem, ProblemCollector
 
 REFERENCE_TAG = "!reference"
-_PLAIN = "pyci:plain"  # tag given to unquoted scalars; psych decides their type from the text
-_STR = "tag:yaml.org,2002:str"
+_PLAIN = PLAIN_TAG
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,10 @@ class DisallowedClass(ValueError):
     """An unquoted date or time: GitLab's YAML loader refuses to build Ruby Date/Time objects."""
 
 
+class HugeInteger(ValueError):
+    """An integer longer than Python converts to and from text (sys.get_int_max_str_digits())."""
+
+
 def psych_scalar(text: str) -> Any:
     """The value psych gives an unquoted scalar (see psych's ScalarScanner#tokenize)."""
     if text == "":
@@ -128,18 +134,33 @@ def _base60(text: str, kind: type) -> Any:
     sign = -1 if text.startswith("-") else 1
     total: Any = kind(0)
     for part in text.lstrip("+-").replace("_", "").split(":"):
-        total = total * 60 + kind(part)
-    return sign * total
+        total = total * 60 + (_ruby_integer(part) if kind is int else kind(part))
+    return sign * _checked(total) if kind is int else sign * total
 
 
 def _ruby_integer(digits: str) -> int:
+    """Ruby's Integer of the text. Ruby has no limit on digits; Python refuses to convert
+    decimal text of more than sys.get_int_max_str_digits() digits either way (a guard against
+    quadratic time), so such a number is refused here, in one line, whatever its base."""
     sign = -1 if digits.startswith("-") else 1
     body = digits.lstrip("+-")
     if body.startswith(("0b", "0x")):
-        return sign * int(body, 0)
+        return sign * _checked(int(body, 0))
     if len(body) > 1 and body.startswith("0"):
-        return sign * int(body, 8)
+        return sign * _checked(int(body, 8))
+    limit = sys.get_int_max_str_digits()
+    if limit and len(body.lstrip("0")) > limit:
+        raise HugeInteger(limit)
     return sign * int(body)
+
+
+def _checked(value: int) -> int:
+    """`value`, if Python can print it (the check above, for numbers not written in decimal)."""
+    limit = sys.get_int_max_str_digits()
+    # 10 ** limit has 3.32 * limit bits; below 3.32 * (limit - 1) bits it surely prints
+    if limit and value.bit_length() > (limit - 1) * 3.32:
+        raise HugeInteger(limit)
+    return value
 
 
 _EXPLICIT = {
@@ -150,45 +171,38 @@ _EXPLICIT = {
 }
 
 
-# --- the parser: PyYAML's, with plain scalars left untyped and anchors redefinable ----------
+# --- the parser: libyaml's (psych's own), or PyYAML's Python one without it ----------------
 
 
-class _Resolver(BaseResolver):
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-        if kind is ScalarNode and implicit[0]:
-            return _PLAIN
-        return super().resolve(kind, value, implicit)
-
-
-class _Composer(Composer):
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        # libyaml (and so psych) lets a later `&name` replace an earlier one; PyYAML refuses.
-        if not self.check_event(yaml.AliasEvent):
-            anchor = self.peek_event().anchor
-            if anchor is not None:
-                self.anchors.pop(anchor, None)
-        return super().compose_node(parent, index)
-
-
-class _NodeLoader(Reader, Scanner, Parser, _Composer, _Resolver):
+class _PythonParser(Reader, Scanner, Parser):
     def __init__(self, stream: str):
         Reader.__init__(self, stream)
         Scanner.__init__(self)
         Parser.__init__(self)
-        _Composer.__init__(self)
-        _Resolver.__init__(self)
 
 
-try:  # libyaml's parser, 20 times faster; the same nodes, marks and resolver
-    from yaml._yaml import CParser
-
-    class _CNodeLoader(CParser, _Resolver):  # type: ignore[misc,valid-type]
-        def __init__(self, stream: str):
-            CParser.__init__(self, stream)
-            _Resolver.__init__(self)
-
+try:  # libyaml: 30 times faster, and its error messages are the ones GitLab shows (psych's)
+    from yaml._yaml import CParser as _Parser
 except ImportError:  # PyYAML built without libyaml
-    _CNodeLoader = None  # type: ignore[assignment,misc]
+    _Parser = _PythonParser  # type: ignore[assignment,misc]
+
+
+_MAYBE_NOT_TEXT = frozenset("0123456789+-.,")
+
+
+def _ruby_size(node: ScalarNode) -> int:
+    """The Ruby size of the value psych makes of `node` (see rubysize.py).
+
+    Only a short plain scalar (`~`, `no`, `null`...) or one starting like a number can be
+    anything but a String, so psych's rules are asked only about those.
+    """
+    text = node.value
+    if node.tag != _PLAIN or (len(text) > 5 and text[0] not in _MAYBE_NOT_TEXT):
+        return string_size(text)  # quoted, block or tagged: a String (near enough)
+    try:
+        return scalar_size(psych_scalar(text))
+    except ValueError:  # a date or a huge integer: the builder reports it
+        return string_size(text)
 
 
 # --- building values from nodes --------------------------------------------------------------
@@ -201,25 +215,18 @@ class _Builder:
         self.file = file
         self.line_offset = line_offset
         self.problems = ProblemCollector()
-        self._active: set[int] = set()  # nodes being built: an alias into them is a cycle
 
     def loc(self, node: Node) -> Location:
         mark = node.start_mark
         return Location(self.file, mark.line + 1 + self.line_offset, mark.column + 1)
 
     def build(self, node: Node) -> Any:
-        if id(node) in self._active:
-            self.problems.add("an alias refers to the node that contains it", self.loc(node))
-            return None
-        self._active.add(id(node))
-        try:
-            if isinstance(node, ScalarNode):
-                return self._scalar(node)
-            if isinstance(node, SequenceNode):
-                return self._sequence(node)
-            return self._mapping(node)
-        finally:
-            self._active.discard(id(node))
+        # the composer has checked the depth and refused cycles: recursion is bounded
+        if isinstance(node, ScalarNode):
+            return self._scalar(node)
+        if isinstance(node, SequenceNode):
+            return self._sequence(node)
+        return self._mapping(node)
 
     def _scalar(self, node: ScalarNode) -> Any:
         if node.tag == REFERENCE_TAG:
@@ -236,12 +243,19 @@ class _Builder:
                     self.loc(node),
                 )
                 return node.value
+            except HugeInteger as exc:
+                self.problems.add(_huge_integer_message(exc), self.loc(node))
+                return None
         convert = _EXPLICIT.get(node.tag)
         if convert is not None:
             try:
                 return convert(node.value)
+            except HugeInteger as exc:
+                self.problems.add(_huge_integer_message(exc), self.loc(node))
+                return None
             except ValueError:
-                self.problems.add(f"invalid value for {node.tag}: {node.value!r}", self.loc(node))
+                shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+                self.problems.add(f"invalid value for {node.tag}: {shown!r}", self.loc(node))
                 return None
         # quoted, block, `!!str` and unknown local tags (psych ignores those): the text itself
         return node.value
@@ -297,6 +311,13 @@ class _Builder:
             result.key_locs[key] = merged.key_locs[key]
 
 
+def _huge_integer_message(exc: ValueError) -> str:
+    return (
+        f"an integer of more than {exc} digits is more than pyci can read "
+        "(quote it to keep it a string)"
+    )
+
+
 def _is_merge_key(node: Node) -> bool:
     return isinstance(node, ScalarNode) and node.tag == _PLAIN and node.value == "<<"
 
@@ -317,37 +338,33 @@ def _syntax_problem(exc: yaml.YAMLError, file: str, line_offset: int) -> Problem
 def load_yaml_documents(text: str, file: str, *, line_offset: int = 0) -> list[Any]:
     """Every document of `text` (None for an empty one), with positions relative to `file`.
 
-    `line_offset` is added to every line number, for text cut out of a larger file.
+    `line_offset` is added to every line number, for text cut out of a larger file. A document
+    that parses to more than GitLab's `max_yaml_size_bytes`, or nests more than `max_yaml_depth`
+    levels, is refused before any value is built (see yamlcompose.py).
     """
     try:
-        nodes = _compose(text, fast=_CNodeLoader is not None)
-    except yaml.YAMLError:
-        # libyaml refuses a redefined anchor, which psych accepts; the pure-Python parser is
-        # also the one whose error messages the tests and docs show
-        try:
-            nodes = _compose(text, fast=False)
-        except yaml.YAMLError as exc:
-            raise ConfigError([_syntax_problem(exc, file, line_offset)])
-    except RecursionError:
-        raise ConfigError.one("The parsed YAML is too big (nested too deeply)", Location(file))
+        nodes = _compose(_Parser(text))
+    except yaml.YAMLError as exc:
+        raise ConfigError([_syntax_problem(exc, file, line_offset)])
+    except TooBig as exc:
+        mark = exc.mark
+        where = (
+            Location(file, mark.line + 1 + line_offset, mark.column + 1) if mark else Location(file)
+        )
+        raise ConfigError.one(f"{TOO_BIG} ({exc.why})", where)
     builder = _Builder(file, line_offset)
-    try:
-        documents = [builder.build(node) if node is not None else None for node in nodes]
-    except RecursionError:
-        raise ConfigError.one("The parsed YAML is too big (nested too deeply)", Location(file))
+    documents = [builder.build(node) for node in nodes]
     builder.problems.raise_if_any()
     return documents
 
 
-def _compose(text: str, *, fast: bool) -> list[Any]:
-    loader = _CNodeLoader(text) if fast and _CNodeLoader is not None else _NodeLoader(text)
+def _compose(parser: EventSource) -> list[Node]:
     try:
-        nodes = []
-        while loader.check_node():
-            nodes.append(loader.get_node())
-        return nodes
+        return compose_documents(
+            parser, _ruby_size, max_size=MAX_YAML_SIZE_BYTES, max_depth=MAX_YAML_DEPTH
+        )
     finally:
-        loader.dispose()
+        parser.dispose()
 
 
 def load_yaml(text: str, file: str, *, line_offset: int = 0) -> YamlMap:

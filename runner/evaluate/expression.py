@@ -14,8 +14,9 @@ GitLab must match here:
 - `=~`/`!~` with a variable or string on the right: a `/.../flags` string is compiled as a
   pattern; any other string is searched *for the left-hand text* (GitLab calls
   `String#scan(text)` on it), so `$X =~ "abc"` holds when X is a substring of "abc".
-- patterns are RE2 (see re2syntax.py); an invalid one is a syntax error. Note that GitLab's token
-  grammar needs at least two characters between the slashes, so `/a/` is a syntax error.
+- patterns run on RE2 itself (see re2syntax.py), so no pattern can take exponential time; one
+  RE2 refuses is a syntax error. Note that GitLab's token grammar needs at least two characters
+  between the slashes, so `/a/` is a syntax error.
 """
 
 from __future__ import annotations
@@ -44,24 +45,14 @@ class Regexp:
     flags: str = ""
 
     @property
-    def compiled(self) -> re.Pattern[str]:
-        return _compile(self.source, self.flags)
+    def compiled(self) -> Any:
+        return compile_re2(self.source, self.flags)  # RE2, cached by re2syntax
 
     def search(self, text: str) -> bool:
         return self.compiled.search(text) is not None
 
     def __str__(self) -> str:
         return f"/{self.source}/{self.flags}"
-
-
-_COMPILED: dict[tuple[str, str], re.Pattern[str]] = {}
-
-
-def _compile(source: str, flags: str) -> re.Pattern[str]:
-    key = (source, flags)
-    if key not in _COMPILED:
-        _COMPILED[key] = compile_re2(source, flags)
-    return _COMPILED[key]
 
 
 # GitLab's `RubySyntax`: a string is a pattern when it looks like /body/flags (Ruby ^/$ are

@@ -19,6 +19,9 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
+
+from runner.evaluate.re2syntax import compile_re2
 
 __all__ = ["brace_expand", "find_matching", "glob_match", "glob_regex", "list_project_files"]
 
@@ -97,7 +100,7 @@ def _translate(pattern: str) -> str:
         elif c == "[":
             end, body = _bracket(pattern, i)
             if end < 0:
-                out.append("(?!)")  # Ruby: an unclosed `[` never matches
+                out.append(_NEVER)  # Ruby: an unclosed `[` never matches
             else:
                 out.append(body)
                 i = end
@@ -118,13 +121,12 @@ def _bracket(pattern: str, start: int) -> tuple[int, str]:
     negate = i < len(pattern) and pattern[i] in "!^"
     if negate:
         i += 1
-    items: list[str] = []
+    ranges: list[tuple[str, str]] = []
     first = True
     while i < len(pattern):
         c = pattern[i]
         if c == "]" and not first:
-            body = "".join(items)
-            return i + 1, (f"[^/{body}]" if negate else f"(?!/)[{body}]")
+            return i + 1, _class(ranges, negate)
         first = False
         if c == "\\" and i + 1 < len(pattern):
             i += 1
@@ -135,19 +137,45 @@ def _bracket(pattern: str, start: int) -> tuple[int, str]:
                 high = pattern[i + 3]
                 i += 1
             if ord(high) >= ord(c):
-                items.append(f"{re.escape(c)}-{re.escape(high)}")
+                ranges.append((c, high))
             i += 3
             continue
-        items.append(re.escape(c))
+        ranges.append((c, c))
         i += 1
     return -1, ""
 
 
+def _class(ranges: list[tuple[str, str]], negate: bool) -> str:
+    """A class that never matches `/` (RE2 has no look-ahead to say so: `/` is cut out)."""
+    if negate:
+        return "[^/" + "".join(_range(low, high) for low, high in ranges) + "]"
+    kept: list[tuple[str, str]] = []
+    for low, high in ranges:
+        if low <= "/" <= high:  # keep what is on either side of `/`
+            kept += [(low, "."), ("0", high)]
+        else:
+            kept.append((low, high))
+    kept = [(low, high) for low, high in kept if low <= high]
+    if not kept:
+        return _NEVER
+    return "[" + "".join(_range(low, high) for low, high in kept) + "]"
+
+
+def _range(low: str, high: str) -> str:
+    return re.escape(low) if low == high else f"{re.escape(low)}-{re.escape(high)}"
+
+
+# a class that matches nothing (RE2 has no `(?!)`)
+_NEVER = r"[^\x00-\x{10FFFF}]"
+
+
 @functools.lru_cache(maxsize=1024)
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """The compiled matcher for a GitLab glob (all brace alternatives)."""
+def glob_regex(pattern: str) -> Any:
+    """The compiled matcher for a GitLab glob (all brace alternatives), run by RE2: with
+    Python's re, `*a*a*a...` and `**/**/**/...` backtrack (14 `*a` took 11 s on a 30-character
+    name); RE2 is linear."""
     alternatives = "|".join(f"(?:{_translate(p)})" for p in brace_expand(pattern))
-    return re.compile(f"(?s:{alternatives})\\Z")
+    return compile_re2(f"(?s:{alternatives})\\z")
 
 
 def glob_match(pattern: str, path: str) -> bool:
