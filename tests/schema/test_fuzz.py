@@ -29,9 +29,7 @@ import yaml
 from runner.cli import main
 from runner.config.yamlload import Reference, load_yaml
 
-SCHEMA_DIR = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance" / "gitlab-schema"
-).resolve()
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "conformance" / "gitlab-schema"
 SEED = 20261207
 CASES = 1000
 WATCHDOG_SECONDS = 5
