@@ -258,7 +258,8 @@ def test_a_run_dir_owned_by_someone_else_fails_the_job_in_one_line(tmp_path):
     assert run.returncode == 1
     assert "Traceback" not in run.stdout + run.stderr
     refusal = f"{tmp_path / 'run'}: owned by uid 65534, not by this user (uid 0)"
-    failed = [line for line in run.stdout.splitlines() if "Job failed (system failure)" in line]
+    lines = [line for line in run.stdout.splitlines() if line.startswith("[job] ")]  # no tail
+    failed = [line for line in lines if "Job failed (system failure)" in line]
     assert len(failed) == 1 and refusal in failed[0], run.stdout
     assert "never" not in run.stdout.replace("echo never", "")
     assert os.listdir(tmp_path / "run") == [] and (tmp_path / "run").stat().st_uid == 65534
