@@ -116,6 +116,7 @@ def _cleanup_on_termination() -> Iterator[None]:
 
 def open_shell(args: argparse.Namespace, kind: str, command: tuple[str, ...]) -> int:
     from executors.factory import create_executor
+    from runner.build.artifacts import pipeline_file_key
     from runner.build.build import run_build
     from runner.build.context import BuildContext
     from runner.pipeline import NoPipeline, load_pipeline
@@ -132,10 +133,12 @@ def open_shell(args: argparse.Namespace, kind: str, command: tuple[str, ...]) ->
         raise UsageError(f"pyci shell {args.job}: no such job in the pipeline (jobs: {names})")
     state_dir = project_state_dir(pipeline.project_dir)
     executor = ShellInstead(create_executor(kind, executor_options(args, state_dir)))
+    opts = project_options(args)
     context = BuildContext(
         project_dir=pipeline.project_dir,
         state_dir=state_dir,
         upstream=JobGraph(pipeline.jobs).artifact_sources(job),
+        pipeline_file=pipeline_file_key(pipeline.project_dir, opts.file),
         debug_shell=command,
     )
     outcome = run_build(

@@ -313,7 +313,9 @@ def test_artifacts_never_carry_setuid_devices_or_host_files(tmp_path, busybox_ro
     assert run.returncode == 0, run.stdout + run.stderr
     assert "[use] secret=" in run.stdout.splitlines()
     assert "host-only" not in run.stdout
-    stored = repo / ".pyci" / "artifacts" / "leak"
+    from runner.build.artifacts import ArtifactStore
+
+    stored = ArtifactStore(repo / ".pyci", ".gitlab-ci.yml").job_dir("leak")
     assert sorted(p.name for p in stored.iterdir()) == ["dir", "suid"]
     assert (stored / "suid").stat().st_mode & 0o7777 == 0o755  # setuid dropped
     assert os.readlink(stored / "dir" / "inside") == str(secret)  # a link, as the job made it

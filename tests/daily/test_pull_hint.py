@@ -74,7 +74,7 @@ def test_a_job_whose_image_registry_is_unreachable_says_so_in_its_log(tmp_path, 
     errors = [
         line
         for line in run.stdout.splitlines()
-        if line.startswith("[job] ERROR: Job failed (system failure)")
+        if line.startswith("[job] ERROR: Job failed (image pull failure)")
     ]
     assert len(errors) == 1, run.stdout
     assert "--registry-mirror URL or PYCI_REGISTRY_MIRROR" in errors[0]

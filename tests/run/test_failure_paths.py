@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from executors.container import names
+from runner.build.snapshot import KEPT_SUFFIX
 from runner.filenames import NAME_MAX
 from tests.processes import marked_processes
 from tests.run.conftest import (
@@ -126,7 +127,9 @@ class Child:
         if run_dir.is_dir():
             found += [str(p) for p in run_dir.glob(f"{owned}*")]
         found += [str(p) for p in self.job_tmp.iterdir()]
-        found += [str(p) for p in (self.job_tmp.parent / "builds").glob("*/*")]
+        # the checkout kept for the next run may stay (docs/build.md); no job's build dir may
+        builds = (self.job_tmp.parent / "builds").glob("*/*")
+        found += [str(p) for p in builds if not p.parent.name.endswith(KEPT_SUFFIX)]
         return found
 
 
