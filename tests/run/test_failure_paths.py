@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from executors.container import names
-from runner.filenames import NAME_MAX
+from runner.core.filenames import NAME_MAX
 from tests.processes import marked_processes
 from tests.run.conftest import (
     child_env,
