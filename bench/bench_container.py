@@ -60,7 +60,7 @@ from executors.container.cgroups import Limits  # noqa: E402
 from executors.container.executor import ContainerExecutor, ContainerSettings  # noqa: E402
 from executors.container.runtime import Launcher, Scratch, remove_tree, run_container  # noqa: E402
 from executors.container.spec import ContainerSpec, NetworkSpec, Rootfs  # noqa: E402
-from runner.jobspec import ImageSpec, JobSpec  # noqa: E402
+from runner.core.jobspec import ImageSpec, JobSpec  # noqa: E402
 
 
 def build_busybox(root: Path) -> None:

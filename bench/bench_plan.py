@@ -140,8 +140,8 @@ def main() -> int:
 
     import yaml
 
-    from runner.commands.common import ProjectOptions
     from runner.pipeline import load_pipeline
+    from runner.project import ProjectOptions
 
     with tempfile.TemporaryDirectory(prefix="pyci-bench-") as tmp:
         big = Path(tmp) / "big"

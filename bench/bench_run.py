@@ -41,8 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.events import JobOutcome, LogChunk  # noqa: E402
-from runner.jobspec import JobSpec  # noqa: E402
+from runner.core.events import JobOutcome, LogChunk  # noqa: E402
+from runner.core.jobspec import JobSpec  # noqa: E402
 from runner.report import FanOut  # noqa: E402
 from runner.report.logfiles import LogFiles  # noqa: E402
 from runner.report.plain import PlainReporter  # noqa: E402
@@ -98,8 +98,8 @@ def builds_in_process(project: Path, builds_root: Path) -> None:
     from runner.build import snapshot
     from runner.build.build import run_build
     from runner.build.context import BuildContext
-    from runner.commands.common import ProjectOptions
     from runner.pipeline import load_pipeline
+    from runner.project import ProjectOptions
 
     jobs = load_pipeline(ProjectOptions(project, project / ".gitlab-ci.yml", {})).jobs
     state = project / ".pyci"

@@ -30,7 +30,7 @@ from executors.factory import ExecutorOptions, create_executor
 from runner.build.build import run_build
 from runner.build.context import BuildContext
 from runner.build.sources import get_sources
-from runner.jobspec import JobSpec
+from runner.core.jobspec import JobSpec
 
 
 class NullLog:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from runner.events import FailureReason
-from runner.jobspec import JobSpec
+from runner.core.events import FailureReason
+from runner.core.jobspec import JobSpec
 
 
 class JobLog(Protocol):
@@ -73,11 +73,24 @@ class Executor(Protocol):
     command started."""
 
     name: str
+    # the shell the build writes its scripts for (`bash`, `sh`): known once prepared
+    shell_name: str
 
     def prepare(self, job: JobSpec, dirs: BuildDirs, log: JobLog) -> None: ...
 
     def project_dir_in_job(self) -> str:
         """The path at which the job sees its repository (CI_PROJECT_DIR)."""
+        ...
+
+    def builds_dir_in_job(self) -> str:
+        """The path at which the job sees the builds root (CI_BUILDS_DIR)."""
+        ...
+
+    def interactive_shell(
+        self, stdin: int = 0, stdout: int = 1, stderr: int = 2, command: tuple[str, ...] = ()
+    ) -> int:
+        """A shell (or `command`) where the prepared job runs, on the caller's terminal
+        (`pyci shell`, `--shell-on-failure`); returns its exit code."""
         ...
 
     def run(self, cmd: StageCommand, log: JobLog, cancel: threading.Event) -> ExecResult: ...

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from executors.base import Executor
-from runner.errors import UsageError
+from runner.core.errors import UsageError
 
 EXECUTORS = ("shell", "container")
 
@@ -70,6 +72,33 @@ def shared_launcher():
     from executors.container.runtime import shared_launcher as runtime_shared_launcher
 
     return runtime_shared_launcher()
+
+
+@contextlib.contextmanager
+def executor_session(kind: str) -> Iterator[None]:
+    """What an executor kind needs for a whole run (or shell), owned for its length.
+
+    For containers: the fork server, spawned now while pyci still has one thread (the
+    scheduler's threads must never fork), with the recovery of a killed run's leftovers on a
+    thread; stopped at the end however the run ends (Ctrl-C included), and the last veths
+    checked gone. The shell executor needs nothing. An unknown kind is a usage error."""
+    if kind not in EXECUTORS:
+        raise UsageError(
+            f"--executor {kind}: unknown executor (choose from {', '.join(EXECUTORS)})"
+        )
+    if kind != "container":
+        yield
+        return
+    from executors.container.probe import container_unavailable_reason
+
+    reason = container_unavailable_reason()
+    if reason is not None:
+        raise UsageError(f"--executor container: containers cannot run here ({reason})")
+    try:
+        start_launcher()
+        yield
+    finally:
+        stop_launcher()
 
 
 def start_launcher() -> None:

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from executors.base import BuildDirs, ExecResult, ExecutorError, JobLog, StageCommand
-from executors.container import syscalls
-from runner.jobspec import JobSpec
+from executors.linux import syscalls
+from runner.core.jobspec import JobSpec
 
 _CANCEL_CHECK = 0.05  # seconds between looks at the cancel event while a stage runs
 _READ_SIZE = 65536

@@ -23,7 +23,7 @@ import os
 import stat
 from pathlib import Path
 
-from runner.errors import PyciError
+from runner.core.errors import PyciError
 
 PRIVATE_MODE = 0o700
 

@@ -26,9 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner.commands.common import ProjectOptions
-from runner.errors import PyciError
-from runner.events import (
+from runner.core.errors import PyciError
+from runner.core.events import (
     ChildPipelineCreated,
     ChildPipelineFinished,
     Event,
@@ -37,7 +36,8 @@ from runner.events import (
     PipelineFinished,
     Reporter,
 )
-from runner.jobspec import JobSpec, TriggerSpec
+from runner.core.jobspec import JobSpec, TriggerSpec
+from runner.project import ProjectOptions
 from runner.schedule.scheduler import JobRunner, Scheduler
 
 # GitLab lets a parent pipeline have children and grandchildren, no deeper

@@ -23,7 +23,7 @@ from signal import SIGPIPE
 from typing import NoReturn
 
 import runner.commands
-from runner.errors import ConfigError, PyciError
+from runner.core.errors import ConfigError, PyciError
 
 
 def command_modules() -> list[str]:

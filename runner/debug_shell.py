@@ -18,11 +18,10 @@ import termios
 import threading
 import tty
 from collections.abc import Iterator
-from typing import Protocol
 
 from executors.base import BuildDirs, ExecResult, Executor, JobLog, StageCommand
-from runner.events import Event, Reporter
-from runner.jobspec import JobSpec
+from runner.core.events import Event, Reporter
+from runner.core.jobspec import JobSpec
 
 # one shell on the terminal at a time, whatever the number of failing jobs
 _TERMINAL = threading.Lock()
@@ -58,14 +57,8 @@ class HeldOutput:
                     self.inner.handle(event)
 
 
-class InteractiveExecutor(Protocol):
-    def interactive_shell(
-        self, stdin: int = 0, stdout: int = 1, stderr: int = 2, command: tuple[str, ...] = ()
-    ) -> int: ...
-
-
 def run_on_terminal(
-    executor: InteractiveExecutor, command: tuple[str, ...] = (), stdin: int = 0, stdout: int = 1
+    executor: Executor, command: tuple[str, ...] = (), stdin: int = 0, stdout: int = 1
 ) -> int:
     """Run the executor's shell (or `command`) on a new pty relayed to stdin/stdout."""
     primary, secondary = os.openpty()
@@ -188,7 +181,7 @@ class ShellOnFailure:
 
     @property
     def shell_name(self) -> str:
-        return getattr(self.inner, "shell_name", "bash")
+        return self.inner.shell_name
 
     def prepare(self, job: JobSpec, dirs: BuildDirs, log: JobLog) -> None:
         self._job_name = job.name
@@ -198,7 +191,12 @@ class ShellOnFailure:
         return self.inner.project_dir_in_job()
 
     def builds_dir_in_job(self) -> str:
-        return getattr(self.inner, "builds_dir_in_job", lambda: "/builds")()
+        return self.inner.builds_dir_in_job()
+
+    def interactive_shell(
+        self, stdin: int = 0, stdout: int = 1, stderr: int = 2, command: tuple[str, ...] = ()
+    ) -> int:
+        return self.inner.interactive_shell(stdin, stdout, stderr, command)
 
     def run(self, cmd: StageCommand, log: JobLog, cancel: threading.Event) -> ExecResult:
         result = self.inner.run(cmd, log, cancel)
@@ -208,9 +206,6 @@ class ShellOnFailure:
         return result
 
     def _debug(self, result: ExecResult, log: JobLog) -> None:
-        if not hasattr(self.inner, "interactive_shell"):
-            log.write(f"--shell-on-failure: the {self.name} executor has no interactive shell\n")
-            return
         if not os.isatty(self._stdin):
             log.write("--shell-on-failure: stdin is not a terminal, no shell opened\n")
             return
@@ -222,7 +217,7 @@ class ShellOnFailure:
                 f"\r\n*** job {self._job_name} failed (exit code {result.exit_code}): a shell "
                 f"{where} its script ran; exit to go on ***\r\n",
             )
-            run_on_terminal(self.inner, (), self._stdin, self._stdout)  # type: ignore[arg-type]
+            run_on_terminal(self.inner, (), self._stdin, self._stdout)
             _say(self._stdout, f"*** back from the shell of {self._job_name} ***\n")
 
     def cleanup(self) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from runner.errors import UsageError
+from runner.core.errors import UsageError
 
 EXECUTORS = ("shell", "container")
 NETWORKS = ("bridge", "host", "none")

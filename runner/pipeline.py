@@ -17,21 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.commands.common import ProjectOptions
-from runner.errors import ConfigError, ProblemCollector, PyciError, UsageError
-from runner.jobspec import JobSpec, Variable
+from runner.core.errors import ConfigError, ProblemCollector, PyciError, UsageError
+from runner.core.jobspec import JobSpec, Variable
+from runner.plan.excluded import ExcludedJob
+from runner.project import ProjectOptions
 
 if TYPE_CHECKING:
     from runner.config.remote_includes import RemoteIncludes
-
-
-@dataclass(frozen=True)
-class ExcludedJob:
-    """A job of the file that this pipeline does not create, and why (for `list --all`)."""
-
-    name: str
-    stage: str
-    reason: str
 
 
 @dataclass(frozen=True)

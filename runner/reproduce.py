@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from runner.errors import PyciError, UsageError
+from runner.core.errors import PyciError, UsageError
 from runner.gitlab.client import GitLabClient, GitLabError, Server
 from runner.vars.model import SettingsVariable, VariableProblem, from_fields
 
 if TYPE_CHECKING:
     from runner.build.artifacts import ArtifactStore
+    from runner.core.jobspec import JobSpec
     from runner.evaluate.predefined import GitFacts
-    from runner.jobspec import JobSpec
 
 _URL_PATH = re.compile(r"^/(?P<project>.+?)/-/(?P<kind>jobs|pipelines)/(?P<id>[0-9]+)/?$")
 _MR_REF = re.compile(r"^refs/merge-requests/(?P<iid>[0-9]+)/(head|merge|train)$")

@@ -5,7 +5,7 @@ import shutil
 import threading
 import time
 
-from runner import background
+from runner.core import background
 
 
 def remover_threads() -> list[threading.Thread]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from executors.container import syscalls
+from executors.linux import syscalls
 
 _NAMES_IN_KERNEL_ORDER = (
     "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP "

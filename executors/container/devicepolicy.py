@@ -33,7 +33,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from executors.container import syscalls
+from executors.linux import syscalls
 
 DeviceKind = Literal["c", "b", "a"]  # char, block, either
 

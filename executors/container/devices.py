@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import stat
 
-from executors.container import syscalls
-from executors.container.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_STRICTATIME
+from executors.linux import syscalls
+from executors.linux.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_STRICTATIME
 
 # name -> (major, minor); the set runc creates for Docker, all mode 0666
 STANDARD_NODES = {

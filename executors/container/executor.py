@@ -33,9 +33,9 @@ from executors.container.runtime import (
     shared_launcher,
 )
 from executors.container.spec import ContainerSpec, Mount, NetworkMode, NetworkSpec, Rootfs
-from runner import background
-from runner.filenames import file_stem
-from runner.jobspec import JobSpec, ServiceSpec
+from runner.core import background
+from runner.core.filenames import file_stem
+from runner.core.jobspec import JobSpec, ServiceSpec
 
 
 @dataclass(frozen=True)

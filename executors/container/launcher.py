@@ -39,8 +39,9 @@ import termios
 from dataclasses import dataclass
 from typing import NoReturn
 
-from executors.container import capabilities, interfaces, rootfs, seccomp, syscalls, users
+from executors.container import capabilities, interfaces, rootfs, seccomp, users
 from executors.container.spec import MAX_MESSAGE, NET_READY, ContainerSpec, spec_from_dict
+from executors.linux import syscalls
 
 # Everything PID 1 uses is imported above: after pivot_root the host's Python library is gone.
 

@@ -32,8 +32,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from executors.container import cgroupfs, cgroups, names, network, syscalls
+from executors.container import cgroupfs, cgroups, names, network
 from executors.container.runtime import DEFAULT_STATE_DIR, remove_tree
+from executors.linux import syscalls
 from executors.statedirs import private_dir
 
 CGROUP_TIMEOUT = 10.0  # per cgroup, only ever waited for when it is really still busy

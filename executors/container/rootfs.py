@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 
-from executors.container import devices, syscalls, sysfs, targets
+from executors.container import devices, sysfs, targets
 from executors.container.spec import ContainerSpec, Mount
-from executors.container.syscalls import (
+from executors.linux import syscalls
+from executors.linux.syscalls import (
     AT_EMPTY_PATH,
     AT_RECURSIVE,
     MNT_DETACH,

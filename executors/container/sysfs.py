@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import os
 
-from executors.container import syscalls, targets
-from executors.container.syscalls import (
+from executors.container import targets
+from executors.linux import syscalls
+from executors.linux.syscalls import (
     AT_EMPTY_PATH,
     AT_RECURSIVE,
     MOUNT_ATTR_NODEV,

@@ -21,8 +21,8 @@ import os
 import stat
 from typing import Literal
 
-from executors.container import syscalls
-from executors.container.syscalls import (
+from executors.linux import syscalls
+from executors.linux.syscalls import (
     RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS,
     RESOLVE_NO_SYMLINKS,

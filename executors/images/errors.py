@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.errors import PyciError
+from runner.core.errors import PyciError
 
 
 class ImagePullError(PyciError):

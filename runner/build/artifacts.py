@@ -28,8 +28,8 @@ from typing import BinaryIO
 
 from runner.build import fileset, globs
 from runner.build.joblog import BuildLog
-from runner.filenames import file_stem
-from runner.jobspec import ArtifactsSpec, Variable
+from runner.core.filenames import file_stem
+from runner.core.jobspec import ArtifactsSpec, Variable
 
 DEFAULT_PIPELINE_FILE = ".gitlab-ci.yml"
 _DOTENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from executors.base import BuildDirs, ExecResult, Executor, ExecutorError, StageCommand
-from runner import background
 from runner.build import scripts, workspace
 from runner.build.artifacts import ArtifactStore, job_slug
 from runner.build.cache import CacheStore, archive_caches, restore_caches
@@ -41,8 +40,9 @@ from runner.build.sources import (
     get_sources,
     untracked_files,
 )
-from runner.events import FailureReason, JobOutcome, JobStatus, Reporter
-from runner.jobspec import JobSpec
+from runner.core import background
+from runner.core.events import FailureReason, JobOutcome, JobStatus, Reporter
+from runner.core.jobspec import JobSpec
 
 AFTER_SCRIPT_TIMEOUT = 300.0  # gitlab-runner's default; RUNNER_AFTER_SCRIPT_TIMEOUT overrides
 # after a cancel, after_script still runs (GitLab 17+) but a local user who pressed Ctrl-C
@@ -145,9 +145,8 @@ class _Build:
     def script_env(self) -> scripts.ScriptEnvironment:
         assert self.env is not None
         project = self.executor.project_dir_in_job()
-        shell = getattr(self.executor, "shell_name", "bash")
         return scripts.ScriptEnvironment(
-            project, project + ".tmp", self.env.script_variables(), shell
+            project, project + ".tmp", self.env.script_variables(), self.executor.shell_name
         )
 
     # -- the stages ------------------------------------------------------------------------
@@ -245,9 +244,8 @@ class _Build:
     def prepare_environment(self) -> None:
         self.upstream_files, with_meta = self.stored_upstream()
         dotenv = [var for job in with_meta for var in self.store.dotenv(job)]
-        builds = getattr(self.executor, "builds_dir_in_job", None)
         project = self.executor.project_dir_in_job()
-        builds_dir = builds() if builds else str(Path(project).parent)
+        builds_dir = self.executor.builds_dir_in_job()
         self.env = build_environment(self.job.variables, dotenv, project, builds_dir)
         self.masker.add(self.env.secrets)  # the expanded forms of masked values too
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from runner.build import fileset, globs
 from runner.build.joblog import BuildLog
-from runner.jobspec import CacheKey, CacheSpec
+from runner.core.jobspec import CacheKey, CacheSpec
 
 ARCHIVE = "cache.tar"
 

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.build.scripts import ScriptVariable
+from runner.core.jobspec import Variable
 from runner.evaluate.variables import expand as expand_text
 from runner.evaluate.variables import resolve
-from runner.jobspec import Variable
 
 
 @dataclass(frozen=True)

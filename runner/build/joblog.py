@@ -18,7 +18,7 @@ import threading
 import time
 
 from runner.build.masking import Masker
-from runner.events import LogChunk, Reporter, SectionStarted
+from runner.core.events import LogChunk, Reporter, SectionStarted
 
 ANSI_CLEAR = "\x1b[0K"
 ANSI_BOLD_CYAN = "\x1b[36;1m"

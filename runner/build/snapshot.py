@@ -38,8 +38,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import background
 from runner.build import workspace
+from runner.core import background
 
 SNAPSHOT_PREFIX = "pyci-snapshot-"
 KEPT_SUFFIX = ".sources"  # <project builds>.sources/tree: the checkout kept between runs
@@ -220,7 +220,8 @@ _OVERLAY_EXTRAS = [
 
 
 def _mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
-    from executors.container import names, syscalls
+    from executors.container import names
+    from executors.linux import syscalls
 
     options = f"lowerdir={lower},upperdir={upper},workdir={work}"
     while True:

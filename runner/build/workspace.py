@@ -94,7 +94,7 @@ class Workspace(LockedDir):
 
 
 def _unmount(point: Path) -> None:
-    from executors.container import syscalls
+    from executors.linux import syscalls
 
     with contextlib.suppress(OSError):
         # lazy: even a process of the job still inside could not keep it (none should be)

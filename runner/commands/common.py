@@ -4,27 +4,12 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from runner.config.remote_includes import IncludeOptions
-from runner.errors import UsageError
+from runner.core.errors import UsageError
+from runner.project import ProjectOptions
 from runner.vars.source import SettingsSource
-
-
-@dataclass(frozen=True)
-class ProjectOptions:
-    """Where the project is and what the user set on the command line."""
-
-    directory: Path  # the repository (or plain folder) the pipeline runs for
-    file: Path  # the root .gitlab-ci.yml, absolute
-    variables: dict[str, str]  # --variable KEY=VALUE, in order; later ones win
-    includes: IncludeOptions = field(default_factory=IncludeOptions)  # server-side includes
-    # CI/CD settings variables (variables files, --gitlab-variables); None: none at all
-    settings: SettingsSource | None = None
-    # git facts to plan with instead of the checkout's (`pyci reproduce`: the original ref)
-    git_facts: Any = None
 
 
 def add_project_options(parser: argparse.ArgumentParser) -> None:

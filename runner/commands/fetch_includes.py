@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = project_options(args)
     if opts.includes.offline:
-        from runner.errors import UsageError
+        from runner.core.errors import UsageError
 
         raise UsageError("fetch-includes: --offline leaves nothing to fetch")
     includes = dataclasses.replace(opts.includes, refresh=True)

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def job_entry(job: Any) -> dict[str, Any]:
-    """The JSON object of one created job (a `runner.jobspec.JobSpec`)."""
+    """The JSON object of one created job (a `runner.core.jobspec.JobSpec`)."""
     allow: Any = job.allow_failure.allowed
     if job.allow_failure.exit_codes:
         allow = {"exit_codes": list(job.allow_failure.exit_codes)}

@@ -17,15 +17,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.commands.common import ProjectOptions, parse_variables
-from runner.errors import UsageError
+from runner.core.errors import UsageError
 from runner.executor_options import add_executor_options, chosen_executor
+from runner.project import ProjectOptions, parse_variables
 
 # imported where they are used: `pyci --help` and the other commands need none of them
 if TYPE_CHECKING:
+    from runner.core.jobspec import JobSpec
     from runner.evaluate.predefined import GitFacts
     from runner.gitlab.client import GitLabClient, Server
-    from runner.jobspec import JobSpec
     from runner.reproduce import OriginalJob, OriginalPipeline
     from runner.vars.remote import ServerVariables
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.commands.common import add_project_options, parse_variables, project_options
-from runner.errors import UsageError
+from runner.core.errors import UsageError
 from runner.executor_options import (
     add_executor_options,
     chosen_executor,
@@ -35,11 +35,11 @@ from runner.state_dir import project_state_dir
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from runner.commands.common import ProjectOptions
+    from runner.core.events import JobOutcome, Reporter
+    from runner.core.jobspec import JobSpec
     from runner.debug_shell import HeldOutput
-    from runner.events import JobOutcome, Reporter
-    from runner.jobspec import JobSpec
     from runner.pipeline import Pipeline
+    from runner.project import ProjectOptions
     from runner.report.live import LiveReporter
     from runner.schedule.scheduler import JobRunner
     from runner.schedule.selection import Selection
@@ -99,12 +99,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace, opts: ProjectOptions | None = None) -> int:
     """`opts`: the project options made by the caller (`pyci reproduce`), else from `args`."""
+    from executors.factory import executor_session
+
     check_arguments(args)
     try:
         # the fork server first, while pyci has one thread; then the jobs' checkout, on a
         # thread while the pipeline loads
         with (
-            executor_process(chosen_executor(args)),
+            executor_session(chosen_executor(args)),
             checkout_while_loading(Path(args.directory).resolve()),
         ):
             return run_pipeline(args, opts)
@@ -222,28 +224,6 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--concurrency {args.concurrency}: must be at least 1")
     if args.shell_on_failure:
         args.plain = True  # the live view would draw over the shell
-
-
-@contextlib.contextmanager
-def executor_process(kind: str) -> Iterator[None]:
-    """What the executor needs for the whole run. For containers: the fork server, spawned
-    now while pyci still has one thread (the scheduler's threads must never fork), stopped at
-    the end however the run ends (Ctrl-C included). The bridge network is set up by its first
-    job."""
-    if kind != "container":
-        yield
-        return
-    from executors.container.probe import container_unavailable_reason
-    from executors.factory import start_launcher, stop_launcher
-
-    reason = container_unavailable_reason()
-    if reason is not None:
-        raise UsageError(f"--executor container: containers cannot run here ({reason})")
-    try:
-        start_launcher()
-        yield
-    finally:
-        stop_launcher()
 
 
 def load(args: argparse.Namespace, opts: ProjectOptions | None = None) -> Pipeline | None:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from executors.base import BuildDirs, ExecResult, Executor, JobLog, StageCommand
 from runner.commands.common import add_project_options, project_options
-from runner.errors import UsageError
+from runner.core.errors import UsageError
+from runner.core.jobspec import ArtifactsSpec, JobSpec
 from runner.executor_options import add_executor_options, chosen_executor, executor_options
-from runner.jobspec import ArtifactsSpec, JobSpec
 from runner.state_dir import project_state_dir
 
 
@@ -81,10 +81,10 @@ class _OptionsThenCommand(argparse.Action):
 
 
 def shell_command(args: argparse.Namespace) -> int:
-    from runner.commands.run import executor_process
+    from executors.factory import executor_session
 
     kind = chosen_executor(args)
-    with executor_process(kind), _cleanup_on_termination():
+    with executor_session(kind), _cleanup_on_termination():
         return open_shell(args, kind, tuple(args.command))
 
 
@@ -172,7 +172,7 @@ class ShellInstead:
 
     @property
     def shell_name(self) -> str:
-        return getattr(self.inner, "shell_name", "sh")
+        return self.inner.shell_name
 
     def prepare(self, job: JobSpec, dirs: BuildDirs, log: JobLog) -> None:
         self._scratch = dirs.scratch
@@ -182,7 +182,12 @@ class ShellInstead:
         return self.inner.project_dir_in_job()
 
     def builds_dir_in_job(self) -> str:
-        return getattr(self.inner, "builds_dir_in_job", lambda: "/builds")()
+        return self.inner.builds_dir_in_job()
+
+    def interactive_shell(
+        self, stdin: int = 0, stdout: int = 1, stderr: int = 2, command: tuple[str, ...] = ()
+    ) -> int:
+        return self.inner.interactive_shell(stdin, stdout, stderr, command)
 
     def run(self, cmd: StageCommand, log: JobLog, cancel: threading.Event) -> ExecResult:
         if cmd.stage != "step_script":
@@ -198,7 +203,7 @@ class ShellInstead:
         in_job = f"{self.inner.project_dir_in_job()}.tmp/{self.SCRIPT_NAME}"
         sys.stderr.flush()
         argv = (self.shell_name, in_job)
-        code = run_on_terminal(self.inner, argv, self._stdin, self._stdout)  # type: ignore[arg-type]
+        code = run_on_terminal(self.inner, argv, self._stdin, self._stdout)
         if not (self._scratch / SHELL_STARTED).exists():
             log.write(f"pyci shell: before_script failed (exit code {code}), no shell opened\n")
         self.exit_code = code

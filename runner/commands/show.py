@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from runner.commands.common import add_project_options, project_options
-from runner.errors import UsageError
+from runner.core.errors import UsageError
 
 # `name 1/3` and `name: [a, b]` are names made by `parallel`; the configured name comes first
 _INSTANCE_NAME = re.compile(r"^(?P<base>.+?)(?: \d+/\d+|: \[.*\])$")

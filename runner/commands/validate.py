@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from runner.commands.common import add_project_options, project_options
-from runner.errors import ConfigError, Problem, UsageError
+from runner.core.errors import ConfigError, Problem, UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -28,7 +28,7 @@ from runner.config.extends import apply_extends
 from runner.config.merge import deep_copy
 from runner.config.references import resolve_references
 from runner.config.source import YamlList, YamlMap
-from runner.errors import Location, ProblemCollector
+from runner.core.errors import Location, ProblemCollector
 
 RESERVED_KEYWORDS = (
     "default", "include", "before_script", "image", "services", "after_script",

@@ -19,7 +19,7 @@ from typing import Any
 
 from runner.config.merge import deep_merge
 from runner.config.source import YamlMap
-from runner.errors import Location, ProblemCollector
+from runner.core.errors import Location, ProblemCollector
 
 MAX_EXTENDS_ANCESTORS = 10
 

@@ -40,7 +40,7 @@ from runner.config.remote_includes import (
 from runner.config.source import YamlList, YamlMap
 from runner.config.textfile import UnreadableFile, read_config_text
 from runner.config.yamlload import ruby_inspect
-from runner.errors import Location, ProblemCollector
+from runner.core.errors import Location, ProblemCollector
 from runner.evaluate.re2syntax import compile_re2
 
 IncludeRuleMatcher = Callable[[list[Mapping[str, Any]], Location | None], bool]

@@ -23,7 +23,7 @@ from typing import Any
 from runner.config.limits import MAX_FILE_BYTES
 from runner.config.source import YamlMap
 from runner.config.yamlload import load_yaml, load_yaml_documents
-from runner.errors import ConfigError, Location, ProblemCollector
+from runner.core.errors import ConfigError, Location, ProblemCollector
 from runner.evaluate.re2syntax import RegexSyntaxError, compile_re2
 
 _DIVIDER = re.compile(r"^---\s+", re.MULTILINE)

@@ -26,7 +26,7 @@ from runner.config.merge import deep_copy
 from runner.config.rubysize import value_size
 from runner.config.source import YamlList, YamlMap
 from runner.config.yamlload import Reference
-from runner.errors import Location, ProblemCollector
+from runner.core.errors import Location, ProblemCollector
 
 _MISSING = object()
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.errors import PyciError
+from runner.core.errors import PyciError
 from runner.gitlab.client import GitLabClient, GitLabError, GitLabTimeout, Server
 
 DEFAULT_TTL = 3600.0  # seconds a branch's file is trusted before it is fetched again

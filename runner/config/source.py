@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from runner.errors import Location
+from runner.core.errors import Location
 
 
 class YamlMap(dict):

@@ -28,7 +28,7 @@ from runner.config.models import (
 )
 from runner.config.models_base import is_reference
 from runner.config.source import YamlMap, loc_of, locate
-from runner.errors import ConfigError, Location, Problem
+from runner.core.errors import ConfigError, Location, Problem
 
 MAX_JOB_NAME = 255
 

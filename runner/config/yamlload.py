@@ -35,7 +35,7 @@ from runner.config.limits import MAX_YAML_DEPTH, MAX_YAML_SIZE_BYTES, TOO_BIG
 from runner.config.rubysize import scalar_size, string_size
 from runner.config.source import YamlList, YamlMap
 from runner.config.yamlcompose import PLAIN_TAG, EventSource, TooBig, compose_documents
-from runner.errors import ConfigError, Location, Problem, ProblemCollector
+from runner.core.errors import ConfigError, Location, Problem, ProblemCollector
 
 REFERENCE_TAG = "!reference"
 _PLAIN = PLAIN_TAG

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from runner.jobspec import Variable
+from runner.core.jobspec import Variable
 
 __all__ = [
     "GitFacts",

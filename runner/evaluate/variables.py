@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 
-from runner.jobspec import Variable
+from runner.core.jobspec import Variable
 
 __all__ = ["circular_references", "expand", "expand_existing", "resolve"]
 

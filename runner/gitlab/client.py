@@ -20,7 +20,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from runner.errors import PyciError
+from runner.core.errors import PyciError
 
 MAX_REDIRECTS = 5
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # more than GitLab's own include size limit (4 MB)

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from runner.errors import UsageError
+from runner.core.errors import UsageError
 from runner.gitlab.client import Server
 
 TOKEN_VARIABLES = ("PYCI_GITLAB_TOKEN", "GITLAB_TOKEN")

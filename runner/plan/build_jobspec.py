@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.config.models_base import parse_duration
-from runner.jobspec import (
+from runner.core.jobspec import (
     AllowFailure,
     ArtifactsSpec,
     CacheKey,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.jobspec import AllowFailure
+from runner.core.jobspec import AllowFailure
 
 
 @dataclass(frozen=True)

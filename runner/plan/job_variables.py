@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from runner.jobspec import Variable
+from runner.core.jobspec import Variable
 
 
 def to_variable(key: str, value: Any) -> Variable:

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.errors import Location, Problem
-from runner.jobspec import Need
+from runner.core.errors import Location, Problem
+from runner.core.jobspec import Need
 from runner.plan.matrix import selected_names
 
 NOT_PRIOR = "is not defined in current or prior stages"

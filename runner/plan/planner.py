@@ -17,11 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from runner.errors import Location, Problem
-from runner.jobspec import JobSpec, Variable
+from runner.core.errors import Location, Problem
+from runner.core.jobspec import JobSpec, Variable
 from runner.plan import job_variables as jv
 from runner.plan.build_jobspec import Decision, build_jobspec
 from runner.plan.dag import cycle_message, find_cycle
+from runner.plan.excluded import ExcludedJob
 from runner.plan.inclusion import allow_failure, decide
 from runner.plan.matrix import Instance, expand_job, interpolate_matrix, uses_matrix_expressions
 from runner.plan.needs import (
@@ -269,7 +270,6 @@ class Planner:
     # --- step 3: jobs --------------------------------------------------------------------
 
     def plan(self, workflow: Any) -> tuple[list[JobSpec], list[Any], list[Problem]]:
-        from runner.pipeline import ExcludedJob
 
         # the pipeline's predefined variables, the same for every job: layered once
         predefined = jv.layered(self.predefined(workflow.name))

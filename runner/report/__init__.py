@@ -8,7 +8,7 @@ import errno
 import threading
 from collections.abc import Callable, Iterable
 
-from runner.events import Event, Reporter
+from runner.core.events import Event, Reporter
 
 
 class FanOut:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.events import JobOutcome
+from runner.core.events import JobOutcome
 from runner.report.logfiles import log_path
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from runner.errors import PyciError
-from runner.events import (
+from runner.core.errors import PyciError
+from runner.core.events import (
     ChildPipelineCreated,
     ChildPipelineFinished,
     Event,

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
-from runner.events import Event, JobOutcome, PipelineFinished
+from runner.core.events import Event, JobOutcome, PipelineFinished
 from runner.report.json_report import ChildRows, write_atomically
 from runner.report.logfiles import log_path
 from runner.report.plain import finished_words

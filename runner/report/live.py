@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from runner.events import Event
+from runner.core.events import Event
 from runner.report.state import JobView, RunState
 from runner.report.summary import STATUS_STYLE, format_duration
 

@@ -17,8 +17,8 @@ import contextlib
 from pathlib import Path
 from typing import TextIO
 
-from runner.events import Event, JobFinished, JobStarted, LogChunk
-from runner.filenames import file_stem
+from runner.core.events import Event, JobFinished, JobStarted, LogChunk
+from runner.core.filenames import file_stem
 from runner.report.plain import finished_words
 from runner.report.text import LineBuffer, clean_line
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from runner.events import (
+from runner.core.events import (
     ChildPipelineCreated,
     Event,
     JobFinished,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from runner.events import (
+from runner.core.events import (
     ChildPipelineCreated,
     ChildPipelineFinished,
     Event,

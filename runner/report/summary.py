@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runner.events import JobOutcome, PipelineStatus
+from runner.core.events import JobOutcome, PipelineStatus
 
 if TYPE_CHECKING:
     from rich.console import Console

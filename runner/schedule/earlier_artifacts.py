@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 
 from runner.build.artifacts import DEFAULT_PIPELINE_FILE, ArtifactStore
-from runner.jobspec import JobSpec
+from runner.core.jobspec import JobSpec
 from runner.schedule.graph import JobGraph
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from runner.jobspec import JobSpec
+from runner.core.jobspec import JobSpec
 
 
 class JobGraph:

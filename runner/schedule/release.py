@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from runner.events import JobStatus
-from runner.jobspec import JobSpec
+from runner.core.events import JobStatus
+from runner.core.jobspec import JobSpec
 
 Composite = Literal["success", "failed", "canceled", "skipped", "waiting", "blocked"]
 Decision = Literal["wait", "run", "skip", "manual", "blocked"]

@@ -8,8 +8,8 @@ given; the planner expresses that by passing `when=()` alongside exit codes.
 
 from __future__ import annotations
 
-from runner.events import JobOutcome
-from runner.jobspec import RetrySpec
+from runner.core.events import JobOutcome
+from runner.core.jobspec import RetrySpec
 
 # GitLab's retry:when names for the failure reasons that exist locally.
 _WHEN_NAMES: dict[str, tuple[str, ...]] = {

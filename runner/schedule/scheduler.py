@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from runner.events import (
+from runner.core.events import (
     JobFinished,
     JobOutcome,
     JobQueued,
@@ -39,7 +39,7 @@ from runner.events import (
     Reporter,
     SectionStarted,
 )
-from runner.jobspec import JobSpec
+from runner.core.jobspec import JobSpec
 from runner.schedule import release
 from runner.schedule.graph import JobGraph
 from runner.schedule.retry import should_retry

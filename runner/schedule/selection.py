@@ -11,8 +11,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from runner.errors import UsageError
-from runner.jobspec import JobSpec
+from runner.core.errors import UsageError
+from runner.core.jobspec import JobSpec
 from runner.schedule.graph import with_prerequisites
 
 

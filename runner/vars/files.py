@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from runner.errors import ConfigError, Location
+from runner.core.errors import ConfigError, Location
 from runner.vars.model import SettingsVariable, VariableProblem, from_fields
 
 PROJECT_FILE = Path(".pyci") / "variables.yml"

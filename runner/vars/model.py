@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from runner.jobspec import Variable
+from runner.core.jobspec import Variable
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_]{1,255}")  # GitLab's rule for a variable's key
 VARIABLE_TYPES = ("env_var", "file")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 from runner.gitlab.client import GitLabClient, GitLabError, Server
 from runner.vars.model import SettingsVariable, VariableProblem, from_fields
 from runner.vars.scope import ref_is_protected

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from runner.jobspec import Variable
+from runner.core.jobspec import Variable
 from runner.vars.model import SettingsVariable
 
 

@@ -69,7 +69,7 @@ class SettingsSource:
             remote_url = facts.server_url if facts.has_remote else None
             server = find_server(self.gitlab_url, remote_url, self.directory)
             if server is None:
-                from runner.errors import UsageError
+                from runner.core.errors import UsageError
 
                 raise UsageError(
                     "--gitlab-variables: no GitLab server (set --gitlab-url or PYCI_GITLAB_URL)"

@@ -14,8 +14,8 @@ import pytest
 from executors.factory import ExecutorOptions, create_executor
 from runner.build.build import run_build
 from runner.build.context import BuildContext
-from runner.events import Event, JobOutcome, LogChunk, SectionStarted
-from runner.jobspec import JobSpec
+from runner.core.events import Event, JobOutcome, LogChunk, SectionStarted
+from runner.core.jobspec import JobSpec
 
 
 @dataclass

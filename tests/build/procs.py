@@ -6,7 +6,7 @@ import uuid
 
 import processes
 
-from runner.jobspec import Variable
+from runner.core.jobspec import Variable
 
 wait_for = processes.wait_for
 hung_since = processes.hung_since

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from executors.factory import ExecutorOptions
-from runner import background
 from runner.build import snapshot as snapshots
 from runner.build import workspace
 from runner.build.artifacts import ArtifactStore
-from runner.jobspec import AllowFailure, ArtifactsSpec, CacheKey, CacheSpec, Variable
+from runner.core import background
+from runner.core.jobspec import AllowFailure, ArtifactsSpec, CacheKey, CacheSpec, Variable
 
 from .conftest import Builder, git, snapshot
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tarfile
 import threading
 
-from runner.jobspec import CacheKey, CacheSpec, Variable
+from runner.core.jobspec import CacheKey, CacheSpec, Variable
 
 from .conftest import Builder, git
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner import background
 from runner.build import snapshot as snapshots
 from runner.build.early_checkout import build_shared_checkout, checkout_while_loading
+from runner.core import background
 
 from .conftest import Builder
 

@@ -15,9 +15,9 @@ import pytest
 
 from executors.factory import ExecutorOptions
 from executors.shell import pid_namespaces_available
-from runner import background
 from runner.build import snapshot as snapshots
 from runner.build import workspace
+from runner.core import background
 
 from .conftest import Builder
 from .procs import hung_since, marked_processes, new_marker, wait_for
@@ -133,7 +133,7 @@ from pathlib import Path
 from executors.factory import ExecutorOptions, create_executor
 from runner.build.build import run_build
 from runner.build.context import BuildContext
-from runner.jobspec import JobSpec, Variable
+from runner.core.jobspec import JobSpec, Variable
 
 class Quiet:
     def handle(self, event):

@@ -12,7 +12,7 @@ from runner.build.artifacts import job_slug, parse_dotenv
 from runner.build.cache import cache_key, files_digest, git_blob_id, sanitize_key
 from runner.build.joblog import CoverageScanner
 from runner.build.masking import MASK, Masker
-from runner.jobspec import CacheKey
+from runner.core.jobspec import CacheKey
 
 from .conftest import git
 
@@ -183,7 +183,7 @@ def test_coverage_regex(regex: str, log: str, expected: str | None):
 
 def test_environment_precedence_and_secrets():
     from runner.build.environment import build_environment
-    from runner.jobspec import Variable
+    from runner.core.jobspec import Variable
 
     env = build_environment(
         [
@@ -208,8 +208,8 @@ def test_environment_precedence_and_secrets():
 
 def test_environment_without_references_resolves_as_the_full_resolution():
     from runner.build.environment import build_environment
+    from runner.core.jobspec import Variable
     from runner.evaluate.variables import resolve
-    from runner.jobspec import Variable
 
     job = [Variable("A", "1"), Variable("B", "two words"), Variable("A", "3")]
     job.append(Variable("F", "content", file=True))

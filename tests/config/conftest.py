@@ -10,7 +10,7 @@ import pytest
 
 from runner.config.expand import ExpandedConfig, expand_config
 from runner.config.include import LoadedConfig, load_config
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 
 Files = dict[str, str]
 

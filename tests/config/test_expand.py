@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runner.config.expand import ExpandedConfig
-from runner.errors import Location
+from runner.core.errors import Location
 
 
 def test_top_level_keys_are_split_into_globals_hidden_jobs_and_jobs(expand) -> None:

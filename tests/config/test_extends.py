@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.errors import Location
+from runner.core.errors import Location
 
 
 def test_gitlabs_merge_details_example(expand) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from runner.config.include import MAX_INCLUDES, load_config, load_single_file
 from runner.config.yamlload import Reference
-from runner.errors import Location
+from runner.core.errors import Location
 
 JOB = "job:\n  script: echo\n"
 

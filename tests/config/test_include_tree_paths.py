@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 
 
 @pytest.mark.parametrize("path", ["./inc.yml", "../x/inc.yml", "dir/./inc.yml", "dir//inc.yml"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runner.config.inputs import evaluate_block, expand_existing, posix_escape
-from runner.errors import Location
+from runner.core.errors import Location
 
 TEMPLATE = """\
 spec:

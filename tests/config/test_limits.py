@@ -10,7 +10,7 @@ from runner.config.limits import MAX_YAML_DEPTH, MAX_YAML_SIZE_BYTES
 from runner.config.rubysize import array_size, hash_size, string_size, value_size
 from runner.config.textfile import UnreadableFile, read_config_text
 from runner.config.yamlload import load_yaml
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 
 
 def nested(levels: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runner.config.expand import expand_config
-from runner.errors import ConfigError, Location
+from runner.core.errors import ConfigError, Location
 
 
 def test_reference_into_an_included_file(load) -> None:

@@ -10,7 +10,7 @@ import yaml
 
 from runner.config.source import YamlList, YamlMap
 from runner.config.yamlload import Reference, load_yaml, load_yaml_documents, psych_scalar
-from runner.errors import ConfigError, Location
+from runner.core.errors import ConfigError, Location
 
 CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
 

@@ -24,7 +24,7 @@ import pytest
 from executors.container.names import id_prefix
 from executors.container.runtime import Launcher, Scratch, remove_tree
 from executors.container.spec import ContainerSpec, Rootfs
-from runner import background
+from runner.core import background
 
 SESSION_PREFIX = id_prefix()  # this session's own (tests/conftest.py)
 

@@ -17,9 +17,9 @@ from executors.container.executor import ContainerExecutor, ContainerSettings
 from executors.images.config import ImageConfig
 from executors.images.reference import parse_reference
 from executors.images.store import ImageRecord, ImageStore, LayerRecord
-from runner import background
-from runner.filenames import file_stem
-from runner.jobspec import ImageSpec, JobSpec, ServiceSpec, Variable
+from runner.core import background
+from runner.core.filenames import file_stem
+from runner.core.jobspec import ImageSpec, JobSpec, ServiceSpec, Variable
 
 
 class Log:

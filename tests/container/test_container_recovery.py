@@ -25,7 +25,7 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     from executors.base import BuildDirs, StageCommand
     from executors.container.executor import ContainerExecutor, ContainerSettings
-    from runner.jobspec import ImageSpec, JobSpec, ServiceSpec, Variable
+    from runner.core.jobspec import ImageSpec, JobSpec, ServiceSpec, Variable
 
     state, image, work = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     class Log:
@@ -227,8 +227,8 @@ def test_the_next_pyci_run_removes_what_a_killed_one_left(tmp_path, busybox_root
 
 
 def test_a_source_overlay_is_removed_only_when_no_build_holds_its_job_dir(tmp_path):
-    from executors.container import syscalls
     from executors.container.recovery import recover_source_overlays, source_overlays
+    from executors.linux import syscalls
 
     project_builds = tmp_path / "builds" / "demo-1234"
     job_dir = project_builds / "job-abc"

@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 
-from executors.container import syscalls
 from executors.container.spec import (
     ContainerSpec,
     Mount,
@@ -15,6 +14,7 @@ from executors.container.spec import (
     SpecError,
     validate,
 )
+from executors.linux import syscalls
 
 
 def a_spec(**fields) -> ContainerSpec:

@@ -21,7 +21,7 @@ import pytest
 from executors.base import BuildDirs, StageCommand
 from executors.container import cgroups, sysfs
 from executors.container.executor import ContainerExecutor, ContainerSettings
-from runner.jobspec import ImageSpec, JobSpec
+from runner.core.jobspec import ImageSpec, JobSpec
 
 MODES = ("none", "host", "bridge")
 KINDS = ("busybox", "host-root")

@@ -26,12 +26,13 @@ from pathlib import Path
 import pytest
 
 from executors.base import BuildDirs, StageCommand
-from executors.container import cgroupfs, cgroups, devicepolicy, devices, syscalls
+from executors.container import cgroupfs, cgroups, devicepolicy, devices
 from executors.container.cgroupfs import Limits
 from executors.container.cgroups_v1 import V1Driver
 from executors.container.devicepolicy import DEFAULT_RULES, DeviceRule, allowed
 from executors.container.executor import ContainerExecutor, ContainerSettings
-from runner.jobspec import ImageSpec, JobSpec
+from executors.linux import syscalls
+from runner.core.jobspec import ImageSpec, JobSpec
 
 EPERM = os.strerror(errno.EPERM)
 

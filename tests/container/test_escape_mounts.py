@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from executors.base import BuildDirs, ExecutorError, StageCommand
-from executors.container import syscalls
 from executors.container.executor import ContainerExecutor, ContainerSettings
 from executors.container.images import HOST_HIDDEN_PATHS
 from executors.container.network import AddressPool, ensure_bridge, host_link_name
 from executors.container.runtime import ContainerError, run_container
 from executors.container.spec import ContainerSpec, Mount, NetworkSpec
-from runner.jobspec import ImageSpec, JobSpec
+from executors.linux import syscalls
+from runner.core.jobspec import ImageSpec, JobSpec
 
 MODES = ("none", "host", "bridge")
 KINDS = ("busybox", "host-root")

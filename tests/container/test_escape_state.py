@@ -31,9 +31,9 @@ from executors.images.config import ImageConfig
 from executors.images.extract import extract_layer
 from executors.images.reference import parse_reference
 from executors.images.store import ImageRecord, ImageStore, LayerRecord
-from runner import background
 from runner.build import workspace
-from runner.jobspec import ImageSpec, JobSpec
+from runner.core import background
+from runner.core.jobspec import ImageSpec, JobSpec
 from tests.images.imagelib import chardev, directory, file, make_tar
 
 pytestmark = pytest.mark.root

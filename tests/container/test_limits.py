@@ -31,7 +31,7 @@ from executors.container.limits import (
     parse_memory,
     pids_limit,
 )
-from runner.jobspec import ImageSpec, JobSpec, ServiceSpec, Variable
+from runner.core.jobspec import ImageSpec, JobSpec, ServiceSpec, Variable
 from tests.container.test_container_cli import job_lines, make_project
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from executors.container import syscalls
+from executors.linux import syscalls
 
 
 def _pretend_machine(monkeypatch: pytest.MonkeyPatch, machine: str) -> None:

@@ -12,7 +12,7 @@ from runner.build.build import run_build
 from runner.build.context import BuildContext
 from runner.cli import build_parser
 from runner.commands.shell import ShellInstead
-from runner.jobspec import JobSpec, Variable
+from runner.core.jobspec import JobSpec, Variable
 from tests.build.conftest import Recorder
 from tests.container.test_container_cli import drive_on_pty
 from tests.daily.conftest import make_project, pyci

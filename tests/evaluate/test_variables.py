@@ -2,8 +2,8 @@
 
 import pytest
 
+from runner.core.jobspec import Variable
 from runner.evaluate.variables import circular_references, expand, expand_existing, resolve
-from runner.jobspec import Variable
 
 
 @pytest.mark.parametrize(

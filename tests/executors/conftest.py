@@ -21,8 +21,8 @@ from executors.base import BuildDirs, Executor
 from executors.container.probe import container_unavailable_reason
 from executors.container.runtime import Launcher, remove_tree
 from executors.factory import ExecutorOptions, create_executor
-from runner import background
-from runner.jobspec import JobSpec
+from runner.core import background
+from runner.core.jobspec import JobSpec
 from tests.container.conftest import leftovers, snapshot
 
 EXECUTORS = ["shell", "container"]

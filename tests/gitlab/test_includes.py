@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from runner.commands.common import ProjectOptions
 from runner.config.remote_includes import IncludeOptions
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 from runner.pipeline import load_expanded
+from runner.project import ProjectOptions
 from tests.fake_gitlab import FakeGitLab
 
 JOB = "local-job:\n  script: echo\n"

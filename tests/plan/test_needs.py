@@ -1,6 +1,6 @@
 """Needs and dependencies: name resolution, GitLab's errors, and pruning after rules."""
 
-from runner.jobspec import Need
+from runner.core.jobspec import Need
 from runner.plan.needs import (
     JobRefs,
     NameTable,

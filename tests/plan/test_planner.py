@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.commands.common import ProjectOptions
 from runner.config.validate import validate_pipeline
+from runner.core.jobspec import AllowFailure, Need
 from runner.evaluate.predefined import read_git_facts
-from runner.jobspec import AllowFailure, Need
 from runner.plan.planner import Planner
+from runner.project import ProjectOptions
 
 GLOBAL_KEYS = {"variables", "stages", "workflow", "default"}
 

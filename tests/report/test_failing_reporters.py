@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.events import JobFinished, JobOutcome, JobStarted, LogChunk, PipelineFinished
-from runner.filenames import NAME_MAX
+from runner.core.events import JobFinished, JobOutcome, JobStarted, LogChunk, PipelineFinished
+from runner.core.filenames import NAME_MAX
 from runner.report import FanOut, StopWhenClosed
 from runner.report.console import PyciConsole
 from runner.report.json_report import JsonReport, ReportError

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from processes import wait_for
 from rich.console import Console
 
-from runner.events import (
+from runner.core.events import (
     JobFinished,
     JobOutcome,
     JobQueued,
@@ -305,7 +305,7 @@ def test_live_view_keeps_running_and_failed_jobs_in_sight_when_the_terminal_is_s
 
 
 def test_live_state_nests_a_child_pipeline_under_its_bridge():
-    from runner.events import ChildPipelineCreated
+    from runner.core.events import ChildPipelineCreated
     from runner.report.state import RunState
 
     state = RunState([("build", "build"), ("bridge", "test"), ("deploy", "deploy")])

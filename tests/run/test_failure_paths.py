@@ -21,7 +21,7 @@ import pytest
 
 from executors.container import names
 from runner.build.snapshot import KEPT_SUFFIX
-from runner.filenames import NAME_MAX
+from runner.core.filenames import NAME_MAX
 from tests.processes import marked_processes
 from tests.run.conftest import (
     child_env,

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from runner.events import Event, JobOutcome
-from runner.jobspec import JobSpec
+from runner.core.events import Event, JobOutcome
+from runner.core.jobspec import JobSpec
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.jobspec import AllowFailure, JobSpec, Need, RetrySpec
+from runner.core.jobspec import AllowFailure, JobSpec, Need, RetrySpec
 
 STAGES = ("build", "test", "deploy")
 

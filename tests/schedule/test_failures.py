@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.events import Event, JobFinished, JobOutcome, JobStarted, LogChunk
+from runner.core.events import Event, JobFinished, JobOutcome, JobStarted, LogChunk
 from runner.schedule.scheduler import PipelineResult, Scheduler
 from tests.schedule.conftest import Recorder
 from tests.schedule.helpers import job

@@ -2,8 +2,8 @@
 
 import pytest
 
-from runner.events import JobOutcome
-from runner.jobspec import RetrySpec
+from runner.core.events import JobOutcome
+from runner.core.jobspec import RetrySpec
 from runner.schedule.retry import should_retry
 
 SCRIPT_FAILURE = JobOutcome("failed", exit_code=3, failure_reason="script_failure")

@@ -7,8 +7,8 @@ import signal
 import threading
 import time
 
-from runner.events import JobFinished, JobOutcome, JobQueued, JobStarted, PipelineFinished
-from runner.jobspec import RetrySpec
+from runner.core.events import JobFinished, JobOutcome, JobQueued, JobStarted, PipelineFinished
+from runner.core.jobspec import RetrySpec
 from runner.schedule.scheduler import Scheduler
 from tests.schedule.helpers import job
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from runner.errors import UsageError
+from runner.core.errors import UsageError
 from runner.schedule.selection import select_jobs
 from tests.schedule.helpers import job
 

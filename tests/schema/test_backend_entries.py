@@ -11,7 +11,7 @@ import pytest
 from runner.config.models_base import ruby_float_text
 from runner.config.validate import validate_job, validate_pipeline, validate_shape
 from runner.config.yamlload import load_yaml
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 
 
 def job_problems(text: str) -> list[str]:

@@ -7,7 +7,7 @@ import pytest
 
 from runner.config.validate import validate_job, validate_pipeline, validate_shape
 from runner.config.yamlload import load_yaml
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 
 
 def lines(text: str) -> list[str]:
