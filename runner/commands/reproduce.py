@@ -17,9 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.commands.common import parse_variables
 from runner.core.errors import UsageError
 from runner.executor_options import add_executor_options, chosen_executor
-from runner.project import ProjectOptions, parse_variables
+from runner.project import ProjectOptions
 
 # imported where they are used: `pyci --help` and the other commands need none of them
 if TYPE_CHECKING:
