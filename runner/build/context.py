@@ -17,3 +17,5 @@ class BuildContext:
     # where jobs' copies of the repository live; None: $PYCI_BUILDS_DIR, else
     # $XDG_CACHE_HOME/pyci/builds (see runner/build/workspace.py for why not inside the tree)
     builds_root: Path | None = None
+    # where caches are kept; None: <state_dir>/cache (runner mode: one per project on the box)
+    cache_dir: Path | None = None
