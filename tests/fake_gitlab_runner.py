@@ -58,6 +58,7 @@ class FakeJob:
     final: dict[str, Any] | None = None  # the accepted PUT's body
     updates: list[dict[str, Any]] = field(default_factory=list)  # every PUT's body
     uploads: list[Upload] = field(default_factory=list)
+    touches: int = 0  # `PUT` with `state: running` (keep-alives)
     started: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
 
@@ -82,6 +83,8 @@ class FakeGitLabRunner(FakeGitLab):
         self.last_update = "1"
         self._next_id = 100
         self._jobs_lock = threading.Lock()
+        self._changed = threading.Condition(self._jobs_lock)
+        self.answers: list[tuple[str, str, int | str]] = []  # method, path, status
         self._server.RequestHandlerClass = _runner_handler(self)
 
     # --- the jobs -----------------------------------------------------------------------------
@@ -130,6 +133,21 @@ class FakeGitLabRunner(FakeGitLab):
                 r for r in self.runner_requests if r.method == method and r.path.endswith(suffix)
             ]
 
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 120.0) -> None:
+        """Block until `predicate()` (checked after every runner API answer) holds."""
+        with self._changed:
+            assert self._changed.wait_for(predicate, timeout), "the runner never got there"
+
+    def record_answer(self, request: RunnerRequest, status: int | str) -> None:
+        with self._changed:
+            self.answers.append((request.method, request.path.split("?")[0], status))
+            self._changed.notify_all()
+
+    def answered(self, method: str, suffix: str, status: int | str) -> bool:
+        """Whether a request (`method`, path ending with `suffix`) got `status` (unlocked:
+        for `wait_for` predicates, which run with the lock held)."""
+        return any(m == method and p.endswith(suffix) and s == status for m, p, s in self.answers)
+
     def wait_finished(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         for job in list(self.jobs.values()):
@@ -162,6 +180,8 @@ class FakeGitLabRunner(FakeGitLab):
             if tail == ["trace"] and method == "PATCH":
                 return self._fault("trace", job) or self._trace(job, request)
             if tail == [] and method == "PUT":
+                if json.loads(request.body or b"{}").get("state") == "running":
+                    return self._update(job, request)  # faults are for the final update
                 return self._fault("update") or self._update(job, request)
             if tail == ["artifacts"] and method == "POST":
                 return self._fault("artifacts") or self._upload(job, request)
@@ -210,13 +230,18 @@ class FakeGitLabRunner(FakeGitLab):
         if body.get("token") != self.runner_token:
             return _json(403, {"message": "403 Forbidden"})
         with self._jobs_lock:
-            job = next((j for j in self.jobs.values() if j.state == "pending"), None)
+            job = next((j for j in self.jobs.values() if self._ready(j)), None)
             if job is not None:
                 job.state = "running"
         if job is None:
             return 204, {"X-GitLab-Last-Update": self.last_update}, b""
         job.started.set()
         return _json(201, job.payload)
+
+    def _ready(self, job: FakeJob) -> bool:
+        """Pending, and (as GitLab's stages and needs ensure) its dependencies succeeded."""
+        needed = [self.jobs[d["id"]] for d in job.payload.get("dependencies", [])]
+        return job.state == "pending" and all(d.state == "success" for d in needed)
 
     def _trace(self, job: FakeJob, request: RunnerRequest):
         with self._jobs_lock:
@@ -240,6 +265,14 @@ class FakeGitLabRunner(FakeGitLab):
 
     def _update(self, job: FakeJob, request: RunnerRequest):
         body = json.loads(request.body)
+        if body.get("state") == "running":  # a keep-alive: tells the runner of a cancel
+            with self._jobs_lock:
+                job.touches += 1
+                status = job.state
+            if status not in ("running", "canceling"):
+                return _json(403, {"message": "403 Forbidden - Job is not running"})
+            headers = {"Job-Status": status, "X-GitLab-Trace-Update-Interval": TRACE_INTERVAL}
+            return 200, headers, b"{}"
         with self._jobs_lock:
             job.updates.append(body)
             if job.state not in ("running", "canceling"):
@@ -300,6 +333,7 @@ def _runner_handler(gitlab: FakeGitLabRunner):
                     return super().do_GET()
                 answer = _json(404, {"error": "404 Not Found"})
             status, headers, payload = answer
+            gitlab.record_answer(request, status)
             if status == "drop":
                 self.close_connection = True
                 self.connection.close()

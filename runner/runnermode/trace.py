@@ -10,8 +10,9 @@ spans a newline), so a partial line waits for its end (or the job's).
 `Content-Range`, and follows the server: a 202's `Range` says what it holds, a 416 says its
 size differs (so the next patch starts from there), `X-GitLab-Trace-Update-Interval` changes
 the pace, and `Job-Status: canceling|canceled` (or a 403/404: the job is no longer ours)
-cancels the build. Network errors and 5xx are retried on the next tick; nothing is lost,
-since the buffer keeps the whole trace.
+cancels the build; when there is nothing new, a `PUT` with `state: running` asks the same.
+Network errors and 5xx are retried on the next tick; nothing is lost, since the buffer keeps
+the whole trace.
 """
 
 from __future__ import annotations
@@ -127,7 +128,24 @@ class TraceSender:
 
     def _loop(self) -> None:
         while not self._stopping.wait(self.interval):
-            self.send_pending()
+            if self.sent >= len(self.buffer):
+                self.touch()
+            else:
+                self.send_pending()
+
+    def touch(self) -> None:
+        """Nothing new to send: tell GitLab the job still runs (gitlab-runner's touchJob, a
+        `PUT` with `state: running`), and so learn whether it was canceled meanwhile."""
+        try:
+            answer = self.api.update_job(self.job_id, self.job_token, {"state": "running"})
+        except GitLabError:
+            return
+        if answer.update_interval and answer.update_interval > 0:
+            self.interval = answer.update_interval
+        if answer.job_status in CANCEL_STATUSES:
+            self.on_cancel(answer.job_status)
+        elif answer.status in (403, 404):
+            self.on_cancel("gone")
 
     def send_pending(self) -> bool:
         """One round of PATCHes of what is new; False when the server could not take it."""

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ class Box:
     env: dict[str, str]
     tmp: Path
     image: str
+    started: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def payload(
         self,
@@ -174,7 +175,7 @@ class Box:
         )
 
     def start(self, *extra: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             self.runner_args(*extra),
             env=self.env,
             stdout=subprocess.PIPE,
@@ -182,6 +183,8 @@ class Box:
             text=True,
             stdin=subprocess.DEVNULL,
         )
+        self.started.append(process)
+        return process
 
 
 @pytest.fixture
@@ -207,7 +210,14 @@ def box(tmp_path: Path, busybox_ref: str) -> Iterator[Box]:
         "PYTHONPATH": str(REPO_ROOT),
     }
     with FakeGitLabRunner() as gitlab, GitServer(served, gitlab.job_token_is_valid) as server:
-        yield Box(gitlab, server, sha, env, tmp_path, busybox_ref)
+        made = Box(gitlab, server, sha, env, tmp_path, busybox_ref)
+        try:
+            yield made
+        finally:
+            for process in made.started:  # a test that failed half-way: end its runner
+                if process.poll() is None:
+                    process.terminate()
+                    process.communicate(timeout=120)
 
 
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[str, str]:
