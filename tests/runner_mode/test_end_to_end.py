@@ -71,3 +71,37 @@ def test_artifacts_are_uploaded_and_handed_to_a_dependent_job(box: Box) -> None:
     # the dependency's artifacts were fetched with the dependency's token
     downloads = box.gitlab.requests_to("GET", f"/jobs/{build.id}/artifacts")
     assert downloads and all(r.headers["job-token"] == build.token for r in downloads)
+
+
+def test_twenty_jobs_two_at_a_time_with_artifacts_handed_on(box: Box) -> None:
+    archive = {"paths": ["out/"], "when": "on_success", "artifact_type": "archive"}
+    builds = [
+        box.queue(
+            f"build-{i}", ["mkdir out", f"echo payload-{i} > out/result.txt"], artifacts=[archive]
+        )
+        for i in range(10)
+    ]
+    tests = [
+        box.queue(
+            f"test-{i}",
+            ["cat out/result.txt", f"test $(cat out/result.txt) = payload-{i}"],
+            dependencies=[build],
+        )
+        for i, build in enumerate(builds)
+    ]
+    run = box.run("--max-builds", "20", "--concurrent", "2", timeout=600)
+    assert run.returncode == 0, run.stderr
+    for i, (build, test) in enumerate(zip(builds, tests, strict=True)):
+        assert_reported(build, "success")
+        assert [u.artifact_type for u in build.uploads] == ["archive"]
+        trace = assert_reported(test, "success")
+        assert f"payload-{i}" in trace
+        assert test.final["exit_code"] == 0
+    assert run.stdout.count(": started") == 20
+    # two at a time: some job started while another was running
+    lines = run.stdout.splitlines()
+    running, most = 0, 0
+    for line in lines:
+        running += 1 if line.endswith(": started") else -1
+        most = max(most, running)
+    assert most == 2
