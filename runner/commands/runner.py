@@ -19,8 +19,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.errors import PyciError, UsageError
+
+if TYPE_CHECKING:
+    from runner.runnermode.config import RunnerEntry
+    from runner.runnermode.service import RunnerService
 
 NETWORKS = ("bridge", "host", "none")
 
@@ -81,11 +86,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_single_command(args: argparse.Namespace) -> int:
-    from runner.commands.run import executor_process
+    from runner.runnermode.config import RunnerEntry
 
     check_arguments(args)
-    with executor_process(args.executor, args.network):
-        return serve(args)
+    entry = RunnerEntry(
+        name=args.name or _hostname(),
+        url=args.url.rstrip("/"),
+        token=args.token,
+        default_image=args.default_image,
+        executor=args.executor,
+        network=args.network,
+        builds_dir=args.builds_dir,
+        cache_dir=args.cache_dir,
+    )
+    return serve(
+        [entry],
+        concurrent=args.concurrent,
+        check_interval=args.check_interval,
+        max_builds=args.max_builds,
+        wait_timeout=args.wait_timeout,
+        insecure_registries=tuple(args.insecure_registry),
+    )
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -97,9 +118,19 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--wait-timeout {args.wait_timeout:g}: must be more than 0")
     if not args.default_image.strip():
         raise UsageError("--default-image: a runner never runs jobs over the host's root")
+    check_url(args.url)
+
+
+def check_url(url: str) -> None:
     from runner.gitlab.server import find_server
 
-    find_server(args.url, None, Path.cwd())  # the URL's form, one line if wrong
+    find_server(url, None, Path.cwd())  # the URL's form, one line if wrong
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 def default_dirs() -> tuple[Path, Path]:
@@ -112,9 +143,63 @@ def default_dirs() -> tuple[Path, Path]:
     return base / "builds", base / "cache"
 
 
-def serve(args: argparse.Namespace) -> int:
-    import socket
+def serve(
+    entries: list[RunnerEntry],
+    *,
+    concurrent: int,
+    check_interval: float,
+    max_builds: int | None = None,
+    wait_timeout: float | None = None,
+    insecure_registries: tuple[str, ...] = (),
+) -> int:
+    """Serve `entries` (one thread each, `concurrent` jobs at once over all of them) until
+    they stop; the container fork server is started first, while pyci has one thread."""
+    from runner.commands.run import executor_process
 
+    networks = {entry.network for entry in entries}
+    capacity = threading.BoundedSemaphore(concurrent)
+    with executor_process("container", "bridge" if "bridge" in networks else None):
+        services = [
+            make_service(
+                entry,
+                concurrent,
+                check_interval,
+                max_builds,
+                wait_timeout,
+                insecure_registries,
+                capacity,
+            )
+            for entry in entries
+        ]
+        try:
+            with stop_on_signals(lambda graceful: [s.stop(graceful) for s in services]):
+                threads = [
+                    threading.Thread(target=service.serve, name=f"runner-{entry.name}")
+                    for service, entry in zip(services, entries, strict=True)
+                ]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    while thread.is_alive():
+                        thread.join(timeout=0.5)  # the main thread stays free for signals
+        finally:
+            for service in services:
+                service.api.close()
+    refused = [f"{e.name}: {s.fatal}" for s, e in zip(services, entries, strict=True) if s.fatal]
+    if refused:
+        raise PyciError("runner " + "; ".join(refused))
+    return 0
+
+
+def make_service(
+    entry: RunnerEntry,
+    concurrent: int,
+    check_interval: float,
+    max_builds: int | None,
+    wait_timeout: float | None,
+    insecure_registries: tuple[str, ...],
+    capacity: threading.Semaphore,
+) -> RunnerService:
     from executors.factory import ExecutorOptions, create_executor
     from runner.gitlab.client import Server
     from runner.gitlab.runner_api import RunnerAPI
@@ -122,38 +207,40 @@ def serve(args: argparse.Namespace) -> int:
     from runner.runnermode.service import RunnerService, ServiceSettings
 
     builds, cache = default_dirs()
-    builds = Path(args.builds_dir) if args.builds_dir else builds
-    cache = Path(args.cache_dir) if args.cache_dir else cache
+    runner_dir = _safe_name(entry.name)
+    builds = Path(entry.builds_dir) if entry.builds_dir else builds / runner_dir
+    cache = Path(entry.cache_dir) if entry.cache_dir else cache / runner_dir
     for directory in (builds, cache):
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     options = ExecutorOptions(
-        default_image=args.default_image,
-        network=args.network,
-        insecure_registries=tuple(args.insecure_registry),
+        default_image=entry.default_image,
+        network=entry.network,
+        insecure_registries=insecure_registries,
     )
+    limit = min(entry.limit or concurrent, concurrent)
     job_settings = JobSettings(
         builds_dir=builds,
         cache_dir=cache,
-        make_executor=lambda: create_executor(args.executor, options),
-        slots=args.concurrent,
-        secrets=(args.token,),
+        make_executor=lambda: create_executor(entry.executor, options),
+        slots=limit,
+        secrets=(entry.token,),
     )
     settings = ServiceSettings(
-        name=args.name or socket.gethostname(),
-        executor=args.executor,
-        concurrent=args.concurrent,
-        check_interval=args.check_interval,
-        max_builds=args.max_builds,
-        wait_timeout=args.wait_timeout,
+        name=entry.name,
+        executor=entry.executor,
+        concurrent=limit,
+        check_interval=check_interval,
+        max_builds=max_builds,
+        wait_timeout=wait_timeout,
     )
-    server = Server(args.url.rstrip("/"), args.token)
-    with RunnerAPI(server) as api:
-        service = RunnerService(api, settings, job_settings, announce=announce)
-        with stop_on_signals(service.stop):
-            service.serve()
-    if service.fatal:
-        raise PyciError(f"runner: {service.fatal}")
-    return 0
+    api = RunnerAPI(Server(entry.url.rstrip("/"), entry.token))
+    return RunnerService(api, settings, job_settings, announce=announce, capacity=capacity)
+
+
+def _safe_name(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "runner"
 
 
 def announce(line: str) -> None:

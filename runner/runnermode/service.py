@@ -93,6 +93,8 @@ class RunnerService:
     settings: ServiceSettings
     job_settings: JobSettings
     announce: Callable[[str], None] = print  # one line per job start and end
+    # the box's `concurrent`, shared by every runner it serves (None: only ours counts)
+    capacity: threading.Semaphore | None = None
     results: list[JobResult] = field(default_factory=list)
     fatal: str | None = None
     _running: dict[int, ReceivedJob] = field(default_factory=dict)
@@ -128,9 +130,12 @@ class RunnerService:
                 continue
             if self._idle_too_long():
                 break
+            if self.capacity is not None and not self.capacity.acquire(timeout=_jitter(1.0)):
+                continue  # the box is full: other runners' jobs hold every slot
             try:
                 answer = self.api.request_job(info, last_update)
             except GitLabError as exc:
+                self._release_capacity()
                 backoff = _next_backoff(backoff)
                 log.warning("requesting a job: %s; again in %.1fs", exc, backoff)
                 self._wait(backoff)
@@ -138,8 +143,9 @@ class RunnerService:
             if answer.status == 201:
                 backoff = 0.0
                 started += 1
-                self._start(answer.job)
+                self._start(answer.job)  # the job's thread releases the capacity it holds
                 continue
+            self._release_capacity()
             if answer.status == 204:
                 backoff = 0.0
                 last_update = answer.last_update or last_update
@@ -188,12 +194,17 @@ class RunnerService:
             with self._lock:
                 del self._running[key]
                 self._last_activity = time.monotonic()
+            self._release_capacity()
             self._wake.set()
         with self._lock:
             self.results.append(result)
         reason = f" ({result.failure_reason})" if result.failure_reason else ""
         told = "" if result.accepted else ", not acknowledged by the server"
         self.announce(f"job {job_id} ({name}): {result.state}{reason}{told}")
+
+    def _release_capacity(self) -> None:
+        if self.capacity is not None:
+            self.capacity.release()
 
     def _drain(self) -> None:
         while True:

@@ -151,6 +151,8 @@ class Box:
             self.gitlab.url,
             "--token",
             RUNNER_TOKEN,
+            "--name",
+            "test-box",
             "--default-image",
             self.image,
             "--check-interval",

@@ -127,7 +127,7 @@ def test_request_errors_back_off_and_a_bad_token_stops(box: Box) -> None:
     refused = box.run("--max-builds", "1")
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
-        "error: runner: the server refused the runner token (403 Forbidden)"
+        "error: runner test-box: the server refused the runner token (403 Forbidden)"
     )
 
 
