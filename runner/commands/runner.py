@@ -83,6 +83,148 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="registry that may be reached over plain HTTP (loopback always may)",
     )
     single.set_defaults(handler=run_single_command)
+    add_config_commands(commands)
+
+
+def add_config_commands(commands: argparse._SubParsersAction) -> None:
+    register_parser = commands.add_parser(
+        "register",
+        help="register a runner with a GitLab server and add it to the config file",
+        description="A glrt- authentication token (made in GitLab's UI) is verified; a legacy "
+        "registration token is exchanged for a runner token. Either way the runner is "
+        "written to the config file (mode 0600).",
+    )
+    register_parser.add_argument("--url", required=True, help="the GitLab server")
+    register_parser.add_argument("--token", required=True, help="glrt- or registration token")
+    register_parser.add_argument("--name", help="the runner's name (default: host name)")
+    register_parser.add_argument(
+        "--executor", choices=("container",), default="container", help="where jobs run"
+    )
+    register_parser.add_argument(
+        "--default-image",
+        metavar="REF",
+        required=True,
+        help="image of jobs without image: (required for a container runner)",
+    )
+    register_parser.add_argument("--concurrent", type=int, metavar="N", help="jobs at once")
+    register_parser.add_argument("--tag-list", default="", help="tags, comma-separated")
+    register_parser.add_argument(
+        "--run-untagged", action="store_true", help="also take jobs without tags"
+    )
+    register_parser.add_argument("--network", choices=NETWORKS, default="bridge")
+    add_config_option(register_parser)
+    register_parser.set_defaults(handler=register_command)
+    verify = commands.add_parser("verify", help="check every configured runner's token")
+    add_config_option(verify)
+    verify.set_defaults(handler=verify_command)
+    unregister = commands.add_parser("unregister", help="unregister runners, forget them")
+    which = unregister.add_mutually_exclusive_group(required=True)
+    which.add_argument("--name", action="append", help="the runner to unregister")
+    which.add_argument("--all", action="store_true", help="unregister every runner")
+    add_config_option(unregister)
+    unregister.set_defaults(handler=unregister_command)
+    listing = commands.add_parser("list", help="list the configured runners")
+    add_config_option(listing)
+    listing.set_defaults(handler=list_command)
+    run = commands.add_parser(
+        "run",
+        help="serve every configured runner until SIGTERM/SIGINT (cancel) or SIGQUIT (finish)",
+    )
+    add_config_option(run)
+    run.set_defaults(handler=run_command)
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the config file (default: /etc/pyci/runner.toml as root, else "
+        "~/.config/pyci/runner.toml)",
+    )
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    from runner.runnermode.config import default_path
+
+    return Path(args.config) if args.config else default_path()
+
+
+def register_command(args: argparse.Namespace) -> int:
+    from runner.runnermode.config import RunnerEntry
+    from runner.runnermode.registration import register
+
+    check_url(args.url)
+    if args.concurrent is not None and args.concurrent < 1:
+        raise UsageError(f"--concurrent {args.concurrent}: must be at least 1")
+    if not args.default_image.strip():
+        raise UsageError("--default-image: a runner never runs jobs over the host's root")
+    entry = RunnerEntry(
+        name=args.name or _hostname(),
+        url=args.url.rstrip("/"),
+        token=args.token,
+        default_image=args.default_image,
+        executor=args.executor,
+        network=args.network,
+        tag_list=tuple(t.strip() for t in args.tag_list.split(",") if t.strip()),
+        run_untagged=args.run_untagged or not args.tag_list,
+    )
+    path = config_path(args)
+    registered = register(path, entry, args.concurrent)
+    print(f"registered runner {registered.name} ({short_token(registered.token)}) in {path}")
+    return 0
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    from runner.runnermode.config import load
+    from runner.runnermode.registration import verify
+
+    answers = verify(load(config_path(args)))
+    for name, problem in answers.items():
+        print(f"{name}: {'valid' if problem is None else 'not valid: ' + problem}")
+    return 0 if all(problem is None for problem in answers.values()) else 1
+
+
+def unregister_command(args: argparse.Namespace) -> int:
+    from runner.runnermode.registration import unregister
+
+    for name in unregister(config_path(args), None if args.all else set(args.name)):
+        print(f"unregistered runner {name}")
+    return 0
+
+
+def list_command(args: argparse.Namespace) -> int:
+    from runner.runnermode.config import load
+
+    path = config_path(args)
+    config = load(path)
+    print(f"{path}: concurrent = {config.concurrent}")
+    for entry in config.runners:
+        print(
+            f"{entry.name}\texecutor={entry.executor}\turl={entry.url}\t"
+            f"token={short_token(entry.token)}\timage={entry.default_image}"
+        )
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from runner.runnermode.config import load
+
+    path = config_path(args)
+    config = load(path)
+    if not config.runners:
+        raise UsageError(f"{path}: no runners (add one with `pyci runner register`)")
+    return serve(
+        list(config.runners),
+        concurrent=config.concurrent,
+        check_interval=config.check_interval,
+    )
+
+
+def short_token(token: str) -> str:
+    """Enough of a token to tell runners apart, never enough to use it (gitlab-runner's
+    short token: 8 characters after the prefix)."""
+    body = token.removeprefix("glrt-")
+    return body[:8] + "…"
 
 
 def run_single_command(args: argparse.Namespace) -> int:
