@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
-import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from executors.base import Executor
+from runner.build import workspace
 from runner.build.artifacts import ArtifactStore
 from runner.build.build import run_build
 from runner.build.context import BuildContext
@@ -107,6 +107,12 @@ class ReceivedJob:
         sender.start()
         try:
             state, reason, exit_code = self._run(job_id, log, buffer)
+        except Exception:
+            # a bug of ours: its traceback goes to the runner's stderr, and GitLab still
+            # learns that the job failed (the runner itself carries on)
+            traceback.print_exc()
+            log.error("Job failed (system failure): an internal error of pyci")
+            state, reason, exit_code = "failed", "runner_system_failure", None
         finally:
             log.close()
             buffer.close()
@@ -121,7 +127,9 @@ class ReceivedJob:
         except PayloadError as exc:
             log.error(f"Job failed (system failure): the job's payload: {exc}")
             return "failed", "runner_system_failure", None
-        state_dir = Path(tempfile.mkdtemp(prefix=f"job-{job_id}-", dir=self._jobs_dir()))
+        # locked while the job runs: a runner restarted after a crash sweeps unlocked ones
+        holder = workspace.lock_new_dir(self._jobs_dir(), f"job-{job_id}-")
+        state_dir = holder.path
         slot = self._lock_slot(job)
         try:
             store = ArtifactStore(state_dir)
@@ -146,7 +154,7 @@ class ReceivedJob:
             return state, reason, exit_code
         finally:
             slot.release()
-            shutil.rmtree(state_dir, ignore_errors=True)
+            holder.remove()
 
     def _build(
         self,
@@ -214,9 +222,7 @@ class ReceivedJob:
 
     # -- the box's directories -------------------------------------------------------------
     def _jobs_dir(self) -> Path:
-        path = self.settings.builds_dir / "state"
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return path
+        return jobs_state_dir(self.settings)
 
     def _lock_slot(self, job: RunnerJob) -> _Slot:
         """The first of the project's repositories no other job of this box holds."""
@@ -233,6 +239,18 @@ class ReceivedJob:
                 continue
             return _Slot(path, fd)
         raise OSError(f"no free repository slot for {project}")
+
+
+def jobs_state_dir(settings: JobSettings) -> Path:
+    path = settings.builds_dir / "state"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def sweep_leftovers(settings: JobSettings) -> None:
+    """What a runner killed mid-job left: job state dirs no running job holds. (Job
+    workspaces are swept by the build, containers by the container runtime's recovery.)"""
+    workspace.sweep_stale(jobs_state_dir(settings))
 
 
 @dataclass

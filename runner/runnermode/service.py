@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from runner.gitlab.client import GitLabError
 from runner.gitlab.runner_api import RunnerAPI
-from runner.runnermode.job import JobResult, JobSettings, ReceivedJob
+from runner.runnermode.job import JobResult, JobSettings, ReceivedJob, sweep_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ class RunnerService:
     def serve(self) -> None:
         """Run until stopped, `max_builds` jobs were taken, `wait_timeout` passed idle, or the
         token is refused; returns once every job has reported."""
+        sweep_leftovers(self.job_settings)
         started = 0
         last_update: str | None = None
         backoff = 0.0

@@ -139,3 +139,17 @@ def test_idle_runner_exits_after_wait_timeout(box: Box) -> None:
     # the 204's X-GitLab-Last-Update is sent back
     later = [json.loads(r.body) for r in requests[1:]]
     assert all(body.get("last_update") == box.gitlab.last_update for body in later)
+
+
+def test_a_restart_after_kill_9_sweeps_what_the_killed_runner_left(box: Box) -> None:
+    job = box.queue("killed", [f"echo {MARKER}", "sleep 300"])
+    runner = box.start()
+    wait_for_marker(box, job)
+    state = box.tmp / "builds" / "state"
+    assert [p.name for p in state.iterdir() if p.name.startswith(f"job-{job.id}-")]
+    runner.kill()
+    runner.communicate(timeout=60)
+    again = box.run("--wait-timeout", "0.5")
+    assert again.returncode == 0, again.stderr
+    assert list(state.iterdir()) == []
+    # conftest's check: no container, mount, cgroup, netns or link of the killed run is left
