@@ -32,6 +32,7 @@ from runner.build.masking import Masker
 from runner.events import JobOutcome
 from runner.gitlab.client import GitLabError
 from runner.gitlab.runner_api import RunnerAPI
+from runner.runnermode.credentials import with_registry_credentials
 from runner.runnermode.payload import PayloadError, RunnerJob, job_identity, parse_job
 from runner.runnermode.repository import RepositoryError, fetch_sources, project_path
 from runner.runnermode.trace import TraceBuffer, TraceSender, checksum
@@ -164,7 +165,7 @@ class ReceivedJob:
         upstream: tuple[str, ...],
         buffer: TraceBuffer,
     ) -> JobOutcome:
-        spec = job.spec
+        spec = with_registry_credentials(job.spec, job.credentials)
         if upstream != spec.dependencies:
             spec = replace(spec, dependencies=upstream)
         context = BuildContext(

@@ -161,3 +161,28 @@ def test_no_identity_no_job() -> None:
     assert job_identity([1]) is None
     with pytest.raises(PayloadError, match="no job id and token"):
         parse_job({"steps": []})
+
+
+def test_registry_credentials_become_docker_auth_config(payload: dict) -> None:
+    from runner.runnermode.credentials import with_registry_credentials
+
+    job = parse_job(payload)
+    spec = with_registry_credentials(job.spec, job.credentials)
+    config = json.loads(spec.variable("DOCKER_AUTH_CONFIG") or "")
+    assert config == {
+        "auths": {"registry.gitlab.example.com": {"auth": "Z2l0bGFiLWNpLXRva2VuOmpvYi10b2tlbg=="}}
+    }
+    assert spec.variables[-1].masked
+    # the job's own DOCKER_AUTH_CONFIG wins for the same host, and is kept
+    own = {
+        "auths": {
+            "registry.gitlab.example.com": {"auth": "b3duOm93bg=="},
+            "other.io": {"auth": "eDp5"},
+        }
+    }
+    payload["variables"].append({"key": "DOCKER_AUTH_CONFIG", "value": json.dumps(own)})
+    job = parse_job(payload)
+    merged = json.loads(
+        with_registry_credentials(job.spec, job.credentials).variable("DOCKER_AUTH_CONFIG") or ""
+    )
+    assert merged == own
