@@ -81,6 +81,8 @@ class FakeGitLabRunner(FakeGitLab):
         self.faults: dict[str, list[object]] = {}  # "request", "trace", "update", "artifacts"
         self.registered: list[dict[str, Any]] = []
         self.last_update = "1"
+        # where artifact downloads are redirected (object storage on another origin), if set
+        self.artifacts_storage: str | None = None
         self._next_id = 100
         self._jobs_lock = threading.Lock()
         self._changed = threading.Condition(self._jobs_lock)
@@ -189,6 +191,8 @@ class FakeGitLabRunner(FakeGitLab):
                 archive = job.archive()
                 if archive is None:
                     return _json(404, {"message": "404 Not Found"})
+                if self.artifacts_storage:
+                    return 302, {"Location": f"{self.artifacts_storage}/{job.id}.zip"}, b""
                 return 200, {"Content-Type": "application/zip"}, archive
         return _json(404, {"error": "404 Not Found"})
 
