@@ -59,6 +59,8 @@ class FakeJob:
     updates: list[dict[str, Any]] = field(default_factory=list)  # every PUT's body
     uploads: list[Upload] = field(default_factory=list)
     touches: int = 0  # `PUT` with `state: running` (keep-alives)
+    started_at: float = 0.0  # time.monotonic() of the 201 that handed it out
+    finished_at: float = 0.0  # and of the accepted final update
     started: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
 
@@ -237,6 +239,7 @@ class FakeGitLabRunner(FakeGitLab):
             job = next((j for j in self.jobs.values() if self._ready(j)), None)
             if job is not None:
                 job.state = "running"
+                job.started_at = time.monotonic()
         if job is None:
             return 204, {"X-GitLab-Last-Update": self.last_update}, b""
         job.started.set()
@@ -282,6 +285,7 @@ class FakeGitLabRunner(FakeGitLab):
             if job.state not in ("running", "canceling"):
                 return _json(403, {"message": "403 Forbidden - Job is not running"})
             job.final = body
+            job.finished_at = time.monotonic()
             job.state = "canceled" if job.state == "canceling" else body["state"]
         job.finished.set()
         return _json(200, {})
