@@ -40,6 +40,7 @@ from runner.runnermode.transfer import ArtifactsError, download_dependencies, up
 
 FINAL_UPDATE_ATTEMPTS = 30
 RETRY_DELAY = 1.0  # seconds between final updates the server did not accept (202, 5xx)
+MAX_RETRY_DELAY = 10.0  # whatever interval the server asks for
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class ReceivedJob:
             log.close()
             buffer.close()
             sender.stop()
-        return self._finish(job_id, token, buffer, state, reason, exit_code)
+        return self._finish(job_id, token, sender, state, reason, exit_code)
 
     def _run(
         self, job_id: int, log: BuildLog, buffer: TraceBuffer
@@ -190,12 +191,12 @@ class ReceivedJob:
         self,
         job_id: int,
         token: str,
-        buffer: TraceBuffer,
+        sender: TraceSender,
         state: str,
         reason: str | None,
         exit_code: int | None,
     ) -> JobResult:
-        data = buffer.data()
+        data = sender.buffer.data()
         result = JobResult(job_id, state, reason, exit_code, False, len(data), checksum(data))
         body: dict[str, Any] = {
             "state": state,
@@ -206,6 +207,11 @@ class ReceivedJob:
             body["failure_reason"] = reason
         if exit_code is not None:
             body["exit_code"] = exit_code
+        # GitLab checks the final update against the trace it holds: the whole trace first
+        for _ in range(FINAL_UPDATE_ATTEMPTS):
+            if sender.sent >= len(data) or sender.send_pending() or sender.gone:
+                break
+            time.sleep(RETRY_DELAY)
         for _ in range(FINAL_UPDATE_ATTEMPTS):
             try:
                 answer = self.api.update_job(job_id, token, body)
@@ -218,7 +224,7 @@ class ReceivedJob:
             if answer.status in (403, 404, 410, 412):
                 break  # the job is no longer ours (canceled, erased): nothing to tell
             # 202: GitLab still checks the trace; 5xx: try again
-            time.sleep(answer.update_interval or RETRY_DELAY)
+            time.sleep(min(answer.update_interval or RETRY_DELAY, MAX_RETRY_DELAY))
         return result
 
     # -- the box's directories -------------------------------------------------------------

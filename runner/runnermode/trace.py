@@ -111,6 +111,7 @@ class TraceSender:
         self.interval = interval
         self.sent = 0  # what the server holds, as far as we know
         self.patches = 0
+        self.gone = False  # the server no longer takes this job's trace (403/404)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"trace-{job_id}", daemon=True)
 
@@ -170,6 +171,7 @@ class TraceSender:
                 # the server holds another size (a patch got lost, or was taken twice)
                 self.sent = min(answer.remote_size, len(data))
             elif answer.status in (403, 404):
+                self.gone = True
                 self.on_cancel("gone")  # the job is no longer running on the server
                 return False
             else:

@@ -3,6 +3,7 @@ server that wants the job token, images from a loopback registry, containers for
 
 from __future__ import annotations
 
+import gzip
 import io
 import zipfile
 
@@ -52,20 +53,30 @@ def test_failing_script_reports_exit_code(box: Box) -> None:
 
 def test_artifacts_are_uploaded_and_handed_to_a_dependent_job(box: Box) -> None:
     archive = {"paths": ["out/"], "when": "on_success", "artifact_type": "archive"}
+    junit = {"paths": ["report.xml"], "artifact_type": "junit", "artifact_format": "gzip"}
     dotenv = {"paths": ["build.env"], "artifact_type": "dotenv", "artifact_format": "gzip"}
+    report = '<testsuite name="s" tests="1"><testcase name="t"/></testsuite>'
     build = box.queue(
         "build",
-        ["mkdir out", "sh build.sh", "echo VERSION=1.2 > build.env"],
-        artifacts=[archive, dotenv],
+        [
+            "mkdir out",
+            "sh build.sh",
+            "echo VERSION=1.2 > build.env",
+            f"echo '{report}' > report.xml",
+        ],
+        artifacts=[archive, junit, dotenv],
     )
     test = box.queue("test", ["cat out/result.txt"], dependencies=[build])
     run = box.run("--max-builds", "2")
     assert run.returncode == 0, run.stderr
     assert_reported(build, "success")
     kinds = [(u.artifact_type, u.artifact_format) for u in build.uploads]
-    assert kinds == [("archive", "zip"), ("dotenv", "gzip")]
+    assert kinds == [("archive", "zip"), ("junit", "gzip"), ("dotenv", "gzip")]
     with zipfile.ZipFile(io.BytesIO(build.archive() or b"")) as archive_zip:
         assert archive_zip.read("out/result.txt") == b"built\n"
+    uploads = {u.artifact_type: u for u in build.uploads}
+    assert gzip.decompress(uploads["junit"].data).decode() == report + "\n"
+    assert gzip.decompress(uploads["dotenv"].data) == b"VERSION=1.2\n"
     trace = assert_reported(test, "success")
     assert "built" in trace
     # the dependency's artifacts were fetched with the dependency's token

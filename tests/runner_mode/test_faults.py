@@ -153,3 +153,17 @@ def test_a_restart_after_kill_9_sweeps_what_the_killed_runner_left(box: Box) -> 
     assert again.returncode == 0, again.stderr
     assert list(state.iterdir()) == []
     # conftest's check: no container, mount, cgroup, netns or link of the killed run is left
+
+
+def test_a_trace_the_server_could_not_take_at_the_end_is_sent_before_the_final_update(
+    box: Box,
+) -> None:
+    # more faults than the sender's last round tries: the rest goes with the final update's
+    # retries, so the server ends with the whole trace
+    box.gitlab.inject("trace", *[503] * 7)
+    box.gitlab.inject("update", 202)
+    job = box.queue("stubborn", ["echo persisted"])
+    run = box.run("--max-builds", "1")
+    assert run.returncode == 0, run.stderr
+    assert "persisted" in assert_reported(job, "success")
+    assert box.gitlab.faults["trace"] == []
