@@ -12,12 +12,13 @@ and cache stay on the box for the next job of that project.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -271,14 +272,11 @@ class _Slot:
             self.fd = -1
 
 
-class _section:
+@contextlib.contextmanager
+def _section(log: BuildLog, name: str, header: str) -> Iterator[None]:
     """A section of the trace around what runner mode does itself."""
-
-    def __init__(self, log: BuildLog, name: str, header: str) -> None:
-        self.log, self.name, self.header = log, name, header
-
-    def __enter__(self) -> None:
-        self.log.section_start(self.name, self.header)
-
-    def __exit__(self, *_exc: object) -> None:
-        self.log.section_end(self.name)
+    log.section_start(name, header)
+    try:
+        yield
+    finally:
+        log.section_end(name)
