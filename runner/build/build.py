@@ -105,7 +105,7 @@ class _Build:
         self.masker = Masker(v.value for v in job.variables if v.masked)
         self.log = BuildLog(job.name, reporter, self.masker, job.coverage)
         self.store = ArtifactStore(ctx.state_dir, ctx.pipeline_file)
-        self.caches = CacheStore(ctx.state_dir / "cache")
+        self.caches = CacheStore(ctx.cache_dir or ctx.state_dir / "cache")
         self.env: JobEnvironment | None = None
         self.upstream_files: list[str] = []
         self.source: SourceCopy | None = None

@@ -21,3 +21,5 @@ class BuildContext:
     # `pyci shell`: after before_script, the script's shell becomes this command on the
     # terminal (an empty tuple: an interactive shell) instead of running `script:`
     debug_shell: tuple[str, ...] | None = None
+    # where caches are kept; None: <state_dir>/cache (runner mode: one per project on the box)
+    cache_dir: Path | None = None

@@ -54,6 +54,7 @@ class ServiceSpec:
     command: tuple[str, ...] | None = None
     variables: tuple[Variable, ...] = ()
     pull_policy: tuple[str, ...] = ()
+    platform: str | None = None  # runner mode: GitLab's executor_opts.docker.platform
 
 
 @dataclass(frozen=True)

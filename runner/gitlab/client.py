@@ -14,7 +14,7 @@ and the token is dropped as soon as a hop leaves the server's origin (httpx woul
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -234,33 +234,63 @@ class GitLabClient:
         sink: BinaryIO | None = None,
     ) -> _Answer:
         """GET, following redirects; with `sink`, a successful body goes there, not to memory."""
+        token = {"PRIVATE-TOKEN": self.server.token} if authenticated and self.server.token else {}
+        answer = self.request("GET", url, params, token, what=what, sink=sink)
+        _raise_for_status(answer, what)
+        return answer
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, str] | None,
+        token_headers: dict[str, str],
+        *,
+        what: str,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        limit: int = MAX_RESPONSE_BYTES,
+        sink: BinaryIO | None = None,
+    ) -> _Answer:
+        """One request, redirects followed one hop at a time: `token_headers` go only to the
+        server's own origin, so a redirect elsewhere (object storage) never sees a token.
+        The answer is returned whatever its status (callers decide what a status means).
+        With `sink`, a 200 answer's body is written there (up to MAX_ARTIFACTS_BYTES), not
+        kept in memory."""
         for _hop in range(MAX_REDIRECTS + 1):
-            headers = {}
-            if authenticated and self.server.token and _origin(url) == self.server.origin:
-                headers["PRIVATE-TOKEN"] = self.server.token
-            answer = self._send(url, params, headers, what, sink)
+            sent = dict(headers or {})
+            if _origin(url) == self.server.origin:
+                sent.update(token_headers)
+            answer = self._send(method, url, params, sent, what, content, limit, sink)
             if answer.status in _REDIRECTS and answer.location:
                 url = urljoin(answer.url, answer.location)
                 params = None  # the location carries its own query
+                if answer.status == 303:
+                    method, content = "GET", None
                 continue
-            _raise_for_status(answer, what)
             return answer
         raise GitLabError(f"{what}: more than {MAX_REDIRECTS} redirects")
 
     def _send(
         self,
+        method: str,
         url: str,
         params: dict[str, str] | None,
         headers: dict[str, str],
         what: str,
+        content: bytes | None = None,
+        limit: int = MAX_RESPONSE_BYTES,
         sink: BinaryIO | None = None,
     ) -> _Answer:
         self.requests += 1
         try:
-            with self._http.stream("GET", url, params=params, headers=headers) as response:
+            with self._http.stream(
+                method, url, params=params, headers=headers, content=content
+            ) as response:
                 body = bytearray()
                 to_sink = sink is not None and response.status_code == 200
-                limit = MAX_ARTIFACTS_BYTES if to_sink else MAX_RESPONSE_BYTES
+                if to_sink:
+                    limit = MAX_ARTIFACTS_BYTES
                 size = 0
                 for chunk in response.iter_bytes():
                     size += len(chunk)
@@ -270,8 +300,13 @@ class GitLabClient:
                         sink.write(chunk)  # type: ignore[union-attr]
                     else:
                         body += chunk
-                location = response.headers.get("location")
-                return _Answer(response.status_code, str(response.url), location, bytes(body))
+                return _Answer(
+                    response.status_code,
+                    str(response.url),
+                    response.headers.get("location"),
+                    bytes(body),
+                    dict(response.headers),
+                )
         except httpx.TimeoutException as exc:
             raise GitLabTimeout(f"{what}: {self._where(url)} did not answer in time") from exc
         except httpx.HTTPError as exc:
@@ -294,6 +329,7 @@ class _Answer:
     url: str
     location: str | None
     content: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case (httpx's)
 
 
 def _id(value: str) -> str:
