@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.config.extends import apply_extends
-from runner.config.merge import deep_copy
+from runner.config.limits import MAX_EXPANDED_ENTRIES
 from runner.config.references import resolve_references
 from runner.config.source import YamlList, YamlMap
-from runner.core.errors import Location, ProblemCollector
+from runner.core.errors import ConfigError, Location, Problem, ProblemCollector
 
 RESERVED_KEYWORDS = (
     "default", "include", "before_script", "image", "services", "after_script",
@@ -87,7 +87,39 @@ def expand_config(root: YamlMap) -> ExpandedConfig:
     for job in jobs.values():
         _apply_defaults(job, defaults)
     problems.raise_if_any()
+    _check_expanded_size(jobs, root)
     return ExpandedConfig(globals_, jobs, hidden)
+
+
+def _check_expanded_size(jobs: dict[str, YamlMap], root: YamlMap) -> None:
+    """The jobs' keys and list items together, once extended, are bounded (limits.py): what
+    comes next costs time and memory in proportion to them. Shared values are counted where
+    they are used, each counted once (by identity), so the count itself stays cheap."""
+    sizes: dict[int, int] = {}
+
+    def entries(value: Any) -> int:
+        if not isinstance(value, (dict, list)):
+            return 0
+        known = sizes.get(id(value))
+        if known is None:
+            children = value.values() if isinstance(value, dict) else value
+            known = sizes[id(value)] = len(value) + sum(entries(child) for child in children)
+        return known
+
+    total = 0
+    for job in jobs.values():
+        total += entries(job)
+        if total > MAX_EXPANDED_ENTRIES:
+            raise ConfigError(
+                [
+                    Problem(
+                        "The expanded configuration is too big: its jobs hold more than "
+                        f"{MAX_EXPANDED_ENTRIES:,} keys and list items once `extends` and "
+                        "`default:` are applied",
+                        root.loc,
+                    )
+                ]
+            )
 
 
 def _job_name(key: Any) -> str:
@@ -138,7 +170,7 @@ def _apply_defaults(job: YamlMap, defaults: YamlMap) -> None:
     inherited = _inherited_default_keys(job)
     for key, value in defaults.items():
         if job.get(key) is None and (inherited is None or key in inherited):
-            job[key] = deep_copy(value)
+            job[key] = value  # shared, as merge.py shares: nothing later changes it
             job.key_locs[key] = defaults.loc_of(key)
 
 
@@ -164,9 +196,13 @@ def _flatten_job(job: YamlMap) -> YamlMap:
             job[key] = flatten_script(job[key], job.loc_of(key))
     hooks = job.get("hooks")
     if isinstance(hooks, YamlMap) and "pre_get_sources_script" in hooks:
-        hooks["pre_get_sources_script"] = flatten_script(
+        # a new `hooks`: the one from a template may be shared with other jobs (merge.py)
+        flat = YamlMap(hooks, loc=hooks.loc)
+        flat.key_locs.update(hooks.key_locs)
+        flat["pre_get_sources_script"] = flatten_script(
             hooks["pre_get_sources_script"], hooks.loc_of("pre_get_sources_script")
         )
+        job["hooks"] = flat
     if isinstance(job.get("rules"), list):
         job["rules"] = _flatten_list(job["rules"])
     return job

@@ -43,3 +43,10 @@ MAX_REFERENCE_COPY_BYTES = 8 * MAX_YAML_SIZE_BYTES
 # ...and a reference whose target holds a reference, and so on, may go this deep (GitLab's
 # nesting limit, applied to chains; GitLab documents 10 levels for scripts).
 MAX_REFERENCE_DEPTH = MAX_YAML_DEPTH
+
+# pyci's own, for `extends` and `default:`: GitLab composes one entry per key of every job, as
+# pyci validates and plans one; a template of 1,600 keys extended by 3,000 jobs is 4.8 million
+# of them (a 100 KB file: minutes and gigabytes for either). The jobs together may hold this
+# many keys and list items once extended (ten times a big real pipeline's: 2,000 jobs of 50),
+# counted without copying anything (extends shares its templates, merge.py).
+MAX_EXPANDED_ENTRIES = 1_000_000

@@ -65,12 +65,39 @@ class _Resolver:
         self.resolving: list[Reference] = []  # references being resolved, innermost last
         self.resolved: dict[int, tuple[Any, int]] = {}  # value and its size, by id of reference
         self.copied = 0  # bytes of the copies inserted so far
+        # subtrees found without references (by id; the value is kept so the id stays its)
+        self.unchanged: dict[int, Any] = {}
         self.stopped = False  # a bound was passed and reported
 
     def resolve_all(self) -> YamlMap:
-        return self._copy_resolving(self.config, (), nested=False)
+        """A new root whose every top-level mapping (job, template, global) is a new one too:
+        what comes next sets keys of a job's own mapping (expand.py), and two jobs written as
+        aliases of one anchor must not share it. Below that, unchanged values are shared."""
+        resolved = self._copy_resolving(self.config, (), nested=False)
+        root = YamlMap(loc=self.config.loc)
+        root.key_locs.update(self.config.key_locs)
+        for key, value in resolved.items():
+            if isinstance(value, YamlMap):
+                own = YamlMap(value, loc=value.loc)
+                own.key_locs.update(value.key_locs)
+                value = own
+            root[key] = value
+        return root
 
     def _copy_resolving(self, value: Any, path: tuple[Any, ...], *, nested: bool) -> Any:
+        """`value` with its references replaced: a new value where something was replaced,
+        the same value where nothing was (copy on write). Outside references, a subtree that
+        several jobs share (extends shares its templates) is looked at once."""
+        if not nested and isinstance(value, (dict, list)):
+            seen = self.unchanged.get(id(value))
+            if seen is value:
+                return value
+        result = self._copy_resolving_once(value, path, nested=nested)
+        if not nested and result is value and isinstance(value, (dict, list)):
+            self.unchanged[id(value)] = value
+        return result
+
+    def _copy_resolving_once(self, value: Any, path: tuple[Any, ...], *, nested: bool) -> Any:
         step = self._resolve if nested else self._top_level
         if isinstance(value, Reference):
             return step(value, path)
@@ -81,17 +108,24 @@ class _Resolver:
             )
         # plain dicts and lists (built by code, not YAML) become located ones without locations
         if isinstance(value, dict):
-            copy = YamlMap(loc=getattr(value, "loc", None))
-            for key, item in value.items():
-                copy[key] = self._copy_resolving(item, (*path, key), nested=nested)
+            items = {key: self._copy_resolving(v, (*path, key), nested=nested)
+                     for key, v in value.items()}  # fmt: skip
+            if isinstance(value, YamlMap) and all(items[k] is value[k] for k in value):
+                return value
+            copy = YamlMap(items, loc=getattr(value, "loc", None))
             copy.key_locs.update(getattr(value, "key_locs", {}))
             return copy
         if isinstance(value, list):
-            items = YamlList(loc=getattr(value, "loc", None))
-            for index, item in enumerate(value):
-                items.append(self._copy_resolving(item, (*path, index), nested=nested))
-            items.item_locs = list(getattr(value, "item_locs", []))
-            return items
+            entries = [
+                self._copy_resolving(item, (*path, index), nested=nested)
+                for index, item in enumerate(value)
+            ]
+            same = all(a is b for a, b in zip(entries, value, strict=True))
+            if isinstance(value, YamlList) and same:
+                return value
+            copied = YamlList(entries, loc=getattr(value, "loc", None))
+            copied.item_locs = list(getattr(value, "item_locs", []))
+            return copied
         return value
 
     def _top_level(self, ref: Reference, path: tuple[Any, ...]) -> Any:

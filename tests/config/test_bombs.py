@@ -318,3 +318,36 @@ def test_backtracking_globs_in_rules_exists_run_in_linear_time(tmp_path: Path) -
     assert_bounded(outcome)
     assert outcome.code == 0, outcome.stderr
     assert "job" in outcome.stdout and "never" not in outcome.stdout
+
+
+def template_bomb(keyword: str, jobs: int = 3000, keys: int = 800) -> str:
+    """A 100 KB file: one template of 1,600 keys and lines, given to 3,000 jobs by `extends`
+    (keyword `extends`) or by `default:` (keyword `default`): 4.8 million entries once
+    applied, which GitLab too would compose one by one."""
+    body = ["  variables:"] + [f"    V{i}: value-{i}" for i in range(keys)]
+    body += ["  before_script:"] + [f"    - echo line {i}" for i in range(keys)]
+    if keyword == "extends":
+        head = [".template:", *body]
+        tail = [f"job{n}:\n  extends: .template\n  script: [echo]" for n in range(jobs)]
+    else:
+        head = ["default:", *body[keys + 1 :]]  # before_script: default takes no variables
+        tail = [f"job{n}:\n  script: [echo]\n  variables: {{A: b}}" for n in range(jobs)]
+    return "\n".join(head + tail) + "\n"
+
+
+@pytest.mark.parametrize("keyword", ["extends", "default"])
+def test_a_template_given_to_thousands_of_jobs_is_one_line(tmp_path: Path, keyword: str) -> None:
+    text = template_bomb(keyword)
+    assert len(text) < 150_000
+    outcome = run_pyci(write(tmp_path, {".gitlab-ci.yml": text}), "validate")
+    assert_refused(outcome, ".gitlab-ci.yml:1:1:", "The expanded configuration is too big")
+
+
+def test_a_template_given_to_hundreds_of_jobs_is_still_read(tmp_path: Path) -> None:
+    """An honest big pipeline: 300 jobs extending a template of 40 keys."""
+    outcome = run_pyci(
+        write(tmp_path, {".gitlab-ci.yml": template_bomb("extends", jobs=300, keys=20)}),
+        "validate",
+    )
+    assert_bounded(outcome)
+    assert outcome.code == 0, outcome.stderr
