@@ -321,7 +321,7 @@ def test_backtracking_globs_in_rules_exists_run_in_linear_time(tmp_path: Path) -
 
 
 def template_bomb(keyword: str, jobs: int = 3000, keys: int = 800) -> str:
-    """A 100 KB file: one template of 1,600 keys and lines, given to 3,000 jobs by `extends`
+    """A ~170 KB file: one template of 1,600 keys and lines, given to 3,000 jobs by `extends`
     (keyword `extends`) or by `default:` (keyword `default`): 4.8 million entries once
     applied, which GitLab too would compose one by one."""
     body = ["  variables:"] + [f"    V{i}: value-{i}" for i in range(keys)]
@@ -338,7 +338,7 @@ def template_bomb(keyword: str, jobs: int = 3000, keys: int = 800) -> str:
 @pytest.mark.parametrize("keyword", ["extends", "default"])
 def test_a_template_given_to_thousands_of_jobs_is_one_line(tmp_path: Path, keyword: str) -> None:
     text = template_bomb(keyword)
-    assert len(text) < 150_000
+    assert len(text) < 200_000  # well within GitLab's 2 MiB
     outcome = run_pyci(write(tmp_path, {".gitlab-ci.yml": text}), "validate")
     assert_refused(outcome, ".gitlab-ci.yml:1:1:", "The expanded configuration is too big")
 

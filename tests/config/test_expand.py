@@ -75,10 +75,13 @@ def test_default_keys_are_copied_into_jobs_that_lack_them(expand) -> None:
     assert config.jobs["rspec"].key_locs["image"] == Location(".gitlab-ci.yml", 2, 3)
 
 
-def test_defaults_are_copies(expand) -> None:
+def test_defaults_are_shared_not_copied(expand) -> None:
+    """As Ruby's deep_merge shares what it does not merge: one value for every job (nothing
+    after expand changes a job's values in place; each job's own mapping is its own)."""
     config = expand("default:\n  tags: [a]\none:\n  script: x\ntwo:\n  script: y\n")
-    config.jobs["one"]["tags"].append("b")
-    assert config.jobs["two"]["tags"] == ["a"]
+    assert config.jobs["one"]["tags"] == ["a"]
+    assert config.jobs["one"]["tags"] is config.jobs["two"]["tags"]
+    assert config.jobs["one"] is not config.jobs["two"]
 
 
 def test_inherit_default_false_or_a_list(expand) -> None:
