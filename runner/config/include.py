@@ -333,27 +333,9 @@ class _Loader:
     def _checked_fetched(
         self, file: FetchedFile, entry: _Entry, chain: tuple[str, ...]
     ) -> YamlMap | None:
-        self.count += 1
-        if self.count > MAX_INCLUDES:
-            self.problems.add(
-                f"Maximum of {MAX_INCLUDES} nested includes are allowed!", entry.where
-            )
-            self.stopped = True
-            return None
         path = file.name.rsplit(":", 1)[-1].split("?", 1)[0]
-        if entry.kind not in ("template", "component") and not _YAML_NAME.fullmatch(
-            os.path.basename(path)
-        ):
-            self.problems.add(
-                f"Included file `{file.name}` does not have YAML extension!", entry.where
-            )
-            return None
-        if file.name in chain:
-            cycle = " -> ".join((*chain[chain.index(file.name) :], file.name))
-            self.problems.add(
-                f"Maximum of {MAX_INCLUDES} nested includes are allowed! (include cycle: {cycle})",
-                entry.where,
-            )
+        named_by_kind = entry.kind in ("template", "component")  # no file name of their own
+        if not self._admitted(file.name, path, entry, chain, check_extension=not named_by_kind):
             return None
         if not file.text.strip():
             self.problems.add(
@@ -461,27 +443,34 @@ class _Loader:
             name for name in self._project_files() if matcher.fullmatch(name) and name != including
         ]
 
-    def _checked_include(
-        self, relative: str, entry: _Entry, chain: tuple[str, ...]
-    ) -> YamlMap | None:
+    def _admitted(
+        self, name: str, path: str, entry: _Entry, chain: tuple[str, ...], *, check_extension: bool
+    ) -> bool:
+        """GitLab's checks of every included file, whatever its kind: the count (duplicates
+        too), the YAML extension of its `path`, and (pyci's own) a cycle through `name`."""
         self.count += 1
         if self.count > MAX_INCLUDES:
             self.problems.add(
                 f"Maximum of {MAX_INCLUDES} nested includes are allowed!", entry.where
             )
             self.stopped = True
-            return None
-        if not _YAML_NAME.fullmatch(os.path.basename(relative)):
-            self.problems.add(
-                f"Included file `{relative}` does not have YAML extension!", entry.where
-            )
-            return None
-        if relative in chain:
-            cycle = " -> ".join((*chain[chain.index(relative) :], relative))
+            return False
+        if check_extension and not _YAML_NAME.fullmatch(os.path.basename(path)):
+            self.problems.add(f"Included file `{name}` does not have YAML extension!", entry.where)
+            return False
+        if name in chain:
+            cycle = " -> ".join((*chain[chain.index(name) :], name))
             self.problems.add(
                 f"Maximum of {MAX_INCLUDES} nested includes are allowed! (include cycle: {cycle})",
                 entry.where,
             )
+            return False
+        return True
+
+    def _checked_include(
+        self, relative: str, entry: _Entry, chain: tuple[str, ...]
+    ) -> YamlMap | None:
+        if not self._admitted(relative, relative, entry, chain, check_extension=True):
             return None
         path = _resolved(self.project_dir / relative)
         if path is None:
