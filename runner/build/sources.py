@@ -227,7 +227,7 @@ def get_sources(
             state = probe.result()
             if state.head:
                 copy = _shared_copy(root, state, workspace, log)
-                _note_submodules(submodules, log)
+                _submodules(submodules, root, dest, log)
                 return copy
     root, head = _root_and_head(project)
     if root is None:
@@ -246,7 +246,7 @@ def get_sources(
     overlaid = _overlay_changes(root, dest, _tree_state(root, project))
     if overlaid:
         log.notice(f"Copying {overlaid} uncommitted change(s) of tracked files...")
-    _note_submodules(submodules, log)
+    _submodules(submodules, root, dest, log)
     return SourceCopy("git", head=head, overlaid=overlaid)
 
 
@@ -314,11 +314,55 @@ def _shared_copy(root: Path, state: _TreeState, ws: Workspace, log: BuildLog) ->
     return SourceCopy("git", head=shared.head, overlaid=shared.overlaid, snapshot=shared)
 
 
-def _note_submodules(submodules: str, log: BuildLog) -> None:
-    if submodules.lower() in ("normal", "recursive"):
-        log.warning(f"GIT_SUBMODULE_STRATEGY={submodules} is not supported locally; skipped")
-    else:
+def _submodules(submodules: str, root: Path, dest: Path, log: BuildLog) -> None:
+    """`GIT_SUBMODULE_STRATEGY`: `normal` gives the job the submodules of the repository,
+    `recursive` theirs too, each at the commit the job's tree records (gitlab-runner's
+    `git submodule update --init`). They come from the checkout pyci copies from (the user's,
+    or in runner mode the one fetched from the server): a `git clone --shared` of each, so no
+    object is copied and nothing is fetched from anywhere else."""
+    strategy = submodules.lower()
+    if strategy not in ("normal", "recursive"):
+        if strategy not in ("none", ""):
+            log.warning(f"GIT_SUBMODULE_STRATEGY {submodules!r} is not known; skipped")
         log.notice("Skipping Git submodules setup")
+        return
+    log.notice(
+        "Updating/initializing submodules"
+        + (" recursively..." if strategy == "recursive" else "...")
+    )
+    _copy_submodules(root, dest, recursive=strategy == "recursive", log=log)
+
+
+def _copy_submodules(root: Path, dest: Path, *, recursive: bool, log: BuildLog) -> None:
+    if not (dest / ".gitmodules").is_file():
+        return
+    listed = _git(dest, "ls-files", "-z", "--stage")
+    for entry in _split_z(listed):
+        meta, _, path = entry.partition("\t")
+        mode, sha = meta.split()[:2]
+        if mode != "160000":  # a gitlink: a submodule recorded at commit `sha`
+            continue
+        source = root / path
+        if not (source / ".git").exists():
+            log.warning(
+                f"Submodule {path}: not checked out in {root} (run `git submodule update "
+                "--init` there); left empty"
+            )
+            continue
+        target = dest / path
+        target.mkdir(parents=True, exist_ok=True)
+        if any(target.iterdir()):
+            continue  # already there (a kept view)
+        _git(dest, "clone", "--quiet", "--shared", "--no-checkout", str(source), str(target))
+        status, _out, err = gitrepo.run(target, "checkout", "--quiet", "--detach", sha)
+        if status != 0:
+            raise SourcesError(
+                f"submodule {path}: commit {sha[:8]} is not in {source} ({err.strip()}); "
+                "update the submodule there"
+            )
+        log.notice(f"Submodule {path} at {sha[:8]}")
+        if recursive:
+            _copy_submodules(source, target, recursive=True, log=log)
 
 
 def _split_z(data: bytes) -> list[str]:

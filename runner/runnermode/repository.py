@@ -5,7 +5,8 @@ reused between jobs: `GIT_STRATEGY=fetch` fetches into it, `clone` starts it afr
 `empty` leave it alone (the build then gives the job an empty project dir). It is fetched at
 the job's `sha` with GitLab's `refspecs` and depth (`GIT_DEPTH` overrides), checked out
 detached at that sha (the build's own get_sources then makes the job's private view of it, and
-honours `GIT_CHECKOUT`), and cleaned with `GIT_CLEAN_FLAGS` (default `-ffdx`).
+honours `GIT_CHECKOUT`), and cleaned with `GIT_CLEAN_FLAGS` (default `-ffdx`); with
+`GIT_SUBMODULE_STRATEGY`, its submodules are fetched too.
 
 The job token of `git_info.repo_url` never lands on disk or in a log: the remote's URL is
 stored without it, and the credential goes to git as an `http.extraHeader` through git's
@@ -63,8 +64,11 @@ def _credential_env(url: str) -> dict[str, str]:
     if parts.username is not None:
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         header = "Authorization: Basic " + base64.b64encode(pair.encode()).decode()
+        # `http.<url>.*` applies to that server only: a submodule hosted elsewhere never
+        # receives the job token
+        origin = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
         env.update(
-            {"GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_1": "http.extraHeader"},
+            {"GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_1": f"http.{origin}/.extraHeader"},
             GIT_CONFIG_VALUE_1=header,
         )
     return env
@@ -107,6 +111,31 @@ def fetch_sources(job: RunnerJob, repo_dir: Path, log: BuildLog) -> None:
     flags = job.spec.variable("GIT_CLEAN_FLAGS") or DEFAULT_CLEAN_FLAGS
     if flags.strip().lower() != "none":
         _run(repo, ["clean", *shlex.split(flags)], env, "cleaning the work tree")
+    _update_submodules(job, repo, env, flags)
+
+
+def _update_submodules(job: RunnerJob, repo: Repo, env: dict[str, str], clean: str) -> None:
+    """`GIT_SUBMODULE_STRATEGY` normal or recursive: the submodules fetched from the server
+    (URLs relative to the project's resolve against its remote, so the job token's header,
+    scoped to the server, goes with them and nowhere else), at the commits the job's tree
+    records, as gitlab-runner does. `GIT_SUBMODULE_PATHS`, `GIT_SUBMODULE_DEPTH` and
+    `GIT_SUBMODULE_UPDATE_FLAGS` as GitLab documents them. The build then gives the job a
+    copy of them (runner/build/sources.py)."""
+    strategy = (job.spec.variable("GIT_SUBMODULE_STRATEGY") or "none").lower()
+    if strategy not in ("normal", "recursive"):
+        return
+    recursive = ["--recursive"] if strategy == "recursive" else []
+    paths = shlex.split(job.spec.variable("GIT_SUBMODULE_PATHS") or "")
+    update = ["submodule", "update", "--init", "--force", *recursive]
+    depth = job.spec.variable("GIT_SUBMODULE_DEPTH")
+    if depth and depth.strip().isdigit() and int(depth) > 0:
+        update += ["--depth", depth.strip()]
+    update += shlex.split(job.spec.variable("GIT_SUBMODULE_UPDATE_FLAGS") or "")
+    _run(repo, ["submodule", "sync", *recursive, "--", *paths], env, "syncing submodules")
+    _run(repo, [*update, "--", *paths], env, "updating submodules")
+    if clean.strip().lower() != "none":
+        command = ["submodule", "foreach", *recursive, f"git clean {clean}"]
+        _run(repo, command, env, "cleaning the submodules")
 
 
 def _open_or_init(repo_dir: Path, *, fresh: bool, log: BuildLog) -> Repo:

@@ -335,10 +335,59 @@ def test_git_checkout_false_leaves_only_the_repository(builder: Builder, make_jo
     assert builder.run(job).status == "success", builder.recorder.log()
 
 
-def test_submodules_are_not_set_up_and_say_so(builder: Builder, make_job):
-    job = make_job("job", variables=(Variable("GIT_SUBMODULE_STRATEGY", "recursive"),))
-    assert builder.run(job).status == "success"
-    assert "GIT_SUBMODULE_STRATEGY=recursive is not supported locally" in builder.recorder.log()
+def _with_submodules(project: Path, tmp_path: Path) -> None:
+    """`lib` (with its own submodule `inner`) as the project's submodule `vendor/lib`,
+    checked out in the project as `git submodule update --init --recursive` leaves it."""
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    git(inner, "init", "-q", "-b", "main")
+    (inner / "inner.txt").write_text("from inner\n")
+    git(inner, "add", ".")
+    git(inner, "commit", "-q", "-m", "inner")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    (lib / "lib.txt").write_text("from lib\n")
+    git(lib, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(inner), "inner")
+    git(lib, "add", ".")
+    git(lib, "commit", "-q", "-m", "lib")
+    git(project, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib),
+        "vendor/lib")  # fmt: skip
+    git(project, "-c", "protocol.file.allow=always", "submodule", "update", "--init",
+        "--recursive", "-q")  # fmt: skip
+    git(project, "commit", "-q", "-m", "with a submodule")
+
+
+@pytest.mark.parametrize(
+    ("strategy", "script"),
+    [
+        ("none", ('test -z "$(ls -A vendor/lib)"',)),
+        ("normal", ("cat vendor/lib/lib.txt", 'test -z "$(ls -A vendor/lib/inner)"')),
+        ("recursive", ("cat vendor/lib/lib.txt", "cat vendor/lib/inner/inner.txt")),
+    ],
+)
+def test_submodules_follow_the_strategy(builder, make_job, tmp_path, strategy, script):
+    # gitlab-runner's `git submodule update --init [--recursive]`, from the checkout pyci copies
+    _with_submodules(builder.project, tmp_path)
+    variables = (Variable("GIT_SUBMODULE_STRATEGY", strategy),)
+    outcome = builder.run(make_job("job", script, variables=variables))
+    assert outcome.status == "success", builder.recorder.log()
+    if strategy == "none":
+        assert "Skipping Git submodules setup" in builder.recorder.log()
+    else:
+        assert "Submodule vendor/lib at " in builder.recorder.log()
+
+
+def test_a_submodule_not_checked_out_is_said_and_left_empty(builder, make_job, tmp_path):
+    _with_submodules(builder.project, tmp_path)
+    git(builder.project, "submodule", "deinit", "-q", "--force", "vendor/lib")
+    job = make_job(
+        "job",
+        ('test -z "$(ls -A vendor/lib)"',),
+        variables=(Variable("GIT_SUBMODULE_STRATEGY", "normal"),),
+    )
+    assert builder.run(job).status == "success", builder.recorder.log()
+    assert "Submodule vendor/lib: not checked out in" in builder.recorder.log()
 
 
 def test_job_log_golden(builder: Builder, make_job):

@@ -3,7 +3,7 @@ GIT_DEPTH, GIT_CLEAN_FLAGS; and the cache kept per project between jobs."""
 
 from __future__ import annotations
 
-from tests.runner_mode.conftest import Box
+from tests.runner_mode.conftest import Box, git
 from tests.runner_mode.test_end_to_end import assert_reported
 
 
@@ -63,3 +63,38 @@ def test_the_cache_is_kept_per_project_between_jobs(box: Box) -> None:
     assert_reported(first, "success")
     assert "cached-value" in assert_reported(second, "success")
     assert list((box.tmp / "cache" / "7").iterdir())  # project 7's cache, on the box
+
+
+def test_submodules_come_from_the_server_with_the_job_token(box: Box) -> None:
+    """`GIT_SUBMODULE_STRATEGY=normal`: a submodule with a URL relative to the project's is
+    fetched from the same server (with the job's credential, which the server requires) and
+    the job sees it."""
+    lib = box.tmp / "lib-work"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    (lib / "lib.txt").write_text("from the submodule\n")
+    git(lib, "add", ".")
+    git(lib, "commit", "-q", "-m", "lib")
+    served = box.tmp / "git" / "group"
+    git(box.tmp, "clone", "-q", "--bare", str(lib), str(served / "lib.git"))
+    work = box.tmp / "work"
+    git(work, "-c", "protocol.file.allow=always", "submodule", "add", "-q",
+        str(served / "lib.git"), "vendor/lib")  # fmt: skip
+    git(work, "config", "-f", ".gitmodules", "submodule.vendor/lib.url", "../lib.git")
+    git(work, "add", ".")
+    git(work, "commit", "-q", "-m", "a submodule")
+    git(work, "push", "-q", str(served / "demo.git"), "main")
+    box.sha = git(work, "rev-parse", "HEAD")
+    job = box.queue(
+        "with-lib",
+        ["cat vendor/lib/lib.txt"],
+        variables=[variable("GIT_SUBMODULE_STRATEGY", "normal")],
+    )
+    run = box.run("--max-builds", "1")
+    assert run.returncode == 0, run.stderr
+    trace = assert_reported(job, "success")
+    assert "from the submodule" in trace
+    fetched = [r for r in box.git_server.requests if r.path.startswith("/group/lib.git")]
+    assert fetched and all(r.accepted for r in fetched)
+    (repo,) = (box.tmp / "builds" / "repos").glob("*/group/demo")
+    assert "extraHeader" not in (repo / ".git" / "config").read_text()
