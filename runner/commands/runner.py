@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.core.errors import PyciError, UsageError
+from runner.runnermode.config import EXECUTORS, NETWORKS
 
 if TYPE_CHECKING:
     from runner.runnermode.config import RunnerEntry
     from runner.runnermode.service import RunnerService
-
-NETWORKS = ("bridge", "host", "none")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,13 +47,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     single.add_argument("--token", required=True, help="the runner's authentication token")
     single.add_argument("--name", default=None, help="the runner's name (default: host name)")
     single.add_argument(
-        "--executor", choices=("container",), default="container", help="where jobs run"
+        "--executor",
+        choices=EXECUTORS,
+        default="container",
+        help="where jobs run: containers (the default), or the host's shell, which isolates "
+        "nothing (as gitlab-runner's shell executor)",
     )
     single.add_argument(
         "--default-image",
-        required=True,
         metavar="REF",
-        help="image of jobs without image: (required: jobs never run over the host's root)",
+        help="image of jobs without image: (required for containers: jobs never run over the "
+        "host's root)",
     )
     single.add_argument("--max-builds", type=int, metavar="N", help="stop after N jobs")
     single.add_argument(
@@ -98,12 +101,14 @@ def add_config_commands(commands: argparse._SubParsersAction) -> None:
     register_parser.add_argument("--token", required=True, help="glrt- or registration token")
     register_parser.add_argument("--name", help="the runner's name (default: host name)")
     register_parser.add_argument(
-        "--executor", choices=("container",), default="container", help="where jobs run"
+        "--executor",
+        choices=EXECUTORS,
+        default="container",
+        help="where jobs run: containers, or the host's shell (no isolation)",
     )
     register_parser.add_argument(
         "--default-image",
         metavar="REF",
-        required=True,
         help="image of jobs without image: (required for a container runner)",
     )
     register_parser.add_argument("--concurrent", type=int, metavar="N", help="jobs at once")
@@ -156,13 +161,12 @@ def register_command(args: argparse.Namespace) -> int:
     check_url(args.url)
     if args.concurrent is not None and args.concurrent < 1:
         raise UsageError(f"--concurrent {args.concurrent}: must be at least 1")
-    if not args.default_image.strip():
-        raise UsageError("--default-image: a runner never runs jobs over the host's root")
+    check_default_image(args)
     entry = RunnerEntry(
         name=args.name or _hostname(),
         url=args.url.rstrip("/"),
         token=args.token,
-        default_image=args.default_image,
+        default_image=args.default_image or "",
         executor=args.executor,
         network=args.network,
         tag_list=tuple(t.strip() for t in args.tag_list.split(",") if t.strip()),
@@ -231,11 +235,12 @@ def run_single_command(args: argparse.Namespace) -> int:
     from runner.runnermode.config import RunnerEntry
 
     check_arguments(args)
+    check_default_image(args)
     entry = RunnerEntry(
         name=args.name or _hostname(),
         url=args.url.rstrip("/"),
         token=args.token,
-        default_image=args.default_image,
+        default_image=args.default_image or "",
         executor=args.executor,
         network=args.network,
         builds_dir=args.builds_dir,
@@ -251,6 +256,17 @@ def run_single_command(args: argparse.Namespace) -> int:
     )
 
 
+def check_default_image(args: argparse.Namespace) -> None:
+    """A container runner needs a default image: jobs from a server never run over the host's
+    root file system. A shell runner runs them on the host by definition (and says so)."""
+    image = (args.default_image or "").strip()
+    if args.executor == "container" and not image:
+        raise UsageError(
+            "--default-image: required for a container runner (jobs from a server never run "
+            "over the host's root)"
+        )
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     if args.max_builds is not None and args.max_builds < 1:
         raise UsageError(f"--max-builds {args.max_builds}: must be at least 1")
@@ -258,8 +274,6 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--concurrent {args.concurrent}: must be at least 1")
     if args.wait_timeout is not None and args.wait_timeout <= 0:
         raise UsageError(f"--wait-timeout {args.wait_timeout:g}: must be more than 0")
-    if not args.default_image.strip():
-        raise UsageError("--default-image: a runner never runs jobs over the host's root")
     check_url(args.url)
 
 
@@ -299,7 +313,9 @@ def serve(
     from executors.factory import executor_session
 
     capacity = threading.BoundedSemaphore(concurrent)
-    with executor_session("container"):
+    with contextlib.ExitStack() as sessions:
+        for kind in sorted({entry.executor for entry in entries}):
+            sessions.enter_context(executor_session(kind))
         services = [
             make_service(
                 entry,
@@ -354,7 +370,7 @@ def make_service(
     for directory in (builds, cache):
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     options = ExecutorOptions(
-        default_image=entry.default_image,
+        default_image=entry.default_image or None,
         network=entry.network,
         insecure_registries=insecure_registries,
     )

@@ -32,6 +32,8 @@ from pathlib import Path
 from runner.core.errors import UsageError
 
 NETWORKS = ("bridge", "host", "none")
+# where a runner runs its jobs: containers, or (isolating nothing, as gitlab-runner's) the shell
+EXECUTORS = ("container", "shell")
 
 
 @dataclass(frozen=True)
@@ -99,16 +101,17 @@ def _parse(data: dict, path: Path) -> RunnerConfig:
         for key in ("name", "url", "token"):
             if not isinstance(item.get(key), str) or not item[key]:
                 raise fail(f"{where}.{key}: missing or not a string")
+        executor = item.get("executor", "container")
+        if executor not in EXECUTORS:
+            raise fail(f"{where}.executor: {executor!r}: one of {', '.join(EXECUTORS)}")
         container = item.get("container", {})
         image = container.get("image") if isinstance(container, dict) else None
-        if not isinstance(image, str) or not image:
+        if executor == "container" and (not isinstance(image, str) or not image):
             raise fail(f"{where}.container.image: required (jobs never run over the host's root)")
-        network = container.get("network", "bridge")
+        image = image if isinstance(image, str) else ""
+        network = container.get("network", "bridge") if isinstance(container, dict) else "bridge"
         if network not in NETWORKS:
             raise fail(f"{where}.container.network: one of {', '.join(NETWORKS)}")
-        executor = item.get("executor", "container")
-        if executor != "container":
-            raise fail(f"{where}.executor: {executor!r}: runner mode runs jobs in containers")
         tags = item.get("tag_list", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise fail(f"{where}.tag_list: a list of strings")

@@ -145,3 +145,25 @@ def test_run_serves_the_configured_runners(box: Box) -> None:
     assert "served" in assert_reported(job, "success")
     assert f"job {job.id} (from-config): started" in out
     assert f"job {job.id} (from-config): success" in out
+
+
+def test_a_shell_runner_registers_without_an_image(tmp_path: Path) -> None:
+    config = tmp_path / "runner.toml"
+    with FakeGitLabRunner() as gitlab:
+        done = pyci(
+            "register",
+            *("--url", gitlab.url, "--token", RUNNER_TOKEN, "--name", "shell-box"),
+            *("--executor", "shell", "--config", str(config)),
+        )
+        assert done.returncode == 0, done.stderr
+        missing = pyci(
+            "register",
+            *("--url", gitlab.url, "--token", RUNNER_TOKEN, "--name", "container-box"),
+            *("--config", str(tmp_path / "other.toml")),
+        )
+    (runner,) = tomllib.loads(config.read_text())["runners"]
+    assert runner["executor"] == "shell"
+    listed = pyci("list", "--config", str(config))
+    assert listed.returncode == 0 and "executor=shell" in listed.stdout
+    assert missing.returncode == 2
+    assert "--default-image: required for a container runner" in missing.stderr
