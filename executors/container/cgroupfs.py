@@ -92,8 +92,10 @@ def kill_all(directory: Path, attempts: int = 50) -> None:
         time.sleep(min(0.02, 0.0005 * 2**attempt))  # dying processes leave within a ms
 
 
-def remove_dir(directory: Path, timeout: float = 2.0) -> None:
-    """rmdir a cgroup, waiting for exiting processes to leave it; children first."""
+def remove_dir(directory: Path, timeout: float = 10.0) -> None:
+    """rmdir a cgroup, waiting for exiting processes to leave it; children first. A killed
+    process leaves within milliseconds, but on a machine loaded to its limits an exit can take
+    seconds: the bound only matters then, and a cgroup left behind costs a recovery later."""
     if not directory.exists():
         return
     for child in sorted((p for p in directory.iterdir() if p.is_dir()), reverse=True):
