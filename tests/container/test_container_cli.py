@@ -22,42 +22,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.images.imagelib import build_image, directory, file, make_tar, symlink
-from tests.images.servers import RegistryServer
+from tests.cli import run_pyci as pyci
+from tests.images.imagelib import busybox_image
+from tests.images.servers import image_on_a_registry
 from tests.run.conftest import git
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUSYBOX = Path("/usr/bin/busybox")
 APPLETS = ("sh", "ls", "cat", "echo", "true", "mkdir", "sleep", "test", "id", "hostname", "rm")
 
 
-def busybox_image():
-    entries = [directory("bin"), directory("etc"), directory("tmp", mode=0o1777)]
-    entries.append(file("bin/busybox", BUSYBOX.read_bytes(), mode=0o755))
-    entries += [symlink(f"bin/{name}", "busybox") for name in APPLETS]
-    entries.append(file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"))
-    config = {"Env": ["PATH=/bin", "FROM_IMAGE=busybox"], "Cmd": ["sh"], "WorkingDir": "/"}
-    return build_image([make_tar(entries)], "gzip", config=config, flavor="docker")
+CONFIG = {"Env": ["PATH=/bin", "FROM_IMAGE=busybox"], "Cmd": ["sh"], "WorkingDir": "/"}
 
 
 @pytest.fixture(scope="module")
 def busybox_ref() -> Iterator[str]:
     """`127.0.0.1:<port>/library/busybox:v1` on a loopback registry of this module."""
-    from tests.images.imagelib import Pusher
-
-    root = Path(tempfile.mkdtemp(prefix="pyci-cli-registry-"))
-    server = RegistryServer(root)
-    try:
-        server.wait_ready()
-        pusher = Pusher(server.url)
-        try:
-            pusher.push_image("library/busybox", "v1", busybox_image())
-        finally:
-            pusher.close()
-        yield f"{server.host}/library/busybox:v1"
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with image_on_a_registry(busybox_image(APPLETS, CONFIG), "library/busybox") as ref:
+        yield ref
 
 
 @pytest.fixture
@@ -84,18 +65,6 @@ def make_project(tmp_path: Path, pipeline: str) -> Path:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "demo")
     return repo
-
-
-def pyci(repo: Path, env: dict[str, str], *args: str, timeout: float = 60):
-    return subprocess.run(
-        [sys.executable, "-m", "runner.cli", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def job_lines(stdout: str, job: str) -> list[str]:

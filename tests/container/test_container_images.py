@@ -20,14 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.test_container_cli import (
-    REPO_ROOT,
-    busybox_image,
-    job_lines,
-    make_project,
-    pyci,
-)
-from tests.images.imagelib import Pusher
+from tests.cli import run_pyci as pyci
+from tests.container.test_container_cli import APPLETS, CONFIG, REPO_ROOT, job_lines, make_project
+from tests.images.imagelib import Pusher, busybox_image
 from tests.images.servers import RegistryServer
 
 USER, PASSWORD = "alice", "wonderland"
@@ -59,7 +54,7 @@ def registries() -> Iterator[Registries]:
         for server in started:
             server.wait_ready()
         private, mirror = started
-        image = busybox_image()
+        image = busybox_image(APPLETS, CONFIG)
         for server, repository, user in ((private, "private/busybox", USER),
                                          (mirror, "library/busybox", "")):  # fmt: skip
             pusher = Pusher(server.url, user, PASSWORD if user else "")

@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ from executors.container.limits import (
     pids_limit,
 )
 from runner.core.jobspec import ImageSpec, JobSpec, ServiceSpec, Variable
+from tests.cli import run_pyci as pyci
 from tests.container.test_container_cli import job_lines, make_project
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -368,13 +367,6 @@ def pyci_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "TMPDIR": str(tmp_path / "tmp"),
         "PYTHONPATH": str(REPO_ROOT),
     }
-
-
-def pyci(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runner.cli", *args],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
 
 
 def test_pyci_run_caps_a_job_at_memory_flag(tmp_path, pyci_env, busybox_rootfs):

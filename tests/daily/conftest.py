@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -38,15 +36,3 @@ def make_project(tmp_path: Path, files: dict[str, str]) -> Path:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "demo")
     return repo
-
-
-def pyci(repo: Path, env: dict[str, str], *args: str, timeout: float = 120):
-    return subprocess.run(
-        [sys.executable, "-m", "runner.cli", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )

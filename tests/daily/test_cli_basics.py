@@ -6,7 +6,8 @@ import importlib.metadata
 
 import pytest
 
-from tests.daily.conftest import make_project, pyci
+from tests.cli import run_pyci as pyci
+from tests.daily.conftest import make_project
 
 INVALID = "job:\n  script: [echo hi]\n  when: sometimes\n"
 

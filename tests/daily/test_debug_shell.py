@@ -14,8 +14,9 @@ from runner.cli import build_parser
 from runner.commands.shell import ShellInstead
 from runner.core.jobspec import JobSpec, Variable
 from tests.build.conftest import Recorder
+from tests.cli import run_pyci as pyci
 from tests.container.test_container_cli import drive_on_pty
-from tests.daily.conftest import make_project, pyci
+from tests.daily.conftest import make_project
 
 NEVER_TYPED = (b"\0",)  # a marker that never appears: the command runs without typing
 

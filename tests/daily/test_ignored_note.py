@@ -3,7 +3,8 @@ keywords and counts; `--verbose` names the jobs."""
 
 from __future__ import annotations
 
-from tests.daily.conftest import make_project, pyci
+from tests.cli import run_pyci as pyci
+from tests.daily.conftest import make_project
 
 
 def many_jobs(count: int) -> str:

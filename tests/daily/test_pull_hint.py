@@ -14,7 +14,8 @@ import pytest
 from executors.images.errors import ImagePullError, RegistryUnreachable
 from executors.images.pull import pull_image
 from executors.images.store import ImageStore
-from tests.daily.conftest import make_project, pyci
+from tests.cli import run_pyci as pyci
+from tests.daily.conftest import make_project
 
 
 def closed_port() -> int:

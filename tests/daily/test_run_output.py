@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from tests.daily.conftest import make_project, pyci
+from tests.cli import run_pyci as pyci
+from tests.daily.conftest import make_project
 
 FAILING = """
 ok:

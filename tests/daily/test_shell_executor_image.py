@@ -3,7 +3,8 @@ says so, once."""
 
 from __future__ import annotations
 
-from tests.daily.conftest import make_project, pyci
+from tests.cli import run_pyci as pyci
+from tests.daily.conftest import make_project
 
 PIPELINE = """
 with-image:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.daily.conftest import make_project, pyci
+from tests.cli import run_pyci as pyci
+from tests.daily.conftest import make_project
 
 PIPELINE = """
 job:

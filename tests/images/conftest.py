@@ -20,6 +20,7 @@ import pytest
 from executors.images.auth import CredentialStore
 from executors.images.store import ImageStore
 
+from . import imagelib
 from .imagelib import (
     Image,
     Pusher,
@@ -55,17 +56,14 @@ class Registries:
 
 
 def busybox_image() -> Image:
-    entries = [directory("bin"), directory("etc"), directory("tmp", mode=0o1777)]
-    entries.append(file("bin/busybox", BUSYBOX.read_bytes(), mode=0o755))
-    entries += [symlink(f"bin/{name}", "busybox") for name in BUSYBOX_APPLETS]
-    entries.append(file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"))
+    """Busybox with a full PATH and an exposed port (what the image tests look at)."""
     config = {
         "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
         "Cmd": ["sh"],
         "WorkingDir": "/",
         "ExposedPorts": {"8080/tcp": {}},
     }
-    return build_image([make_tar(entries)], "gzip", config=config, flavor="docker")
+    return imagelib.busybox_image(BUSYBOX_APPLETS, config)
 
 
 def layered_image() -> Image:

@@ -266,3 +266,19 @@ class Pusher:
             self.push_image(repo, image.digest, image)
         self.push_manifest(repo, tag, index, OCI_INDEX if flavor == "oci" else DOCKER_LIST)
         return digest_of(index)
+
+
+BUSYBOX = "/usr/bin/busybox"  # Debian's busybox-static
+
+
+def busybox_image(applets: tuple[str, ...], config: dict | None = None) -> Image:
+    """A one-layer image of Debian's static busybox with `applets` linked in /bin, a root
+    user and a world-writable /tmp; `config` is the image config (default: PATH=/bin, sh)."""
+    with open(BUSYBOX, "rb") as binary:
+        busybox = binary.read()
+    entries = [directory("bin"), directory("etc"), directory("tmp", mode=0o1777)]
+    entries.append(file("bin/busybox", busybox, mode=0o755))
+    entries += [symlink(f"bin/{name}", "busybox") for name in applets]
+    entries.append(file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"))
+    config = config or {"Env": ["PATH=/bin"], "Cmd": ["sh"], "WorkingDir": "/"}
+    return build_image([make_tar(entries)], "gzip", config=config, flavor="docker")

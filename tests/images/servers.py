@@ -9,12 +9,14 @@ import contextlib
 import http.client
 import http.server
 import json
+import shutil
 import socket
 import subprocess
 import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -337,3 +339,24 @@ class FaultProxy:
         for server in (self.server, self.origin):
             server.shutdown()
             server.server_close()
+
+
+@contextlib.contextmanager
+def image_on_a_registry(image, repository: str, tag: str = "v1") -> Iterator[str]:
+    """`image` pushed to a registry of its own on loopback, for as long as the block lasts:
+    yields its reference (`127.0.0.1:<port>/<repository>:<tag>`)."""
+    from tests.images.imagelib import Pusher
+
+    root = Path(tempfile.mkdtemp(prefix="pyci-test-registry-"))
+    server = RegistryServer(root)
+    try:
+        server.wait_ready()
+        pusher = Pusher(server.url)
+        try:
+            pusher.push_image(repository, tag, image)
+        finally:
+            pusher.close()
+        yield f"{server.host}/{repository}:{tag}"
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

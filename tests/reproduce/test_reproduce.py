@@ -10,47 +10,27 @@ of the job it needs, and fails the same way the original did (exit code 3).
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.cli import run_pyci as pyci
 from tests.fake_gitlab import FakeGitLab
-from tests.images.imagelib import Pusher, build_image, directory, file, make_tar, symlink
-from tests.images.servers import RegistryServer
+from tests.images.imagelib import busybox_image
+from tests.images.servers import image_on_a_registry
 from tests.reproduce.project import SECRET, failed_pipeline, git
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUSYBOX = Path("/usr/bin/busybox")
 APPLETS = ("sh", "cat", "echo", "mkdir", "wc", "test", "true")
 
 
 @pytest.fixture(scope="module")
 def busybox() -> Iterator[tuple[str, str]]:
     """(`127.0.0.1:<port>/library/busybox:v1`, its digest) on a loopback registry."""
-    entries = [directory("bin"), directory("etc"), directory("tmp", mode=0o1777)]
-    entries.append(file("bin/busybox", BUSYBOX.read_bytes(), mode=0o755))
-    entries += [symlink(f"bin/{name}", "busybox") for name in APPLETS]
-    entries.append(file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"))
-    config = {"Env": ["PATH=/bin"], "Cmd": ["sh"], "WorkingDir": "/"}
-    image = build_image([make_tar(entries)], "gzip", config=config, flavor="docker")
-    root = Path(tempfile.mkdtemp(prefix="pyci-reproduce-registry-"))
-    server = RegistryServer(root)
-    try:
-        server.wait_ready()
-        pusher = Pusher(server.url)
-        try:
-            digest = pusher.push_image("library/busybox", "v1", image)
-        finally:
-            pusher.close()
-        yield f"{server.host}/library/busybox:v1", digest
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    image = busybox_image(APPLETS)
+    with image_on_a_registry(image, "library/busybox") as ref:
+        yield ref, image.digest
 
 
 @pytest.fixture
@@ -79,18 +59,6 @@ def env(tmp_path: Path, gitlab: FakeGitLab) -> dict[str, str]:
         "DOCKER_CONFIG": str(tmp_path / "docker"),
         "PYTHONPATH": str(REPO_ROOT),
     }
-
-
-def pyci(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runner.cli", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def job_lines(stdout: str, job: str) -> list[str]:

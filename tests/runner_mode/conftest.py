@@ -6,11 +6,9 @@ container tests' leftover check: mounts, cgroups, netns, links, container proces
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,40 +18,19 @@ import pytest
 
 from tests.container.conftest import leftovers, snapshot
 from tests.fake_gitlab_runner import RUNNER_TOKEN, FakeGitLabRunner, FakeJob
-from tests.images.imagelib import Pusher, build_image, directory, file, make_tar, symlink
-from tests.images.servers import RegistryServer
+from tests.images.imagelib import busybox_image
+from tests.images.servers import image_on_a_registry
 from tests.runner_mode.git_server import GitServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUSYBOX = Path("/usr/bin/busybox")
 APPLETS = ("sh", "ls", "cat", "echo", "true", "false", "mkdir", "sleep", "test", "rm", "wc")
 PROJECT = "group/demo"
 
 
-def busybox_image():
-    entries = [directory("bin"), directory("etc"), directory("tmp", mode=0o1777)]
-    entries.append(file("bin/busybox", BUSYBOX.read_bytes(), mode=0o755))
-    entries += [symlink(f"bin/{name}", "busybox") for name in APPLETS]
-    entries.append(file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"))
-    config = {"Env": ["PATH=/bin"], "Cmd": ["sh"], "WorkingDir": "/"}
-    return build_image([make_tar(entries)], "gzip", config=config, flavor="docker")
-
-
 @pytest.fixture(scope="session")
 def busybox_ref() -> Iterator[str]:
-    root = Path(tempfile.mkdtemp(prefix="pyci-runner-registry-"))
-    server = RegistryServer(root)
-    try:
-        server.wait_ready()
-        pusher = Pusher(server.url)
-        try:
-            pusher.push_image("library/busybox", "v1", busybox_image())
-        finally:
-            pusher.close()
-        yield f"{server.host}/library/busybox:v1"
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with image_on_a_registry(busybox_image(APPLETS), "library/busybox") as ref:
+        yield ref
 
 
 @pytest.fixture(autouse=True)
