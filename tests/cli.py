@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +24,18 @@ def run_pyci(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def isolated_env(root: Path, repo_root: Path) -> dict[str, str]:
+    """pyci's environment for one test: its own image store, run dir, builds dir and temp
+    dir under `root` (made here), and this checkout of pyci on its path."""
+    for name in ("home", "run", "builds", "tmp"):
+        (root / name).mkdir(exist_ok=True)
+    return {
+        **os.environ,
+        "PYCI_HOME": str(root / "home"),
+        "PYCI_RUN_DIR": str(root / "run"),
+        "PYCI_BUILDS_DIR": str(root / "builds"),
+        "TMPDIR": str(root / "tmp"),
+        "PYTHONPATH": str(repo_root),
+    }

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import isolated_env
 from tests.cli import run_pyci as pyci
 from tests.images.imagelib import busybox_image
 from tests.images.servers import image_on_a_registry
@@ -44,16 +45,7 @@ def busybox_ref() -> Iterator[str]:
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """pyci's environment: its own image store, run dir, builds dir and temp dir."""
-    for name in ("home", "run", "builds", "tmp"):
-        (tmp_path / name).mkdir()
-    return {
-        **os.environ,
-        "PYCI_HOME": str(tmp_path / "home"),
-        "PYCI_RUN_DIR": str(tmp_path / "run"),
-        "PYCI_BUILDS_DIR": str(tmp_path / "builds"),
-        "TMPDIR": str(tmp_path / "tmp"),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
+    return isolated_env(tmp_path, REPO_ROOT)
 
 
 def make_project(tmp_path: Path, pipeline: str) -> Path:

@@ -172,20 +172,12 @@ def _pyci_mounts() -> set[str]:
 def test_the_next_pyci_run_removes_what_a_killed_one_left(tmp_path, busybox_rootfs):
     """`kill -9` of `pyci run` mid-job (with a service, a memory cgroup, the bridge and the
     sources' overlay), then `pyci run` of another project: nothing of the first remains."""
+    from tests.cli import isolated_env
     from tests.container.conftest import leftovers, snapshot
     from tests.container.test_container_cli import make_project, pyci
 
     before = snapshot()
-    for name in ("home", "run", "builds", "tmp"):
-        (tmp_path / name).mkdir()
-    env = {
-        **os.environ,
-        "PYCI_HOME": str(tmp_path / "home"),
-        "PYCI_RUN_DIR": str(tmp_path / "run"),
-        "PYCI_BUILDS_DIR": str(tmp_path / "builds"),
-        "TMPDIR": str(tmp_path / "tmp"),
-        "PYTHONPATH": str(REPO),
-    }
+    env = isolated_env(tmp_path, REPO)
     doomed = make_project(tmp_path / "doomed", PIPELINE.format(image=busybox_rootfs))
     command = [sys.executable, "-m", "runner.cli", "run", "--executor", "container", "--plain"]
     process = subprocess.Popen(

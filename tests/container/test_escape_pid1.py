@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from executors.container.runtime import Launcher, run_container
+from tests.cli import isolated_env
 from tests.container.test_container_cli import job_lines, make_project
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -114,15 +115,8 @@ job:
 
 @pytest.fixture
 def pyci_env(tmp_path: Path) -> dict[str, str]:
-    for name in ("home", "run", "builds", "tmp"):
-        (tmp_path / name).mkdir()
     return {
-        **os.environ,
-        "PYCI_HOME": str(tmp_path / "home"),
-        "PYCI_RUN_DIR": str(tmp_path / "run"),
-        "PYCI_BUILDS_DIR": str(tmp_path / "builds"),
-        "TMPDIR": str(tmp_path / "tmp"),
-        "PYTHONPATH": str(REPO_ROOT),
+        **isolated_env(tmp_path, REPO_ROOT),
         # the operator's registry credentials: the job must never see them
         "DOCKER_AUTH_CONFIG": json.dumps({"auths": {"registry.invalid": {"auth": CANARY}}}),
     }

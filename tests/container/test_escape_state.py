@@ -34,6 +34,7 @@ from executors.images.store import ImageRecord, ImageStore, LayerRecord
 from runner.build import workspace
 from runner.core import background
 from runner.core.jobspec import ImageSpec, JobSpec
+from tests.cli import isolated_env
 from tests.images.imagelib import chardev, directory, file, make_tar
 
 pytestmark = pytest.mark.root
@@ -245,14 +246,7 @@ def test_a_run_dir_owned_by_someone_else_fails_the_job_in_one_line(tmp_path):
     for name in ("home", "run", "builds", "tmp"):
         (tmp_path / name).mkdir()
     os.chown(tmp_path / "run", 65534, 65534)  # someone else could swap what is inside
-    env = {
-        **os.environ,
-        "PYCI_HOME": str(tmp_path / "home"),
-        "PYCI_RUN_DIR": str(tmp_path / "run"),
-        "PYCI_BUILDS_DIR": str(tmp_path / "builds"),
-        "TMPDIR": str(tmp_path / "tmp"),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
+    env = isolated_env(tmp_path, REPO_ROOT)
     repo = make_project(tmp_path, "job:\n  script: [echo never]\n")
     run = pyci(repo, env, "run", "--executor", "container", "--plain", "--network", "none")
     assert run.returncode == 1
@@ -298,16 +292,7 @@ def test_artifacts_never_carry_setuid_devices_or_host_files(tmp_path, busybox_ro
     secret = tmp_path / "secret.env"
     secret.write_text("SECRET_VALUE=host-only\n")
     secret.chmod(0o600)
-    for name in ("home", "run", "builds", "tmp"):
-        (tmp_path / name).mkdir()
-    env = {
-        **os.environ,
-        "PYCI_HOME": str(tmp_path / "home"),
-        "PYCI_RUN_DIR": str(tmp_path / "run"),
-        "PYCI_BUILDS_DIR": str(tmp_path / "builds"),
-        "TMPDIR": str(tmp_path / "tmp"),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
+    env = isolated_env(tmp_path, REPO_ROOT)
     repo = make_project(tmp_path, LEAKY.format(image=busybox_rootfs, secret=secret))
     run = pyci(repo, env, "run", "--executor", "container", "--plain", "--network", "none")
     assert run.returncode == 0, run.stdout + run.stderr
@@ -344,14 +329,7 @@ def test_a_whole_run_keeps_the_jobs_files_out_of_reach(tmp_path, busybox_rootfs)
     for name in ("home", "run", "builds", "tmp"):
         (tmp_path / name).mkdir()
         (tmp_path / name).chmod(0o755)
-    env = {
-        **os.environ,
-        "PYCI_HOME": str(tmp_path / "home"),
-        "PYCI_RUN_DIR": str(tmp_path / "run"),
-        "PYCI_BUILDS_DIR": str(tmp_path / "builds"),
-        "TMPDIR": str(tmp_path / "tmp"),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
+    env = isolated_env(tmp_path, REPO_ROOT)
     repo = make_project(tmp_path, PAUSED.format(image=busybox_rootfs, suid=SUID))
     run = subprocess.Popen(
         [sys.executable, "-m", "runner.cli", "run", "--plain", "--network", "none"],

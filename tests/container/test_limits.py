@@ -30,6 +30,7 @@ from executors.container.limits import (
     pids_limit,
 )
 from runner.core.jobspec import ImageSpec, JobSpec, ServiceSpec, Variable
+from tests.cli import isolated_env
 from tests.cli import run_pyci as pyci
 from tests.container.test_container_cli import job_lines, make_project
 
@@ -357,16 +358,7 @@ invalid:
 
 @pytest.fixture
 def pyci_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    for name in ("home", "run", "builds", "tmp"):
-        (tmp_path / name).mkdir()
-    yield {
-        **os.environ,
-        "PYCI_HOME": str(tmp_path / "home"),
-        "PYCI_RUN_DIR": str(tmp_path / "run"),
-        "PYCI_BUILDS_DIR": str(tmp_path / "builds"),
-        "TMPDIR": str(tmp_path / "tmp"),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
+    yield isolated_env(tmp_path, REPO_ROOT)
 
 
 def test_pyci_run_caps_a_job_at_memory_flag(tmp_path, pyci_env, busybox_rootfs):

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.cli import isolated_env
 from tests.run.conftest import REPO_ROOT, git
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """pyci's environment: its own image store, run dir, builds dir and temp dir."""
-    for name in ("home", "run", "builds", "tmp"):
-        (tmp_path / name).mkdir()
-    return {
-        **os.environ,
-        "PYCI_HOME": str(tmp_path / "home"),
-        "PYCI_RUN_DIR": str(tmp_path / "run"),
-        "PYCI_BUILDS_DIR": str(tmp_path / "builds"),
-        "TMPDIR": str(tmp_path / "tmp"),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
+    return isolated_env(tmp_path, REPO_ROOT)
 
 
 def make_project(tmp_path: Path, files: dict[str, str]) -> Path:
