@@ -43,22 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--wait-timeout seconds passed without one, or SIGTERM/SIGINT (cancel running jobs) "
         "or SIGQUIT (let them finish).",
     )
-    single.add_argument("--url", required=True, help="the GitLab server, https://host[:port]")
-    single.add_argument("--token", required=True, help="the runner's authentication token")
-    single.add_argument("--name", default=None, help="the runner's name (default: host name)")
-    single.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default="container",
-        help="where jobs run: containers (the default), or the host's shell, which isolates "
-        "nothing (as gitlab-runner's shell executor)",
-    )
-    single.add_argument(
-        "--default-image",
-        metavar="REF",
-        help="image of jobs without image: (required for containers: jobs never run over the "
-        "host's root)",
-    )
+    add_runner_arguments(single, token_help="the runner's authentication token")
     single.add_argument("--max-builds", type=int, metavar="N", help="stop after N jobs")
     single.add_argument(
         "--wait-timeout", type=float, metavar="S", help="stop after S seconds without a job"
@@ -89,6 +74,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_commands(commands)
 
 
+def add_runner_arguments(parser: argparse.ArgumentParser, *, token_help: str) -> None:
+    """What names one runner, for `register` and `run-single` alike (gitlab-runner's flags)."""
+    parser.add_argument("--url", required=True, help="the GitLab server, https://host[:port]")
+    parser.add_argument("--token", required=True, help=token_help)
+    parser.add_argument("--name", default=None, help="the runner's name (default: host name)")
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="container",
+        help="where jobs run: containers (the default), or the host's shell, which isolates "
+        "nothing (as gitlab-runner's shell executor)",
+    )
+    parser.add_argument(
+        "--default-image",
+        metavar="REF",
+        help="image of jobs without image: (required for a container runner: jobs never run "
+        "over the host's root)",
+    )
+
+
 def add_config_commands(commands: argparse._SubParsersAction) -> None:
     register_parser = commands.add_parser(
         "register",
@@ -97,20 +102,7 @@ def add_config_commands(commands: argparse._SubParsersAction) -> None:
         "registration token is exchanged for a runner token. Either way the runner is "
         "written to the config file (mode 0600).",
     )
-    register_parser.add_argument("--url", required=True, help="the GitLab server")
-    register_parser.add_argument("--token", required=True, help="glrt- or registration token")
-    register_parser.add_argument("--name", help="the runner's name (default: host name)")
-    register_parser.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default="container",
-        help="where jobs run: containers, or the host's shell (no isolation)",
-    )
-    register_parser.add_argument(
-        "--default-image",
-        metavar="REF",
-        help="image of jobs without image: (required for a container runner)",
-    )
+    add_runner_arguments(register_parser, token_help="glrt- or registration token")
     register_parser.add_argument("--concurrent", type=int, metavar="N", help="jobs at once")
     register_parser.add_argument("--tag-list", default="", help="tags, comma-separated")
     register_parser.add_argument(
