@@ -87,10 +87,16 @@ class Executor(Protocol):
         ...
 
     def interactive_shell(
-        self, stdin: int = 0, stdout: int = 1, stderr: int = 2, command: tuple[str, ...] = ()
+        self,
+        stdin: int = 0,
+        stdout: int = 1,
+        stderr: int = 2,
+        command: tuple[str, ...] = (),
+        cancel: threading.Event | None = None,
     ) -> int:
         """A shell (or `command`) where the prepared job runs, on the caller's terminal
-        (`pyci shell`, `--shell-on-failure`); returns its exit code."""
+        (`pyci shell`, `--shell-on-failure`); returns its exit code. Setting `cancel` kills
+        it and whatever it started; the call still returns only once all of that is gone."""
         ...
 
     def run(self, cmd: StageCommand, log: JobLog, cancel: threading.Event) -> ExecResult: ...

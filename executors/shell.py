@@ -160,7 +160,12 @@ class ShellExecutor:
             script.unlink(missing_ok=True)
 
     def interactive_shell(
-        self, stdin: int = 0, stdout: int = 1, stderr: int = 2, command: tuple[str, ...] = ()
+        self,
+        stdin: int = 0,
+        stdout: int = 1,
+        stderr: int = 2,
+        command: tuple[str, ...] = (),
+        cancel: threading.Event | None = None,
     ) -> int:
         """`pyci shell` / `--shell-on-failure`: the host's shell (or `command`) in the job's
         copy of the repository, with the job's variables, on the caller's terminal (`stdin`).
@@ -180,7 +185,7 @@ class ShellExecutor:
             )
         except OSError as exc:
             raise ExecutorError(f"cannot start {argv[0]}: {exc}") from exc
-        code = proc.wait()
+        code = _wait_unless_canceled(proc, cancel)
         _kill_session(proc.pid)  # setsid made the shell a session leader: its session
         return code if code >= 0 else 128 - code
 
@@ -249,6 +254,19 @@ class ShellExecutor:
                 os.kill(proc.pid, signal.SIGKILL)
         else:
             _kill_session(proc.pid)
+
+
+def _wait_unless_canceled(proc: subprocess.Popen[bytes], cancel: threading.Event | None) -> int:
+    """The interactive shell's exit code; once `cancel` is set, its session is killed."""
+    if cancel is None:
+        return proc.wait()
+    while True:
+        try:
+            return proc.wait(timeout=_CANCEL_CHECK)
+        except subprocess.TimeoutExpired:
+            if cancel.is_set():
+                _kill_session(proc.pid)
+                return proc.wait()
 
 
 def _wait_for_exit(

@@ -60,14 +60,21 @@ class HeldOutput:
 def run_on_terminal(
     executor: Executor, command: tuple[str, ...] = (), stdin: int = 0, stdout: int = 1
 ) -> int:
-    """Run the executor's shell (or `command`) on a new pty relayed to stdin/stdout."""
+    """Run the executor's shell (or `command`) on a new pty relayed to stdin/stdout.
+
+    The shell runs on a worker thread, which also removes its container (cgroups, mounts):
+    when this thread is interrupted (`pyci shell` ended by SIGTERM or SIGHUP), the shell is
+    canceled and the worker waited for, or the interpreter's exit would stop it half-way."""
     primary, secondary = os.openpty()
     _copy_window_size(stdin, primary)
     outcome: dict[str, int | BaseException] = {}
+    cancel = threading.Event()
 
     def shell() -> None:
         try:
-            outcome["code"] = executor.interactive_shell(secondary, secondary, secondary, command)
+            outcome["code"] = executor.interactive_shell(
+                secondary, secondary, secondary, command, cancel
+            )
         except BaseException as exc:  # re-raised on the caller's thread
             outcome["error"] = exc
 
@@ -75,7 +82,12 @@ def run_on_terminal(
     try:
         with _raw(stdin), _resizing(stdin, primary):
             worker.start()
-            _relay(stdin, stdout, primary, worker)
+            try:
+                _relay(stdin, stdout, primary, worker)
+            except BaseException:
+                cancel.set()
+                worker.join()
+                raise
             os.close(secondary)
             secondary = -1
             _drain(primary, stdout)
@@ -194,9 +206,14 @@ class ShellOnFailure:
         return self.inner.builds_dir_in_job()
 
     def interactive_shell(
-        self, stdin: int = 0, stdout: int = 1, stderr: int = 2, command: tuple[str, ...] = ()
+        self,
+        stdin: int = 0,
+        stdout: int = 1,
+        stderr: int = 2,
+        command: tuple[str, ...] = (),
+        cancel: threading.Event | None = None,
     ) -> int:
-        return self.inner.interactive_shell(stdin, stdout, stderr, command)
+        return self.inner.interactive_shell(stdin, stdout, stderr, command, cancel)
 
     def run(self, cmd: StageCommand, log: JobLog, cancel: threading.Event) -> ExecResult:
         result = self.inner.run(cmd, log, cancel)

@@ -165,7 +165,12 @@ class ContainerExecutor:
         return ExecResult(code, out_of_memory=oom)
 
     def interactive_shell(
-        self, stdin: int = 0, stdout: int = 1, stderr: int = 2, command: tuple[str, ...] = ()
+        self,
+        stdin: int = 0,
+        stdout: int = 1,
+        stderr: int = 2,
+        command: tuple[str, ...] = (),
+        cancel: threading.Event | None = None,
     ) -> int:
         """`pyci shell` / `--shell-on-failure`: a shell (or `command`) in a fresh container of
         the prepared job (same image, user, variables, services and repository view), on the
@@ -174,7 +179,7 @@ class ContainerExecutor:
         argv = command or (("bash", "-l") if self.shell_name == "bash" else ("sh", "-l"))
         env = {**_env_list(self._image.config.env), **self._job_env()}
         env.setdefault("TERM", os.environ.get("TERM", "xterm"))
-        exit_ = self._run_container((*self._entrypoint(), *argv), env, None, None, None,
+        exit_ = self._run_container((*self._entrypoint(), *argv), env, None, cancel, None,
                                     stdio=(stdin, stdout, stderr))  # fmt: skip
         code = exit_[0].exit_code
         return 128 - code if code is not None and code < 0 else (code or 0)

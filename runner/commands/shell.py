@@ -185,9 +185,14 @@ class ShellInstead:
         return self.inner.builds_dir_in_job()
 
     def interactive_shell(
-        self, stdin: int = 0, stdout: int = 1, stderr: int = 2, command: tuple[str, ...] = ()
+        self,
+        stdin: int = 0,
+        stdout: int = 1,
+        stderr: int = 2,
+        command: tuple[str, ...] = (),
+        cancel: threading.Event | None = None,
     ) -> int:
-        return self.inner.interactive_shell(stdin, stdout, stderr, command)
+        return self.inner.interactive_shell(stdin, stdout, stderr, command, cancel)
 
     def run(self, cmd: StageCommand, log: JobLog, cancel: threading.Event) -> ExecResult:
         if cmd.stage != "step_script":

@@ -1,6 +1,7 @@
 """`pyci shell` ended by a signal (SIGTERM, or SIGHUP when its terminal goes away) cleans up
 like a normal exit: the container is killed and the job's overlay of the sources, cgroups and
-dirs go. The conftest's leftover check asserts that after each test."""
+dirs go (the conftest's leftover check asserts that after each test); with the shell executor,
+nothing the shell started is left running."""
 
 from __future__ import annotations
 
@@ -40,12 +41,26 @@ def read_until(fd: int, marker: bytes, timeout: float) -> bytes:
     return seen
 
 
+def processes_working_in(directory: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = (entry / "cwd").readlink()
+            except OSError:  # gone meanwhile, or a kernel thread
+                continue
+            if cwd.is_relative_to(directory):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("executor", ["container", "shell"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_a_signalled_pyci_shell_leaves_nothing_behind(tmp_path, env, busybox_ref, signum):  # noqa: F811
+def test_a_signalled_pyci_shell_leaves_nothing_behind(tmp_path, env, busybox_ref, signum, executor):  # noqa: F811
     repo = make_project(tmp_path, SHELL_PIPELINE.format(image=busybox_ref))
     primary, secondary = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "shell", "job"],
+        [sys.executable, "-m", "runner.cli", "shell", "--executor", executor, "job"],
         cwd=repo,
         env=env,
         stdin=secondary,
@@ -55,14 +70,18 @@ def test_a_signalled_pyci_shell_leaves_nothing_behind(tmp_path, env, busybox_ref
     )
     os.close(secondary)
     try:
-        seen = read_until(primary, b"# ", 60)
+        seen = read_until(primary, b"# ", 60)  # root's prompt, in the container or on the host
         assert b"# " in seen, seen
         os.write(primary, b"echo in-the-shell; sleep 100\n")
         seen = read_until(primary, b"in-the-shell\r\n", 30)
         assert b"in-the-shell\r\n" in seen, seen
-        mounts = Path("/proc/mounts").read_text().splitlines()
-        overlays = [m for m in mounts if m.startswith(f"{sources_mount()} ") and str(tmp_path) in m]
-        assert overlays  # the job's view of the repository exists while the shell runs
+        builds = Path(env["PYCI_BUILDS_DIR"])
+        if executor == "container":
+            mounts = Path("/proc/mounts").read_text().splitlines()
+            ours = [m for m in mounts if m.startswith(f"{sources_mount()} ") and str(tmp_path) in m]
+            assert ours  # the job's view of the repository exists while the shell runs
+        else:
+            assert processes_working_in(builds)  # the shell and its `sleep`, in the job's copy
         process.send_signal(signum)
         code = process.wait(timeout=30)
         assert code == 128 + signum
@@ -71,5 +90,6 @@ def test_a_signalled_pyci_shell_leaves_nothing_behind(tmp_path, env, busybox_ref
         if process.poll() is None:
             process.kill()
             process.wait()
+    assert processes_working_in(builds) == []
     assert not list(Path(env["PYCI_RUN_DIR"]).glob("containers/*"))
     assert not list(Path(env["PYCI_BUILDS_DIR"]).glob("*/job-*"))
