@@ -144,7 +144,7 @@ class Box:
         ]
 
     def run(self, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        finished = subprocess.run(
             self.runner_args(*extra),
             env=self.env,
             capture_output=True,
@@ -152,6 +152,10 @@ class Box:
             timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
+        # pytest shows this with a failing test: the runner prints a bug's traceback there
+        # ("an internal error of pyci" is all a job's trace says of it)
+        sys.stderr.write(finished.stderr)
+        return finished
 
     def start(self, *extra: str) -> subprocess.Popen[str]:
         process = subprocess.Popen(
