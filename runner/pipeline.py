@@ -162,12 +162,13 @@ def server_includes(opts: ProjectOptions, facts: Any) -> RemoteIncludes:
     (found as runner.gitlab.server says) behind the cache in `$PYCI_HOME/includes`."""
     from executors.images.home import default_home
     from runner.config.remote_includes import DEFAULT_TTL, IncludeSettings, RemoteIncludes
-    from runner.gitlab.server import find_server
+    from runner.gitlab.server import find_token, server_url
 
     options = opts.includes
     remote_url = facts.server_url if facts.has_remote else None
     settings = IncludeSettings(
-        server=find_server(options.gitlab_url, remote_url, opts.directory),
+        server_url=server_url(options.gitlab_url, remote_url),
+        token_for=lambda url: find_token(url, opts.directory),
         cache_dir=default_home() / "includes",
         offline=options.offline,
         refresh=options.refresh,

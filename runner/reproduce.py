@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from runner.core.errors import PyciError, UsageError
-from runner.gitlab.client import GitLabClient, GitLabError, Server
+from runner.gitlab.client import GitLabClient
+from runner.gitlab.errors import GitLabError
+from runner.gitlab.server import Server
 from runner.vars.model import SettingsVariable, VariableProblem, from_fields
 
 if TYPE_CHECKING:

@@ -26,7 +26,8 @@ from runner.project import ProjectOptions
 if TYPE_CHECKING:
     from runner.core.jobspec import JobSpec
     from runner.evaluate.predefined import GitFacts
-    from runner.gitlab.client import GitLabClient, Server
+    from runner.gitlab.client import GitLabClient
+    from runner.gitlab.server import Server
     from runner.reproduce import OriginalJob, OriginalPipeline
     from runner.vars.remote import ServerVariables
 
@@ -186,7 +187,7 @@ def server_variables(
 ) -> ServerVariables:
     """The project's and groups' CI/CD variables, protected ones for a protected ref; when
     the token may not read them, none (and a line saying so)."""
-    from runner.gitlab.client import GitLabError
+    from runner.gitlab.errors import GitLabError
     from runner.vars.remote import ServerVariables, fetch_server_variables
 
     try:

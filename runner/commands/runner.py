@@ -350,8 +350,8 @@ def make_service(
     capacity: threading.Semaphore,
 ) -> RunnerService:
     from executors.factory import ExecutorOptions, create_executor
-    from runner.gitlab.client import Server
     from runner.gitlab.runner_api import RunnerAPI
+    from runner.gitlab.server import Server
     from runner.runnermode.job import JobSettings
     from runner.runnermode.service import RunnerService, ServiceSettings
 

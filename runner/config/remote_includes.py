@@ -25,9 +25,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.core.errors import PyciError
-from runner.gitlab.client import GitLabClient, GitLabError, GitLabTimeout, Server
+from runner.gitlab.errors import GitLabError, GitLabTimeout
+from runner.gitlab.server import Server
+
+if TYPE_CHECKING:  # imported when a request is sent: httpx is ~40 ms, and most runs send none
+    from runner.gitlab.client import GitLabClient
 
 DEFAULT_TTL = 3600.0  # seconds a branch's file is trusted before it is fetched again
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -52,15 +57,18 @@ class IncludeOptions:
 
 @dataclass(frozen=True)
 class IncludeSettings:
-    """How includes from a server are found. `server` is None when no GitLab is known (no git
-    remote and no --gitlab-url)."""
+    """How includes from a server are found. `server_url` is None when no GitLab is known (no
+    git remote and no --gitlab-url). `token_for(url)` finds the token for it, asked only when a
+    request is about to be sent: it may run git's credential helper, which a run whose
+    includes are all local or cached must not pay for (nor be prompted by)."""
 
-    server: Server | None
+    server_url: str | None
     cache_dir: Path
     offline: bool = False
     refresh: bool = False  # fetch even what the cache holds (pyci fetch-includes)
     ttl: float = DEFAULT_TTL
     local_projects: Mapping[str, Path] = field(default_factory=dict)
+    token_for: Callable[[str], str | None] = lambda url: None
 
 
 @dataclass(frozen=True)
@@ -86,13 +94,8 @@ class FetchedFile:
 class RemoteIncludes:
     """Reads server-side includes through one client, with the cache in front of it."""
 
-    def __init__(
-        self,
-        settings: IncludeSettings,
-        client_factory: Callable[[Server], GitLabClient] = GitLabClient,
-    ) -> None:
+    def __init__(self, settings: IncludeSettings) -> None:
         self.settings = settings
-        self._client_factory = client_factory
         self._client: GitLabClient | None = None
         self._default_branches: dict[str, str] = {}
 
@@ -178,8 +181,7 @@ class RemoteIncludes:
         path, _, version = address.partition("@")
         if not version:
             raise IncludeError(f"Component '{address}' - the version is missing (`@1.0`)")
-        server = self._server(f"include:component `{address}`")
-        fqdn = server.fqdn if server else ""
+        fqdn = Server(self._server_url(f"include:component `{address}`")).fqdn
         if self.settings.local_projects:  # an override may name a project of any server
             _, _, rest = path.partition("/")
             project, _, name = rest.rpartition("/")
@@ -234,8 +236,8 @@ class RemoteIncludes:
         errors: Mapping[int, str],
         remote_url: str | None = None,
     ) -> str:
-        server = None if remote_url else self._server(what)
-        path = self._cache_path(server, key)
+        server_url = None if remote_url else self._server_url(what)
+        path = self._cache_path(server_url, key)
         fresh = path.is_file() and (
             immutable or time.time() - path.stat().st_mtime < self.settings.ttl
         )
@@ -246,7 +248,7 @@ class RemoteIncludes:
                 f"{what} is not in pyci's cache and --offline forbids fetching it: "
                 "run `pyci fetch-includes` (or any `pyci validate`) online first"
             )
-        client = self._client_for(server or Server(remote_url or ""))
+        client = self._client_for(remote_url or "")
         try:
             content = fetch(client)
         except GitLabError as exc:
@@ -262,23 +264,28 @@ class RemoteIncludes:
         _write_atomically(path, content)
         return text
 
-    def _cache_path(self, server: Server | None, key: tuple[str, ...]) -> Path:
-        where = server.url if server else ""
+    def _cache_path(self, server_url: str | None, key: tuple[str, ...]) -> Path:
+        where = server_url or ""
         digest = hashlib.sha256(json.dumps([where, *key]).encode()).hexdigest()
         return self.settings.cache_dir / digest[:2] / f"{digest}.yml"
 
-    def _server(self, what: str) -> Server:
-        if self.settings.server is None:
+    def _server_url(self, what: str) -> str:
+        if self.settings.server_url is None:
             raise IncludeError(
                 f"{what}: no GitLab server is known (the repository has no remote): "
                 "pass --gitlab-url or set PYCI_GITLAB_URL"
             )
-        return self.settings.server
+        return self.settings.server_url
 
-    def _client_for(self, server: Server) -> GitLabClient:
+    def _client_for(self, download_url: str) -> GitLabClient:
+        """The one client of this read, made on the first request: for the known server with
+        its token; with no server known, for `download_url` (an `include:remote`), tokenless."""
         if self._client is None:
-            # remote URLs need no server of ours: the client then only downloads, tokenless
-            self._client = self._client_factory(self.settings.server or server)
+            url = self.settings.server_url
+            server = Server(url, self.settings.token_for(url)) if url else Server(download_url)
+            from runner.gitlab.client import GitLabClient
+
+            self._client = GitLabClient(server)
         return self._client
 
     def _default_branch(self, project: str) -> str:

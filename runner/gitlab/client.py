@@ -20,54 +20,14 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from runner.core.errors import PyciError
+from runner.gitlab.errors import GitLabError, GitLabTimeout
+from runner.gitlab.server import Server, origin_of
 
 MAX_REDIRECTS = 5
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # more than GitLab's own include size limit (4 MB)
 TAG_PAGES = 20  # 2,000 tags: enough to resolve a component's version
 LIST_PAGES = 50  # 5,000 entries (variables, jobs, protected refs): more than GitLab allows
 MAX_ARTIFACTS_BYTES = 1024 * 1024 * 1024  # GitLab's default maximum artifacts size is 100 MB
-
-
-class GitLabError(PyciError):
-    """A request to GitLab failed; `status` is the HTTP status (None: no answer)."""
-
-    def __init__(self, message: str, status: int | None = None, server_message: str = ""):
-        super().__init__(message)
-        self.status = status
-        self.server_message = server_message  # GitLab's own `message` (`404 File Not Found`)
-
-
-class GitLabTimeout(GitLabError):
-    """The server did not answer in time."""
-
-
-@dataclass(frozen=True)
-class Server:
-    """A GitLab instance: its URL (`https://gitlab.example.com`) and the token to use there."""
-
-    url: str
-    token: str | None = None
-
-    @property
-    def api(self) -> str:
-        return f"{self.url.rstrip('/')}/api/v4"
-
-    @property
-    def origin(self) -> tuple[str, str, int | None]:
-        return _origin(self.url)
-
-    @property
-    def fqdn(self) -> str:
-        """Host with a non-default port: what `CI_SERVER_FQDN` holds and components name."""
-        parts = urlsplit(self.url)
-        return parts.netloc.rsplit("@", 1)[-1]
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
 
 
 class GitLabClient:
@@ -259,7 +219,7 @@ class GitLabClient:
         kept in memory."""
         for _hop in range(MAX_REDIRECTS + 1):
             sent = dict(headers or {})
-            if _origin(url) == self.server.origin:
+            if origin_of(url) == self.server.origin:
                 sent.update(token_headers)
             answer = self._send(method, url, params, sent, what, content, limit, sink)
             if answer.status in _REDIRECTS and answer.location:

@@ -23,7 +23,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from runner.gitlab.client import GitLabClient, GitLabError, Server
+from runner.gitlab.client import GitLabClient
+from runner.gitlab.errors import GitLabError
+from runner.gitlab.server import Server
 
 ARTIFACT_LIMIT = 1024 * 1024 * 1024  # what we accept to download (GitLab's default max: 100 MB)
 

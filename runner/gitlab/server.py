@@ -10,28 +10,64 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from runner.core.errors import UsageError
-from runner.gitlab.client import Server
 
 TOKEN_VARIABLES = ("PYCI_GITLAB_TOKEN", "GITLAB_TOKEN")
 
 
+@dataclass(frozen=True)
+class Server:
+    """A GitLab instance: its URL (`https://gitlab.example.com`) and the token to use there."""
+
+    url: str
+    token: str | None = None
+
+    @property
+    def api(self) -> str:
+        return f"{self.url.rstrip('/')}/api/v4"
+
+    @property
+    def origin(self) -> tuple[str, str, int | None]:
+        return origin_of(self.url)
+
+    @property
+    def fqdn(self) -> str:
+        """Host with a non-default port: what `CI_SERVER_FQDN` holds and components name."""
+        parts = urlsplit(self.url)
+        return parts.netloc.rsplit("@", 1)[-1]
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port made explicit: where a token may be sent."""
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
 def find_server(explicit_url: str | None, remote_url: str | None, directory: Path) -> Server | None:
-    """The server for `directory`'s project, or None when nothing names one."""
+    """The server for `directory`'s project with its token, or None when nothing names one."""
+    url = server_url(explicit_url, remote_url)
+    return Server(url, find_token(url, directory)) if url else None
+
+
+def server_url(explicit_url: str | None, remote_url: str | None) -> str | None:
+    """The server's URL, normalised (no trailing slash), or None when nothing names one; a
+    URL that is not http(s)://host[...] is a usage error."""
     url = explicit_url or os.environ.get("PYCI_GITLAB_URL") or remote_url
     if not url:
         return None
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"GitLab URL {url!r}: expected http(s)://host[:port]")
-    url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-    return Server(url, _token(url, directory))
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
-def _token(url: str, directory: Path) -> str | None:
+def find_token(url: str, directory: Path) -> str | None:
+    """The token for the server at `url`: the environment's, else git's credential helper's."""
     for name in TOKEN_VARIABLES:
         if os.environ.get(name):
             return os.environ[name]

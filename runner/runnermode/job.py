@@ -31,7 +31,7 @@ from runner.build.context import BuildContext
 from runner.build.joblog import BuildLog
 from runner.build.masking import Masker
 from runner.core.events import JobOutcome
-from runner.gitlab.client import GitLabError
+from runner.gitlab.errors import GitLabError
 from runner.gitlab.runner_api import RunnerAPI
 from runner.runnermode.credentials import with_registry_credentials
 from runner.runnermode.payload import PayloadError, RunnerJob, job_identity, parse_job

@@ -13,8 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from runner.core.errors import PyciError, UsageError
-from runner.gitlab.client import GitLabError, Server
+from runner.gitlab.errors import GitLabError
 from runner.gitlab.runner_api import RunnerAPI
+from runner.gitlab.server import Server
 from runner.runnermode import config as configs
 from runner.runnermode.config import RunnerConfig, RunnerEntry
 from runner.runnermode.service import ServiceSettings, runner_info

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from runner.gitlab.client import GitLabError
+from runner.gitlab.errors import GitLabError
 from runner.gitlab.runner_api import RunnerAPI
 from runner.runnermode.job import JobResult, JobSettings, ReceivedJob, sweep_leftovers
 

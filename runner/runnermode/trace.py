@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable, Iterable
 
 from runner.core.events import Event, LogChunk
-from runner.gitlab.client import GitLabError
+from runner.gitlab.errors import GitLabError
 from runner.gitlab.runner_api import RunnerAPI
 
 DEFAULT_INTERVAL = 3.0  # gitlab-runner's default update interval

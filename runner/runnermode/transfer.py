@@ -21,7 +21,7 @@ from pathlib import Path
 
 from runner.build.artifacts import ArtifactStore
 from runner.build.joblog import BuildLog
-from runner.gitlab.client import GitLabError
+from runner.gitlab.errors import GitLabError
 from runner.gitlab.runner_api import RunnerAPI
 from runner.runnermode.payload import ArtifactUpload, RunnerJob
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runner.core.errors import ConfigError
-from runner.gitlab.client import GitLabClient, GitLabError, Server
+from runner.gitlab.client import GitLabClient
+from runner.gitlab.errors import GitLabError
+from runner.gitlab.server import Server
 from runner.vars.model import SettingsVariable, VariableProblem, from_fields
 from runner.vars.scope import ref_is_protected
 

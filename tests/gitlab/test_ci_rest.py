@@ -8,7 +8,9 @@ import io
 
 import pytest
 
-from runner.gitlab.client import GitLabClient, GitLabError, Server
+from runner.gitlab.client import GitLabClient
+from runner.gitlab.errors import GitLabError
+from runner.gitlab.server import Server
 from tests.fake_gitlab import FakeGitLab
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,28 @@ def test_project_errors_are_gitlabs_words(gitlab, tmp_path):
         with pytest.raises(ConfigError) as info:
             load(directory, gitlab.url)
         assert [message in p.message for p in info.value.problems] == [True], entry
+
+
+def test_the_credential_helper_is_asked_only_when_a_request_is_sent(gitlab, tmp_path):
+    """git's credential helper gives the token, and is run only when pyci has to talk to the
+    server: a pipeline whose includes are all local (or cached) never runs it."""
+    secret = gitlab.add_project("team/private", private=True)
+    secret.refs["main"] = {"ci.yml": "private-job:\n  script: echo\n"}
+    asked = tmp_path / "helper-asked"
+    helper = tmp_path / "helper.sh"
+    answer = f"username=pyci\\npassword={gitlab.token}"  # what `git credential fill` needs
+    helper.write_text(f'#!/bin/sh\necho "$1" >> {asked}\nprintf "{answer}\\n"\n')
+    helper.chmod(0o755)
+    directory = project(tmp_path, JOB)
+    for command in (["init", "-q"], ["config", "credential.helper", str(helper)]):
+        subprocess.run(["git", "-C", str(directory), *command], check=True)
+
+    assert "local-job" in load(directory, gitlab.url).jobs
+    assert not asked.exists()
+
+    (directory / ".gitlab-ci.yml").write_text(
+        "include:\n  - project: team/private\n    ref: main\n    file: ci.yml\n" + JOB
+    )
+    assert "private-job" in load(directory, gitlab.url).jobs
+    assert asked.read_text() == "get\n"
+    assert gitlab.api_requests()[-1].headers["private-token"] == gitlab.token

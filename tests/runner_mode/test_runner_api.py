@@ -6,8 +6,8 @@ import http.server
 import json
 import threading
 
-from runner.gitlab.client import Server
 from runner.gitlab.runner_api import RunnerAPI
+from runner.gitlab.server import Server
 from tests.fake_gitlab_runner import FakeGitLabRunner, Upload
 
 

@@ -7,8 +7,8 @@ import threading
 import zlib
 
 from runner.core.events import LogChunk
-from runner.gitlab.client import Server
 from runner.gitlab.runner_api import RunnerAPI
+from runner.gitlab.server import Server
 from runner.runnermode.trace import TraceBuffer, TraceSender, checksum, mask_tokens
 from tests.fake_gitlab_runner import FakeGitLabRunner
 
