@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             print_table(rows)
         return 0
     report_ignored(pipeline, verbose=args.verbose)
-    from runner.child_pipeline import with_planned_children
+    from runner.child_plan import with_planned_children
 
     rows = [job_entry(job) for job in with_planned_children(opts, pipeline.facts, pipeline.jobs)]
     if args.all:
