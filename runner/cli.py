@@ -43,12 +43,26 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="pyci",
         description="Run GitLab CI pipelines locally, each job in its own container.",
     )
-    parser.add_argument("--version", action="version", version=f"pyci {installed_version()}")
+    parser.add_argument("--version", action=VersionAction)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in [only] if only else command_modules():
         module = importlib.import_module(f"runner.commands.{name}")
         module.register(subparsers)
     return parser
+
+
+class VersionAction(argparse.Action):
+    """`--version`: argparse's own action needs the text up front, which would read pyci's
+    package metadata on every start, to print it on almost none."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the version"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kwargs: object) -> None:
+        print(f"pyci {installed_version()}")
+        parser.exit()
 
 
 def installed_version() -> str:
