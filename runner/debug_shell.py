@@ -58,9 +58,14 @@ class HeldOutput:
 
 
 def run_on_terminal(
-    executor: Executor, command: tuple[str, ...] = (), stdin: int = 0, stdout: int = 1
+    executor: Executor,
+    command: tuple[str, ...] = (),
+    stdin: int = 0,
+    stdout: int = 1,
+    cancel: threading.Event | None = None,
 ) -> int:
-    """Run the executor's shell (or `command`) on a new pty relayed to stdin/stdout.
+    """Run the executor's shell (or `command`) on a new pty relayed to stdin/stdout; setting
+    `cancel` (the run's, for --shell-on-failure) kills the shell and ends this.
 
     The shell runs on a worker thread, which also removes its container (cgroups, mounts):
     when this thread is interrupted (`pyci shell` ended by SIGTERM or SIGHUP), the shell is
@@ -68,7 +73,7 @@ def run_on_terminal(
     primary, secondary = os.openpty()
     _copy_window_size(stdin, primary)
     outcome: dict[str, int | BaseException] = {}
-    cancel = threading.Event()
+    cancel = cancel or threading.Event()
 
     def shell() -> None:
         try:
@@ -219,10 +224,12 @@ class ShellOnFailure:
         result = self.inner.run(cmd, log, cancel)
         failed = result.exit_code not in (0, None) and not (result.timed_out or result.canceled)
         if cmd.stage == "step_script" and failed and not cancel.is_set():
-            self._debug(result, log)
+            self._debug(result, log, cancel)
         return result
 
-    def _debug(self, result: ExecResult, log: JobLog) -> None:
+    def _debug(self, result: ExecResult, log: JobLog, cancel: threading.Event) -> None:
+        """The shell, until the user exits it or the run is canceled (Ctrl-C goes to the
+        shell, but a SIGTERM or SIGHUP to pyci cancels the run, and the shell with it)."""
         if not os.isatty(self._stdin):
             log.write("--shell-on-failure: stdin is not a terminal, no shell opened\n")
             return
@@ -234,7 +241,7 @@ class ShellOnFailure:
                 f"\r\n*** job {self._job_name} failed (exit code {result.exit_code}): a shell "
                 f"{where} its script ran; exit to go on ***\r\n",
             )
-            run_on_terminal(self.inner, (), self._stdin, self._stdout)
+            run_on_terminal(self.inner, (), self._stdin, self._stdout, cancel)
             _say(self._stdout, f"*** back from the shell of {self._job_name} ***\n")
 
     def cleanup(self) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from executors.container.names import sources_mount
 from tests.container.test_container_cli import (  # noqa: F401 - fixtures used by name
+    FAILING,
     SHELL_PIPELINE,
     busybox_ref,
     env,
@@ -93,3 +94,34 @@ def test_a_signalled_pyci_shell_leaves_nothing_behind(tmp_path, env, busybox_ref
     assert processes_working_in(builds) == []
     assert not list(Path(env["PYCI_RUN_DIR"]).glob("containers/*"))
     assert not list(Path(env["PYCI_BUILDS_DIR"]).glob("*/job-*"))
+
+
+def test_a_signalled_run_closes_the_shell_on_failure(tmp_path, env, busybox_ref):  # noqa: F811
+    """SIGTERM while `--shell-on-failure` has a shell open: the run is canceled, and the
+    shell with it (before, pyci waited for the user to leave the shell)."""
+    repo = make_project(tmp_path, FAILING.format(image=busybox_ref))
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "run", "--shell-on-failure"],
+        cwd=repo,
+        env=env,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        start_new_session=True,
+    )
+    os.close(secondary)
+    try:
+        seen = read_until(primary, b"exit to go on", 60)
+        assert b"exit to go on" in seen, seen
+        prompt = read_until(primary, b"# ", 30)  # the shell in the failed job's container
+        assert b"# " in prompt, prompt
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        assert code == 128 + signal.SIGTERM
+    finally:
+        os.close(primary)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not list(Path(env["PYCI_RUN_DIR"]).glob("containers/*"))
