@@ -130,10 +130,18 @@ class ReceivedJob:
         except PayloadError as exc:
             log.error(f"Job failed (system failure): the job's payload: {exc}")
             return "failed", "runner_system_failure", None
-        # locked while the job runs: a runner restarted after a crash sweeps unlocked ones
-        holder = workspace.lock_new_dir(self._jobs_dir(), f"job-{job_id}-")
+        try:
+            holder = lock_job_state_dir(self.settings, job_id)
+        except OSError as exc:
+            log.error(f"Job failed (system failure): the job's state directory: {exc}")
+            return "failed", "runner_system_failure", None
         state_dir = holder.path
-        slot = self._lock_slot(job)
+        try:
+            slot = self._lock_slot(job)
+        except OSError as exc:
+            holder.remove()
+            log.error(f"Job failed (system failure): the project's repository: {exc}")
+            return "failed", "runner_system_failure", None
         try:
             store = ArtifactStore(state_dir)
             try:
@@ -229,9 +237,6 @@ class ReceivedJob:
         return result
 
     # -- the box's directories -------------------------------------------------------------
-    def _jobs_dir(self) -> Path:
-        return jobs_state_dir(self.settings)
-
     def _lock_slot(self, job: RunnerJob) -> _Slot:
         """The first of the project's repositories no other job of this box holds."""
         project = project_path(job)
@@ -249,16 +254,24 @@ class ReceivedJob:
         raise OSError(f"no free repository slot for {project}")
 
 
-def jobs_state_dir(settings: JobSettings) -> Path:
-    path = settings.builds_dir / "state"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+def jobs_state_root(settings: JobSettings) -> Path:
+    """Where each job's state directory is made. Not made here: `workspace.lock_new_dir`
+    makes it, and retries when the last job to end removes it at that moment (as an empty
+    parent, `LockedDir.remove`). A plain `mkdir(exist_ok=True)` raced with that removal: it
+    raises FileExistsError when the directory goes between its EEXIST and its own check."""
+    return settings.builds_dir / "state"
+
+
+def lock_job_state_dir(settings: JobSettings, job_id: int) -> workspace.LockedDir:
+    """A new state directory for the job (its artifact store), locked while the job runs: a
+    runner restarted after a crash sweeps the unlocked ones."""
+    return workspace.lock_new_dir(jobs_state_root(settings), f"job-{job_id}-")
 
 
 def sweep_leftovers(settings: JobSettings) -> None:
     """What a runner killed mid-job left: job state dirs no running job holds. (Job
     workspaces are swept by the build, containers by the container runtime's recovery.)"""
-    workspace.sweep_stale(jobs_state_dir(settings))
+    workspace.sweep_stale(jobs_state_root(settings))
 
 
 @dataclass
