@@ -102,3 +102,41 @@ class Executor(Protocol):
     def run(self, cmd: StageCommand, log: JobLog, cancel: threading.Event) -> ExecResult: ...
 
     def cleanup(self) -> None: ...
+
+
+class ExecutorWrapper:
+    """An executor that hands everything to `inner`: a subclass overrides what it changes
+    (the debug shells replace or follow the `step_script` stage) and nothing else."""
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    @property
+    def shell_name(self) -> str:
+        return self.inner.shell_name
+
+    def prepare(self, job: JobSpec, dirs: BuildDirs, log: JobLog) -> None:
+        self.inner.prepare(job, dirs, log)
+
+    def project_dir_in_job(self) -> str:
+        return self.inner.project_dir_in_job()
+
+    def builds_dir_in_job(self) -> str:
+        return self.inner.builds_dir_in_job()
+
+    def interactive_shell(
+        self,
+        stdin: int = 0,
+        stdout: int = 1,
+        stderr: int = 2,
+        command: tuple[str, ...] = (),
+        cancel: threading.Event | None = None,
+    ) -> int:
+        return self.inner.interactive_shell(stdin, stdout, stderr, command, cancel)
+
+    def run(self, cmd: StageCommand, log: JobLog, cancel: threading.Event) -> ExecResult:
+        return self.inner.run(cmd, log, cancel)
+
+    def cleanup(self) -> None:
+        self.inner.cleanup()

@@ -19,7 +19,14 @@ import threading
 import tty
 from collections.abc import Iterator
 
-from executors.base import BuildDirs, ExecResult, Executor, JobLog, StageCommand
+from executors.base import (
+    BuildDirs,
+    ExecResult,
+    Executor,
+    ExecutorWrapper,
+    JobLog,
+    StageCommand,
+)
 from runner.core.events import Event, Reporter
 from runner.core.jobspec import JobSpec
 
@@ -179,7 +186,7 @@ def _resizing(source: int, target: int) -> Iterator[None]:
         signal.signal(signal.SIGWINCH, previous)
 
 
-class ShellOnFailure:
+class ShellOnFailure(ExecutorWrapper):
     """An executor that opens a shell in the job's container when its script fails.
 
     Only the `step_script` stage counts (before_script + script), and only a failure of the
@@ -191,34 +198,14 @@ class ShellOnFailure:
     def __init__(
         self, inner: Executor, output: HeldOutput | None = None, stdin: int = 0, stdout: int = 1
     ):
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self._output = output
         self._stdin, self._stdout = stdin, stdout
-
-    @property
-    def shell_name(self) -> str:
-        return self.inner.shell_name
+        self._job_name = ""
 
     def prepare(self, job: JobSpec, dirs: BuildDirs, log: JobLog) -> None:
         self._job_name = job.name
         self.inner.prepare(job, dirs, log)
-
-    def project_dir_in_job(self) -> str:
-        return self.inner.project_dir_in_job()
-
-    def builds_dir_in_job(self) -> str:
-        return self.inner.builds_dir_in_job()
-
-    def interactive_shell(
-        self,
-        stdin: int = 0,
-        stdout: int = 1,
-        stderr: int = 2,
-        command: tuple[str, ...] = (),
-        cancel: threading.Event | None = None,
-    ) -> int:
-        return self.inner.interactive_shell(stdin, stdout, stderr, command, cancel)
 
     def run(self, cmd: StageCommand, log: JobLog, cancel: threading.Event) -> ExecResult:
         result = self.inner.run(cmd, log, cancel)
@@ -243,9 +230,6 @@ class ShellOnFailure:
             )
             run_on_terminal(self.inner, (), self._stdin, self._stdout, cancel)
             _say(self._stdout, f"*** back from the shell of {self._job_name} ***\n")
-
-    def cleanup(self) -> None:
-        self.inner.cleanup()
 
 
 def _say(fd: int, text: str) -> None:

@@ -21,7 +21,14 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from executors.base import BuildDirs, ExecResult, Executor, JobLog, StageCommand
+from executors.base import (
+    BuildDirs,
+    ExecResult,
+    Executor,
+    ExecutorWrapper,
+    JobLog,
+    StageCommand,
+)
 from runner.commands.common import add_project_options, project_options
 from runner.core.errors import UsageError
 from runner.core.jobspec import ArtifactsSpec, JobSpec
@@ -157,42 +164,21 @@ def nothing_saved(job: JobSpec) -> JobSpec:
     return replace(job, artifacts=ArtifactsSpec(), cache=caches, after_script=())
 
 
-class ShellInstead:
+class ShellInstead(ExecutorWrapper):
     """An executor whose `step_script` stage (`scripts.debug_shell`: before_script, then a
     shell) runs on this terminal rather than into the job log."""
 
     SCRIPT_NAME = "debug_shell.sh"
 
     def __init__(self, inner: Executor, stdin: int = 0, stdout: int = 1):
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self.exit_code: int | None = None
         self._stdin, self._stdout = stdin, stdout
         self._scratch: Path | None = None
 
-    @property
-    def shell_name(self) -> str:
-        return self.inner.shell_name
-
     def prepare(self, job: JobSpec, dirs: BuildDirs, log: JobLog) -> None:
         self._scratch = dirs.scratch
         self.inner.prepare(job, dirs, log)
-
-    def project_dir_in_job(self) -> str:
-        return self.inner.project_dir_in_job()
-
-    def builds_dir_in_job(self) -> str:
-        return self.inner.builds_dir_in_job()
-
-    def interactive_shell(
-        self,
-        stdin: int = 0,
-        stdout: int = 1,
-        stderr: int = 2,
-        command: tuple[str, ...] = (),
-        cancel: threading.Event | None = None,
-    ) -> int:
-        return self.inner.interactive_shell(stdin, stdout, stderr, command, cancel)
 
     def run(self, cmd: StageCommand, log: JobLog, cancel: threading.Event) -> ExecResult:
         if cmd.stage != "step_script":
@@ -208,11 +194,8 @@ class ShellInstead:
         in_job = f"{self.inner.project_dir_in_job()}.tmp/{self.SCRIPT_NAME}"
         sys.stderr.flush()
         argv = (self.shell_name, in_job)
-        code = run_on_terminal(self.inner, argv, self._stdin, self._stdout)
+        code = run_on_terminal(self.inner, argv, self._stdin, self._stdout, cancel)
         if not (self._scratch / SHELL_STARTED).exists():
             log.write(f"pyci shell: before_script failed (exit code {code}), no shell opened\n")
         self.exit_code = code
         return ExecResult(code)
-
-    def cleanup(self) -> None:
-        self.inner.cleanup()

@@ -8,6 +8,7 @@ root. The conftest's leftover check runs after every test here too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import select
@@ -221,11 +222,12 @@ def all_in_order(output: bytes, markers: tuple[bytes, ...]) -> bool:
     return True
 
 
-def drive_on_pty(args: list[str], cwd: Path, env: dict[str, str], answer_after: tuple[bytes, ...],
-                 keys: bytes, timeout: float = 60) -> tuple[int, str]:  # fmt: skip
-    """Run pyci on a new pseudo-terminal; type `keys` once the `answer_after` markers appeared
-    in that order (wait for the shell's prompt: a line typed earlier is flushed when the shell
-    sets up line editing)."""
+@contextlib.contextmanager
+def pyci_on_pty(
+    args: list[str], cwd: Path, env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen, int]]:
+    """pyci started on a new pseudo-terminal, as (process, the terminal's primary fd); a pyci
+    still running at the end (a failed test) is asked to clean up before it is killed."""
     primary, secondary = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "runner.cli", *args],
@@ -237,9 +239,27 @@ def drive_on_pty(args: list[str], cwd: Path, env: dict[str, str], answer_after: 
         start_new_session=True,
     )
     os.close(secondary)
+    try:
+        yield process, primary
+    finally:
+        os.close(primary)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def drive_on_pty(args: list[str], cwd: Path, env: dict[str, str], answer_after: tuple[bytes, ...],
+                 keys: bytes, timeout: float = 60) -> tuple[int, str]:  # fmt: skip
+    """Run pyci on a new pseudo-terminal; type `keys` once the `answer_after` markers appeared
+    in that order (wait for the shell's prompt: a line typed earlier is flushed when the shell
+    sets up line editing)."""
     output, typed = b"", False
     deadline = time.monotonic() + timeout
-    try:
+    with pyci_on_pty(args, cwd, env) as (process, primary):
         while time.monotonic() < deadline:
             ready, _, _ = select.select([primary], [], [], 0.1)
             if ready:
@@ -254,15 +274,6 @@ def drive_on_pty(args: list[str], cwd: Path, env: dict[str, str], answer_after: 
                 os.write(primary, keys)
                 typed = True
         code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        os.close(primary)
-        if process.poll() is None:  # a failed test: let pyci clean up before it goes
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
     return code, output.decode(errors="replace")
 
 

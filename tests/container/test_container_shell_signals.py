@@ -6,11 +6,8 @@ nothing the shell started is left running."""
 from __future__ import annotations
 
 import os
-import pty
 import select
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from tests.container.test_container_cli import (  # noqa: F401 - fixtures used b
     busybox_ref,
     env,
     make_project,
+    pyci_on_pty,
 )
 
 
@@ -59,24 +57,14 @@ def processes_working_in(directory: Path) -> list[int]:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signalled_pyci_shell_leaves_nothing_behind(tmp_path, env, busybox_ref, signum, executor):  # noqa: F811
     repo = make_project(tmp_path, SHELL_PIPELINE.format(image=busybox_ref))
-    primary, secondary = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "shell", "--executor", executor, "job"],
-        cwd=repo,
-        env=env,
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,
-        start_new_session=True,
-    )
-    os.close(secondary)
-    try:
+    builds = Path(env["PYCI_BUILDS_DIR"])
+    args = ["shell", "--executor", executor, "job"]
+    with pyci_on_pty(args, repo, env) as (process, primary):
         seen = read_until(primary, b"# ", 60)  # root's prompt, in the container or on the host
         assert b"# " in seen, seen
         os.write(primary, b"echo in-the-shell; sleep 100\n")
         seen = read_until(primary, b"in-the-shell\r\n", 30)
         assert b"in-the-shell\r\n" in seen, seen
-        builds = Path(env["PYCI_BUILDS_DIR"])
         if executor == "container":
             mounts = Path("/proc/mounts").read_text().splitlines()
             ours = [m for m in mounts if m.startswith(f"{sources_mount()} ") and str(tmp_path) in m]
@@ -86,11 +74,6 @@ def test_a_signalled_pyci_shell_leaves_nothing_behind(tmp_path, env, busybox_ref
         process.send_signal(signum)
         code = process.wait(timeout=30)
         assert code == 128 + signum
-    finally:
-        os.close(primary)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert processes_working_in(builds) == []
     assert not list(Path(env["PYCI_RUN_DIR"]).glob("containers/*"))
     assert not list(Path(env["PYCI_BUILDS_DIR"]).glob("*/job-*"))
@@ -100,18 +83,7 @@ def test_a_signalled_run_closes_the_shell_on_failure(tmp_path, env, busybox_ref)
     """SIGTERM while `--shell-on-failure` has a shell open: the run is canceled, and the
     shell with it (before, pyci waited for the user to leave the shell)."""
     repo = make_project(tmp_path, FAILING.format(image=busybox_ref))
-    primary, secondary = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "run", "--shell-on-failure"],
-        cwd=repo,
-        env=env,
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,
-        start_new_session=True,
-    )
-    os.close(secondary)
-    try:
+    with pyci_on_pty(["run", "--shell-on-failure"], repo, env) as (process, primary):
         seen = read_until(primary, b"exit to go on", 60)
         assert b"exit to go on" in seen, seen
         prompt = read_until(primary, b"# ", 30)  # the shell in the failed job's container
@@ -119,9 +91,4 @@ def test_a_signalled_run_closes_the_shell_on_failure(tmp_path, env, busybox_ref)
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
         assert code == 128 + signal.SIGTERM
-    finally:
-        os.close(primary)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert not list(Path(env["PYCI_RUN_DIR"]).glob("containers/*"))
