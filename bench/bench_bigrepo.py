@@ -27,6 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.benchlib import commit_all, pyci_from_tree
+
 PIPELINE = """\
 stages: [build, test, deploy]
 build:
@@ -39,19 +43,6 @@ deploy:
   stage: deploy
   script: ["true"]
 """
-# Runs `runner.cli.run` from the tree named first (the editable install's hook taken out).
-TREE_WRAPPER = """\
-import sys
-sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-sys.path.insert(0, sys.argv.pop(1))
-from runner.cli import run
-sys.argv[0] = "pyci"
-run()
-"""
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
-}  # fmt: skip
 
 
 def make_repo(path: Path, files: int) -> Path:
@@ -63,9 +54,7 @@ def make_repo(path: Path, files: int) -> Path:
         (directory / f"f{index:05d}.txt").write_text(f"file {index}\n")
     (path / ".gitlab-ci.yml").write_text(PIPELINE)
     (path / ".gitignore").write_text(".pyci/\n")
-    env = {**os.environ, **GIT_ENV}
-    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "bench"]):
-        subprocess.run(["git", "-C", str(path), *command], check=True, env=env)
+    commit_all(path)
     return path
 
 
@@ -100,7 +89,7 @@ def main() -> int:
     extra_env = {}
     if args.tree:
         tree = str(Path(args.tree).resolve())
-        pyci = [sys.executable, "-c", TREE_WRAPPER, tree]
+        pyci = pyci_from_tree(sys.executable, tree)
         extra_env = {"PYTHONPATH": tree}  # the helpers pyci spawns find their tree there
 
     with tempfile.TemporaryDirectory(prefix="pyci-bench-bigrepo-") as tmp:

@@ -15,9 +15,7 @@ machine it cannot see).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.benchlib import commit_all  # noqa: E402
 
 INCLUDED_FILES = 10
 JOBS_PER_FILE = 46  # plus one 2x2 matrix job per file: 10 * (46 + 4) = 500 jobs
@@ -85,15 +85,7 @@ def make_project(path: Path, big: bool) -> None:
             "test: {stage: test, script: [make test], needs: [build]}\n"
         )
     (path / ".gitlab-ci.yml").write_text(root)
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "bench",
-        "GIT_AUTHOR_EMAIL": "bench@example.com",
-        "GIT_COMMITTER_NAME": "bench",
-        "GIT_COMMITTER_EMAIL": "bench@example.com",
-    }
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "bench"]):
-        subprocess.run(["git", *args], cwd=path, check=True, env=env)
+    commit_all(path)
 
 
 def median_seconds(action: Callable[[], object], runs: int, warmup: int = 1) -> float:

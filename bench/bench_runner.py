@@ -33,22 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fake_gitlab_runner import RUNNER_TOKEN, FakeGitLabRunner  # noqa: E402
+from tests.gitutil import git  # noqa: E402
 from tests.images.imagelib import Pusher  # noqa: E402
 from tests.images.servers import RegistryServer  # noqa: E402
 from tests.runner_mode.conftest import busybox_image  # noqa: E402
 from tests.runner_mode.git_server import GitServer  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=b", "-c", "user.email=b@example.com", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.benchlib import commit_all
 from executors.factory import ExecutorOptions, create_executor
 from runner.build.build import run_build
 from runner.build.context import BuildContext
@@ -55,10 +56,7 @@ def make_repo(root: Path, files: int = 2000) -> Path:
         path = repo / f"pkg{i % 40}" / f"module{i}.py"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"# module {i}\n" + "x = 1\n" * 200)
-    env = ["-c", "user.name=b", "-c", "user.email=b@b"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
-    subprocess.run(["git", "-C", str(repo), *env, "commit", "-qm", "init"], check=True)
+    commit_all(repo, "init")
     for i in range(10):
         (repo / f"pkg{i}" / f"module{i}.py").write_text("changed\n")
     return repo

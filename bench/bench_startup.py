@@ -41,6 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.benchlib import commit_all, pyci_from_tree  # noqa: E402
 
 PIPELINE = """\
 stages: [build, test, deploy]
@@ -57,17 +60,6 @@ deploy:
   stage: deploy
   script: ["true"]
   needs: [test]
-"""
-
-# Runs `runner.cli.run` from the tree named first on the command line: the editable install's
-# import hook (which would load this worktree whatever sys.path says) is taken out first.
-TREE_WRAPPER = """\
-import sys
-sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-sys.path.insert(0, sys.argv.pop(1))
-from runner.cli import run
-sys.argv[0] = "pyci"
-run()
 """
 
 IMPORTS = "import pydantic, yaml, git"
@@ -100,10 +92,7 @@ def make_project(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     (path / ".gitlab-ci.yml").write_text(PIPELINE)
     (path / ".gitignore").write_text(".pyci/\n")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.com"}
-    env |= {"GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@example.com"}
-    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "bench"]):
-        subprocess.run(["git", "-C", str(path), *command], check=True, env=env)
+    commit_all(path)
 
 
 def measure_once(variant: Variant, cwd: Path) -> tuple[float, float]:
@@ -157,7 +146,7 @@ def variants(args: argparse.Namespace, project: Path) -> list[Variant]:
         for label, tree in trees.items():
             commands = [("list", ["list"]), *run_commands]
             for name, command in commands:
-                argv = [python, "-c", TREE_WRAPPER, tree, *command]
+                argv = [*pyci_from_tree(python, tree), *command]
                 # the helpers pyci spawns (fork server, ...) find their tree through PYTHONPATH
                 found.append(Variant(f"{name} [{label}]", argv, {"PYTHONPATH": tree}))
     return found

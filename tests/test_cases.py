@@ -19,14 +19,13 @@ run through the real command line in-process.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from runner.cli import main
+from tests.gitutil import git
 
 CASES = Path(__file__).resolve().parent / "cases"
 CONTROL_FILES = {
@@ -39,16 +38,6 @@ CONTROL_FILES = {
     "changed.txt",
     "tag.txt",
 }
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Corpus",
-    "GIT_AUTHOR_EMAIL": "corpus@example.com",
-    "GIT_COMMITTER_NAME": "Corpus",
-    "GIT_COMMITTER_EMAIL": "corpus@example.com",
-    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
-    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 
 def scenario_names() -> list[str]:
@@ -59,12 +48,6 @@ def lines_of(path: Path) -> list[str]:
     if not path.exists():
         return []
     return [line for line in path.read_text().splitlines() if line.strip()]
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, env={**os.environ, **GIT_ENV}
-    )
 
 
 def make_repository(source: Path, repo: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from runner.build.build import run_build
 from runner.build.context import BuildContext
 from runner.core.events import Event, JobOutcome, LogChunk, SectionStarted
 from runner.core.jobspec import JobSpec
+from tests.gitutil import git
 
 
 @dataclass
@@ -38,19 +38,6 @@ class Recorder:
         return [
             e.section for e in self.events if isinstance(e, SectionStarted) and job in (None, e.job)
         ]
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@e",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@e",
-    }
-    return subprocess.run(
-        ["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True, env=env
-    ).stdout
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, bytes | str]]:

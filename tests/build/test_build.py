@@ -15,8 +15,9 @@ from runner.build import workspace
 from runner.build.artifacts import ArtifactStore
 from runner.core import background
 from runner.core.jobspec import AllowFailure, ArtifactsSpec, CacheKey, CacheSpec, Variable
+from tests.gitutil import git
 
-from .conftest import Builder, git, snapshot
+from .conftest import Builder, snapshot
 
 
 @pytest.fixture(autouse=True)

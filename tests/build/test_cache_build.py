@@ -6,8 +6,9 @@ import tarfile
 import threading
 
 from runner.core.jobspec import CacheKey, CacheSpec, Variable
+from tests.gitutil import git
 
-from .conftest import Builder, git
+from .conftest import Builder
 
 
 def cache(key: str | CacheKey = "deps", **kwargs) -> CacheSpec:

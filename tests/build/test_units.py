@@ -13,8 +13,7 @@ from runner.build.cache import cache_key, files_digest, git_blob_id, sanitize_ke
 from runner.build.joblog import CoverageScanner
 from runner.build.masking import MASK, Masker
 from runner.core.jobspec import CacheKey
-
-from .conftest import git
+from tests.gitutil import git
 
 # -- masking ---------------------------------------------------------------------------------
 

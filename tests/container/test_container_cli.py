@@ -25,9 +25,9 @@ import pytest
 
 from tests.cli import isolated_env
 from tests.cli import run_pyci as pyci
+from tests.gitutil import git
 from tests.images.imagelib import busybox_image
 from tests.images.servers import image_on_a_registry
-from tests.run.conftest import git
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APPLETS = ("sh", "ls", "cat", "echo", "true", "mkdir", "sleep", "test", "id", "hostname", "rm")

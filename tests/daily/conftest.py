@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli import isolated_env
-from tests.run.conftest import REPO_ROOT, git
+from tests.gitutil import git
+from tests.run.conftest import REPO_ROOT
 
 
 @pytest.fixture

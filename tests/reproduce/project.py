@@ -10,12 +10,12 @@ a masked file variable (`KUBECONFIG`), a protected one and an environment-scoped
 from __future__ import annotations
 
 import io
-import subprocess
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.fake_gitlab import FakeGitLab
+from tests.gitutil import git
 
 SECRET = "kube-secret-0123456789"
 PIPELINE = """
@@ -46,12 +46,6 @@ class Scenario:
     repo: Path
     failing_sha: str
     url: str
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def artifacts_zip(files: dict[str, str]) -> bytes:

@@ -17,9 +17,10 @@ import pytest
 
 from tests.cli import run_pyci as pyci
 from tests.fake_gitlab import FakeGitLab
+from tests.gitutil import git
 from tests.images.imagelib import busybox_image
 from tests.images.servers import image_on_a_registry
-from tests.reproduce.project import SECRET, failed_pipeline, git
+from tests.reproduce.project import SECRET, failed_pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APPLETS = ("sh", "cat", "echo", "mkdir", "wc", "test", "true")

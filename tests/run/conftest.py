@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -23,20 +22,11 @@ from pathlib import Path
 import pytest
 
 from runner.build.snapshot import KEPT_SUFFIX
+from tests.gitutil import git
 
 CASES = Path(__file__).resolve().parent / "cases"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTROL_FILES = ("expect.yml",)
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Scenario",
-    "GIT_AUTHOR_EMAIL": "scenario@example.com",
-    "GIT_COMMITTER_NAME": "Scenario",
-    "GIT_COMMITTER_EMAIL": "scenario@example.com",
-    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
-    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 
 @dataclass
@@ -77,11 +67,6 @@ class Run:
     @property
     def jobs(self) -> dict[str, dict]:
         return {job["name"]: job for job in self.report.get("jobs", [])}
-
-
-def git(repo: Path, *args: str) -> None:
-    env = {**os.environ, **GIT_ENV}
-    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env=env)
 
 
 @pytest.fixture

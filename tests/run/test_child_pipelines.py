@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from tests.fake_gitlab import FakeGitLab
-from tests.run.conftest import git
+from tests.gitutil import git
 
 
 def make_repo(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from tests.run.conftest import REPO_ROOT, git
+from tests.gitutil import git
+from tests.run.conftest import REPO_ROOT
 
 
 def test_example_pipeline_passes(tmp_path, pyci):

@@ -22,10 +22,10 @@ import pytest
 from executors.container import names
 from runner.build.snapshot import KEPT_SUFFIX
 from runner.core.filenames import NAME_MAX
+from tests.gitutil import git
 from tests.processes import marked_processes
 from tests.run.conftest import (
     child_env,
-    git,
     processes_mentioning,
     pyci_command,
     wait_until,

@@ -8,21 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.gitutil import GIT_ENV, git
+
 ROOT = Path(__file__).resolve().parents[2]
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-    "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1",
-}  # fmt: skip
 
 
 def make_repo(path: Path, files: dict[str, str]) -> Path:
     path.mkdir()
     for name, text in files.items():
         (path / name).write_text(text)
-    env = {**os.environ, **GIT_ENV}
     for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(["git", "-C", str(path), *command], check=True, env=env)
+        git(path, *command)
     return path
 
 

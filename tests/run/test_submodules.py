@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.run.conftest import git
+from tests.gitutil import git
 
 PIPELINE = """
 with-lib:

@@ -18,6 +18,7 @@ import pytest
 
 from tests.container.conftest import leftovers, snapshot
 from tests.fake_gitlab_runner import RUNNER_TOKEN, FakeGitLabRunner, FakeJob
+from tests.gitutil import git
 from tests.images.imagelib import busybox_image
 from tests.images.servers import image_on_a_registry
 from tests.runner_mode.git_server import GitServer
@@ -38,16 +39,6 @@ def no_leftovers() -> Iterator[None]:
     before = snapshot()
     yield
     assert leftovers(before) == {}
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 @dataclass

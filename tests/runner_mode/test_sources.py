@@ -3,7 +3,8 @@ GIT_DEPTH, GIT_CLEAN_FLAGS; and the cache kept per project between jobs."""
 
 from __future__ import annotations
 
-from tests.runner_mode.conftest import Box, git
+from tests.gitutil import git
+from tests.runner_mode.conftest import Box
 from tests.runner_mode.test_end_to_end import assert_reported
 
 

@@ -9,13 +9,13 @@ values in no output, and bad files as one line naming file:line.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from runner.cli import main
 from tests.fake_gitlab import FakeGitLab
+from tests.gitutil import git
 
 PIPELINE = """
 variables:
@@ -28,10 +28,6 @@ show:
     - echo "file=$(cat "$A_FILE")"
     - echo "secret=$SECRET"
 """
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
 
 
 @pytest.fixture
