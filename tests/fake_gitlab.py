@@ -21,6 +21,8 @@ import threading
 import urllib.parse
 from dataclasses import dataclass, field
 
+from tests.loopback import LoopbackHTTP
+
 
 @dataclass
 class FakeJob:
@@ -110,22 +112,16 @@ class FakeGitLab:
         self.redirects: dict[str, str] = {}  # path -> absolute location (302)
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self.fqdn = f"127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._http = LoopbackHTTP(_handler(self))
+        self.url = f"http://127.0.0.1:{self._http.port}"
+        self.fqdn = f"127.0.0.1:{self._http.port}"
 
     def __enter__(self) -> FakeGitLab:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self._http.stop()
 
     # --- content ------------------------------------------------------------------------------
 

@@ -89,7 +89,7 @@ class FakeGitLabRunner(FakeGitLab):
         self._jobs_lock = threading.Lock()
         self._changed = threading.Condition(self._jobs_lock)
         self.answers: list[tuple[str, str, int | str]] = []  # method, path, status
-        self._server.RequestHandlerClass = _runner_handler(self)
+        self._http.server.RequestHandlerClass = _runner_handler(self)
 
     # --- the jobs -----------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +15,7 @@ from executors.images.pull import pull_image
 from executors.images.store import ImageStore
 from tests.cli import run_pyci as pyci
 from tests.daily.conftest import make_project
+from tests.loopback import LoopbackHTTP
 
 
 def closed_port() -> int:
@@ -38,15 +38,8 @@ def answering_registry() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with LoopbackHTTP(NotFound) as server:
+        yield f"127.0.0.1:{server.port}"
 
 
 def test_an_unreachable_registry_names_the_mirror_options_and_the_docker_config(tmp_path):

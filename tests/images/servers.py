@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.loopback import LoopbackHTTP
+
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
 
@@ -80,13 +82,6 @@ class RegistryServer:
         self.log.close()
 
 
-class _QuietServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):  # dropped connections are the point
-        pass
-
-
 class _Quiet(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -94,13 +89,9 @@ class _Quiet(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _serve(handler_class) -> tuple[_QuietServer, threading.Thread]:
-    server = _QuietServer(("127.0.0.1", 0), handler_class)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    return server, thread
+def _serve(handler_class) -> LoopbackHTTP:
+    # dropped connections are the point of the fault tests: no traceback for them
+    return LoopbackHTTP(handler_class, quiet_errors=True).start()
 
 
 def _b64url(data: bytes) -> str:
@@ -156,8 +147,8 @@ class TokenService:
 
             do_POST = do_GET
 
-        self.server, self.thread = _serve(Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.http = _serve(Handler)
+        self.url = f"http://127.0.0.1:{self.http.port}/token"
 
     def auth_yaml(self) -> str:
         return (
@@ -236,8 +227,7 @@ class TokenService:
         request.wfile.write(data)
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.stop()
 
 
 class FaultProxy:
@@ -276,10 +266,10 @@ class FaultProxy:
                     headers["Range"] = self.headers["Range"]
                 proxy.forward(self, "GET", self.path, headers)
 
-        self.server, _ = _serve(Front)
-        self.origin, _ = _serve(BlobOrigin)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        self.origin_url = f"http://127.0.0.1:{self.origin.server_address[1]}"
+        self.front_http = _serve(Front)
+        self.origin_http = _serve(BlobOrigin)
+        self.host = f"127.0.0.1:{self.front_http.port}"
+        self.origin_url = f"http://127.0.0.1:{self.origin_http.port}"
 
     def front(self, request) -> None:
         path = request.path
@@ -336,9 +326,8 @@ class FaultProxy:
 
     def stop(self) -> None:
         self.released.set()
-        for server in (self.server, self.origin):
-            server.shutdown()
-            server.server_close()
+        self.front_http.stop()
+        self.origin_http.stop()
 
 
 @contextlib.contextmanager

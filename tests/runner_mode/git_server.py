@@ -9,11 +9,12 @@ import base64
 import http.server
 import os
 import subprocess
-import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.loopback import LoopbackHTTP
 
 BACKEND = "/usr/lib/git-core/git-http-backend"
 
@@ -32,21 +33,15 @@ class GitServer:
         self.root = root
         self.authorize = authorize
         self.requests: list[GitRequest] = []
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._http = LoopbackHTTP(_handler(self))
+        self.url = f"http://127.0.0.1:{self._http.port}"
 
     def __enter__(self) -> GitServer:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self._http.stop()
 
     def repo_url(self, path: str, token: str) -> str:
         """What GitLab puts in `git_info.repo_url`: the job token in the URL."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 
 from runner.gitlab.runner_api import RunnerAPI
 from runner.gitlab.server import Server
 from tests.fake_gitlab_runner import FakeGitLabRunner, Upload
+from tests.loopback import LoopbackHTTP
 
 
 class ObjectStorage:
@@ -31,18 +31,16 @@ class ObjectStorage:
             def log_message(self, *_args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http = LoopbackHTTP(Handler)
         # "localhost", not 127.0.0.1: another origin than the fake GitLab's
-        self.url = f"http://localhost:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.url = f"http://localhost:{self._http.port}"
 
     def __enter__(self) -> ObjectStorage:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
 
 
 def queue_done_job(gitlab: FakeGitLabRunner, data: bytes):
