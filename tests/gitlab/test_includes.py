@@ -15,7 +15,7 @@ import pytest
 
 from runner.cli import main
 from runner.config.remote_includes import IncludeOptions
-from runner.core.errors import ConfigError
+from runner.core.errors import ConfigError, UsageError
 from runner.pipeline import load_expanded
 from runner.project import ProjectOptions
 from tests.fake_gitlab import FakeGitLab
@@ -301,3 +301,9 @@ def test_the_credential_helper_is_asked_only_when_a_request_is_sent(gitlab, tmp_
     assert "private-job" in load(directory, gitlab.url).jobs
     assert asked.read_text() == "get\n"
     assert gitlab.api_requests()[-1].headers["private-token"] == gitlab.token
+
+
+def test_a_bad_gitlab_url_is_refused_even_when_nothing_is_fetched(tmp_path):
+    directory = project(tmp_path, JOB)
+    with pytest.raises(UsageError, match=r"GitLab URL 'ftp://gitlab': expected http\(s\)://"):
+        load(directory, "ftp://gitlab")
