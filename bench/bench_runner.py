@@ -32,11 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.cli import isolated_env  # noqa: E402
 from tests.fake_gitlab_runner import RUNNER_TOKEN, FakeGitLabRunner  # noqa: E402
 from tests.gitutil import git  # noqa: E402
-from tests.images.imagelib import Pusher  # noqa: E402
-from tests.images.servers import RegistryServer  # noqa: E402
-from tests.runner_mode.conftest import busybox_image  # noqa: E402
+from tests.images.imagelib import busybox_image  # noqa: E402
+from tests.images.servers import image_on_a_registry  # noqa: E402
+from tests.runner_mode.conftest import APPLETS  # noqa: E402
 from tests.runner_mode.git_server import GitServer  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -100,7 +101,7 @@ def runner_command(url: str, image: str, tmp: Path, *extra: str) -> list[str]:
         "runner",
         "run-single",
         *("--url", url, "--token", RUNNER_TOKEN, "--default-image", image),
-        *("--builds-dir", str(tmp / "builds"), "--cache-dir", str(tmp / "cache")),
+        *("--builds-dir", str(tmp / "runner-builds"), "--cache-dir", str(tmp / "cache")),
         *("--network", "none", *extra),
     ]
 
@@ -167,30 +168,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=5)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pyci-bench-runner-"))
-    (tmp / "registry").mkdir()
-    registry = RegistryServer(tmp / "registry")
     try:
-        registry.wait_ready()
-        pusher = Pusher(registry.url)
-        try:
-            pusher.push_image("library/busybox", "v1", busybox_image())
-        finally:
-            pusher.close()
-        image = f"{registry.host}/library/busybox:v1"
-        for name in ("home", "run", "tmp"):
-            (tmp / name).mkdir()
-        env = {
-            **os.environ,
-            "PYCI_HOME": str(tmp / "home"),
-            "PYCI_RUN_DIR": str(tmp / "run"),
-            "PYCI_BUILDS_DIR": str(tmp / "builds-local"),
-            "TMPDIR": str(tmp / "tmp"),
-            "PYTHONPATH": str(ROOT),
-        }
-        overhead(env, tmp, image, args.count)
-        idle(env, tmp, image, args.idle_seconds)
+        with image_on_a_registry(busybox_image(APPLETS), "library/busybox") as image:
+            env = isolated_env(tmp, ROOT)
+            overhead(env, tmp, image, args.count)
+            idle(env, tmp, image, args.idle_seconds)
     finally:
-        registry.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -5,7 +5,6 @@ container tests' leftover check: mounts, cgroups, netns, links, container proces
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli import isolated_env
 from tests.container.conftest import leftovers, snapshot
 from tests.fake_gitlab_runner import RUNNER_TOKEN, FakeGitLabRunner, FakeJob
 from tests.gitutil import git
@@ -174,15 +174,7 @@ def box(tmp_path: Path, busybox_ref: str) -> Iterator[Box]:
     served = tmp_path / "git"
     (served / "group").mkdir(parents=True)
     git(tmp_path, "clone", "-q", "--bare", str(work), str(served / "group" / "demo.git"))
-    for name in ("home", "run", "tmp"):
-        (tmp_path / name).mkdir()
-    env = {
-        **os.environ,
-        "PYCI_HOME": str(tmp_path / "home"),
-        "PYCI_RUN_DIR": str(tmp_path / "run"),
-        "TMPDIR": str(tmp_path / "tmp"),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
+    env = isolated_env(tmp_path, REPO_ROOT)
     with FakeGitLabRunner() as gitlab, GitServer(served, gitlab.job_token_is_valid) as server:
         made = Box(gitlab, server, sha, env, tmp_path, busybox_ref)
         try:
