@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from executors.base import BuildDirs, StageCommand  # noqa: E402
 from executors.container import cgroups, network  # noqa: E402
-from executors.container.cgroups import Limits  # noqa: E402
+from executors.container.cgroupfs import Limits  # noqa: E402
 from executors.container.executor import ContainerExecutor, ContainerSettings  # noqa: E402
 from executors.container.runtime import Launcher, Scratch, remove_tree, run_container  # noqa: E402
 from executors.container.spec import ContainerSpec, NetworkSpec, Rootfs  # noqa: E402
